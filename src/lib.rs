@@ -1,1 +1,23 @@
+//! Chatter: a multi-tenant FAQ chatbot platform in one binary.
+//!
+//! - `config`: typed settings (defaults < config.toml < environment).
+//! - `app`: `Application`, what `chatter serve` runs; `cli`: the commands.
+//! - `http`: router, layers and routes; `error`: errors become responses.
+//! - `state`: the handles every request shares.
+//! - `tenancy`: schema names, tenant routing, provisioning, `TenantTx`.
+//! - `db`: the pool, the embedded PostgreSQL, migrations.
+//! - `bot_config`: a tenant's bot settings, cached.
+//! - `cache`: the invalidation-safe map behind every cache.
+#![forbid(unsafe_code)]
 
+pub mod app;
+pub mod bot_config;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod state;
+pub mod telemetry;
+pub mod tenancy;

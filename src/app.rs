@@ -1,0 +1,160 @@
+//! `Application`: everything `chatter serve` does, in a form tests can run.
+//! `build` prepares the database, binds its own listener (port 0 in tests)
+//! and returns; `run` serves until the shutdown future resolves, then lets
+//! requests in flight finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::{ConfigError, Settings};
+use crate::db::migrate::{self, MigrateError};
+use crate::db::{Database, DbError};
+use crate::state::AppState;
+use crate::tenancy::events::{self, Signal};
+use crate::tenancy::{TenancyError, provision};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    #[error("cannot create the public tenant: {0}")]
+    Bootstrap(#[from] TenancyError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the server stopped with an error: {0}")]
+    Serve(std::io::Error),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    database: Database,
+    listener_shutdown: tokio::sync::watch::Sender<bool>,
+    change_listener: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        settings.validate_for_serving()?;
+        // From here on, an error drops `database`, which stops an embedded
+        // cluster this process started.
+        let database = Database::open(&settings.database).await?;
+        prepare_database(&database, &settings).await?;
+
+        let state = AppState::new(database.pool.clone(), settings);
+        let (listener_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let subscriber_state = state.clone();
+        let change_listener = events::spawn_listener(
+            database.pg_config.clone(),
+            Arc::new(move |signal: Signal| subscriber_state.apply(&signal)),
+            shutdown_rx,
+        );
+
+        let addr = format!(
+            "{}:{}",
+            state.settings.server.host, state.settings.server.port
+        );
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            state,
+            database,
+            listener_shutdown,
+            change_listener,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, waits for
+    /// requests in flight (at most `shutdown_timeout_secs`), and stops the
+    /// embedded database if it started one.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let Self {
+            listener,
+            state,
+            database,
+            listener_shutdown,
+            change_listener,
+        } = self;
+        let grace = Duration::from_secs(state.settings.server.shutdown_timeout_secs);
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            let _ = stopping_tx.send(());
+        };
+        let app = crate::http::router(state);
+        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let server = async move { server.await.map_err(StartupError::Serve) };
+        tokio::pin!(server);
+        let result = tokio::select! {
+            result = &mut server => result,
+            _ = async {
+                let _ = stopping_rx.await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(?grace, "requests still in flight after the grace period; stopping anyway");
+                Ok(())
+            }
+        };
+        let _ = listener_shutdown.send(true);
+        let _ = change_listener.await;
+        database.close().await;
+        result
+    }
+}
+
+/// What every start does before serving: shared migrations, the public
+/// tenant, then every tenant schema. A tenant whose migration fails is
+/// logged by name and the others still serve.
+pub async fn prepare_database(
+    database: &Database,
+    settings: &Settings,
+) -> Result<(), StartupError> {
+    let applied = migrate::migrate_shared(&database.pool).await?;
+    if applied > 0 {
+        tracing::info!(applied, "applied shared migrations");
+    }
+    provision::bootstrap_public_tenant(&database.pool, &settings.tenancy).await?;
+    let outcomes =
+        migrate::migrate_tenants(&database.pool, settings.database.migrate_parallelism).await?;
+    for outcome in &outcomes {
+        match &outcome.result {
+            Ok(0) => {}
+            Ok(applied) => tracing::info!(schema = %outcome.schema, applied, "migrated tenant"),
+            Err(e) => {
+                tracing::error!(schema = %outcome.schema, error = %e, "tenant migration failed")
+            }
+        }
+    }
+    Ok(())
+}

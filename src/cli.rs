@@ -1,0 +1,346 @@
+//! The command line: `chatter <command>`. Every command takes `--config FILE`
+//! and reads the same settings as the server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::app::{Application, StartupError};
+use crate::config::Settings;
+use crate::db::Database;
+use crate::db::migrate;
+use crate::tenancy::provision::{self, NewTenant};
+
+#[derive(Debug, Parser)]
+#[command(name = "chatter", version, about = "Multi-tenant FAQ chatbot platform")]
+pub struct Cli {
+    /// Configuration file (default: ./config.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Migrate, create the public tenant, and serve HTTP.
+    Serve,
+    /// Apply the embedded migrations (all of them by default).
+    Migrate(MigrateArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage the domains that route to tenants.
+    #[command(subcommand)]
+    Domain(DomainCommand),
+}
+
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct MigrateArgs {
+    /// Only the shared (public) schema.
+    #[arg(long)]
+    pub shared: bool,
+    /// Only the tenant schemas.
+    #[arg(long)]
+    pub tenants: bool,
+    /// Only this tenant's schema.
+    #[arg(long, value_name = "SCHEMA")]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant: its schema, tables and bot settings.
+    Create {
+        schema: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a tenant and all its data.
+    Delete {
+        schema: String,
+        /// Confirm: the schema and every row in it are dropped.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Route a domain to a tenant.
+    Add {
+        domain: String,
+        #[arg(long, value_name = "SCHEMA")]
+        tenant: String,
+        #[arg(long)]
+        primary: bool,
+    },
+    /// List domains.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop routing a domain.
+    Remove { domain: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error(transparent)]
+    Migrate(#[from] migrate::MigrateError),
+    #[error(transparent)]
+    Tenancy(#[from] crate::tenancy::TenancyError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs the command; errors are printed as one clear line.
+pub async fn run(cli: Cli, settings: Settings) -> ExitCode {
+    match dispatch(cli.command, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command, settings: Settings) -> Result<(), CliError> {
+    if let Command::Serve = command {
+        return serve(settings).await;
+    }
+    // Joins (or starts, then stops) the embedded cluster when there is no
+    // DATABASE_URL.
+    let database = Database::open(&settings.database).await?;
+    let result = with_database(&database, &settings, command).await;
+    database.close().await;
+    result
+}
+
+async fn with_database(
+    db: &Database,
+    settings: &Settings,
+    command: Command,
+) -> Result<(), CliError> {
+    // Every command needs the shared tables; on an up-to-date database
+    // this is one quick transaction.
+    migrate::migrate_shared(&db.pool).await?;
+    match command {
+        Command::Serve => Ok(()),
+        Command::Migrate(args) => migrate_command(db, settings, args).await,
+        Command::Tenant(cmd) => tenant_command(db, cmd).await,
+        Command::Domain(cmd) => domain_command(db, cmd).await,
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), CliError> {
+    let app = Application::build(settings).await?;
+    tracing::info!(addr = %app.local_addr(), "listening on http://{}", app.local_addr());
+    app.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// SIGTERM (Render, systemd) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+async fn migrate_command(
+    db: &Database,
+    settings: &Settings,
+    args: MigrateArgs,
+) -> Result<(), CliError> {
+    if let Some(schema) = args.tenant {
+        let schema = crate::tenancy::SchemaName::parse(&schema)
+            .map_err(crate::tenancy::TenancyError::from)?;
+        let applied = migrate::migrate_tenant(&db.pool, &schema).await?;
+        println!("{schema}: {applied} migration(s) applied");
+        return Ok(());
+    }
+    // `migrate_shared` already ran in `with_database`.
+    if !args.tenants {
+        println!("shared schema: up to date");
+    }
+    if args.shared {
+        return Ok(());
+    }
+    let outcomes =
+        migrate::migrate_tenants(&db.pool, settings.database.migrate_parallelism).await?;
+    let mut failed = Vec::new();
+    let mut applied_total = 0;
+    for outcome in &outcomes {
+        match &outcome.result {
+            Ok(applied) => applied_total += applied,
+            Err(e) => {
+                eprintln!("{}: FAILED: {e}", outcome.schema);
+                failed.push(outcome.schema.to_string());
+            }
+        }
+    }
+    println!(
+        "tenants: {} migrated, {} migration(s) applied, {} failed",
+        outcomes.len() - failed.len(),
+        applied_total,
+        failed.len()
+    );
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!(
+            "migration failed for: {}",
+            failed.join(", ")
+        )))
+    }
+}
+
+async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<(), CliError> {
+    match cmd {
+        TenantCommand::Create {
+            schema,
+            name,
+            domain,
+        } => {
+            let tenant = provision::create_tenant(
+                &db.pool,
+                NewTenant {
+                    schema: &schema,
+                    name: &name,
+                    domain: domain.as_deref(),
+                    is_public: false,
+                },
+            )
+            .await?;
+            println!("created tenant {} ({})", tenant.schema, tenant.name);
+        }
+        TenantCommand::List { json } => {
+            let tenants = provision::list_tenants(&db.pool).await?;
+            if json {
+                print_json(&tenants)?;
+            } else {
+                let rows: Vec<Vec<String>> = tenants
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.schema.clone(),
+                            t.name.clone(),
+                            if t.is_active { "active" } else { "suspended" }.to_string(),
+                            t.domains.join(","),
+                            t.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                        ]
+                    })
+                    .collect();
+                print_table(&["SCHEMA", "NAME", "STATUS", "DOMAINS", "CREATED"], &rows);
+            }
+        }
+        TenantCommand::Delete { schema, yes } => {
+            if !yes {
+                return Err(CliError::Usage(format!(
+                    "deleting {schema} drops its schema and all its data; add --yes to confirm"
+                )));
+            }
+            provision::delete_tenant(&db.pool, &schema).await?;
+            println!("deleted tenant {schema}");
+        }
+    }
+    Ok(())
+}
+
+async fn domain_command(db: &Database, cmd: DomainCommand) -> Result<(), CliError> {
+    match cmd {
+        DomainCommand::Add {
+            domain,
+            tenant,
+            primary,
+        } => {
+            let row = provision::add_domain(&db.pool, &domain, &tenant, primary).await?;
+            println!(
+                "{} -> {}{}",
+                row.domain,
+                row.tenant,
+                if row.is_primary { " (primary)" } else { "" }
+            );
+        }
+        DomainCommand::List { json } => {
+            let domains = provision::list_domains(&db.pool).await?;
+            if json {
+                print_json(&domains)?;
+            } else {
+                let rows: Vec<Vec<String>> = domains
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.domain.clone(),
+                            d.tenant.clone(),
+                            if d.is_primary { "yes" } else { "" }.to_string(),
+                        ]
+                    })
+                    .collect();
+                print_table(&["DOMAIN", "TENANT", "PRIMARY"], &rows);
+            }
+        }
+        DomainCommand::Remove { domain } => {
+            provision::remove_domain(&db.pool, &domain).await?;
+            println!("removed {domain}");
+        }
+    }
+    Ok(())
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

@@ -1,0 +1,556 @@
+//! Typed settings: defaults in the code < `config.toml` (or `--config FILE`) <
+//! environment. Parsed once at start-up; nothing else reads the environment.
+//!
+//! The environment names of the Django deployment guide keep their meaning
+//! (`SECRET_KEY`, `DEBUG`, `DATABASE_URL`, `ALLOWED_HOSTS`, `PORT`), the hub's
+//! own variables keep theirs (`HF_HOME`, `HF_ENDPOINT`, `HF_HUB_OFFLINE`), and
+//! everything else is `CHATTER_*`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the configuration file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("the environment variable {name}={value:?} is not valid: {expected}")]
+    Env {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error(
+        "SECRET_KEY is not set and DEBUG is off: set SECRET_KEY to a long random string \
+         (for example `openssl rand -hex 32`), or set DEBUG=True for local development"
+    )]
+    MissingSecretKey,
+}
+
+/// A string that never shows itself in `Debug` or logs.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub tenancy: TenancySettings,
+    pub model: ModelSettings,
+    pub chat: ChatSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub debug: bool,
+    pub secret_key: Option<Secret>,
+    /// Host names this server answers for; a leading dot matches any
+    /// subdomain, `*` matches everything (Django's ALLOWED_HOSTS).
+    pub allowed_hosts: Vec<String>,
+    /// Longest a graceful stop waits for requests in flight.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// None: run the embedded PostgreSQL cluster under `data_dir`.
+    pub url: Option<Secret>,
+    pub data_dir: PathBuf,
+    pub pool_size: usize,
+    pub wait_timeout_ms: u64,
+    pub create_timeout_ms: u64,
+    pub recycle_timeout_ms: u64,
+    /// Tenant schemas migrated at once by `migrate --tenants` and `serve`.
+    pub migrate_parallelism: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenancySettings {
+    /// Schema of the platform's own tenant (the front page's bot).
+    pub public_schema: String,
+    pub public_name: String,
+    /// Becomes the public tenant's primary domain on start
+    /// (`CHATTER_PUBLIC_DOMAIN`, or Render's `RENDER_EXTERNAL_HOSTNAME`).
+    pub public_domain: Option<String>,
+    /// Entries kept by the routing cache before it starts over.
+    pub cache_capacity: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSettings {
+    /// A local sentence-transformers folder; wins over the hub.
+    pub path: Option<PathBuf>,
+    pub repo: String,
+    pub revision: String,
+    pub hf_home: Option<PathBuf>,
+    pub endpoint: Option<String>,
+    pub offline: bool,
+    /// Compute threads for inference; 0 means one per core.
+    pub threads: usize,
+    pub max_batch: usize,
+    pub batch_wait_ms: u64,
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatSettings {
+    /// Below the bot's threshold by at most this much: fall back, but offer
+    /// the nearest questions as suggestions.
+    pub suggestion_margin: f32,
+    pub max_suggestions: usize,
+    pub max_message_chars: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `chatter=debug,info`.
+    pub level: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8000,
+            debug: false,
+            secret_key: None,
+            allowed_hosts: vec![
+                ".onrender.com".into(),
+                "localhost".into(),
+                "127.0.0.1".into(),
+            ],
+            shutdown_timeout_secs: 25,
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            data_dir: PathBuf::from("./data"),
+            pool_size: 16,
+            wait_timeout_ms: 2_000,
+            create_timeout_ms: 5_000,
+            recycle_timeout_ms: 1_000,
+            migrate_parallelism: 8,
+        }
+    }
+}
+
+impl Default for TenancySettings {
+    fn default() -> Self {
+        Self {
+            public_schema: "public_tenant".into(),
+            public_name: "Public Tenant".into(),
+            public_domain: None,
+            cache_capacity: 100_000,
+        }
+    }
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        Self {
+            path: None,
+            repo: "sentence-transformers/all-MiniLM-L6-v2".into(),
+            revision: "main".into(),
+            hf_home: None,
+            endpoint: None,
+            offline: false,
+            threads: 0,
+            max_batch: 32,
+            batch_wait_ms: 2,
+            queue_capacity: 256,
+        }
+    }
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        Self {
+            suggestion_margin: 0.15,
+            max_suggestions: 3,
+            max_message_chars: 2_000,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the settings: defaults, then the file (the named one, which must
+    /// exist, or `./config.toml` when present), then `env`.
+    pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut settings = match file {
+            Some(path) => Self::from_file(path)?,
+            None => {
+                let default_path = Path::new("config.toml");
+                if default_path.exists() {
+                    Self::from_file(default_path)?
+                } else {
+                    Self::default()
+                }
+            }
+        };
+        settings.apply_env(env)?;
+        Ok(settings)
+    }
+
+    /// Loads with the process environment.
+    pub fn from_process_env(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::load(file, &env)
+    }
+
+    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+
+        if let Some(v) = get("SECRET_KEY") {
+            self.server.secret_key = Some(Secret::new(v));
+        }
+        if let Some(v) = get("DEBUG") {
+            self.server.debug = parse_bool("DEBUG", v)?;
+        }
+        if let Some(v) = get("ALLOWED_HOSTS") {
+            self.server.allowed_hosts = split_list(v);
+        }
+        if let Some(v) = get("PORT") {
+            self.server.port = parse_num("PORT", v, "a TCP port number")?;
+        }
+        if let Some(v) = get("CHATTER_HOST") {
+            self.server.host = v.to_string();
+        }
+        if let Some(v) = get("CHATTER_SHUTDOWN_TIMEOUT_SECS") {
+            self.server.shutdown_timeout_secs =
+                parse_num("CHATTER_SHUTDOWN_TIMEOUT_SECS", v, "a number of seconds")?;
+        }
+        if let Some(v) = get("DATABASE_URL") {
+            self.database.url = Some(Secret::new(v));
+        }
+        if let Some(v) = get("CHATTER_DATA_DIR") {
+            self.database.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("CHATTER_DB_POOL_SIZE") {
+            self.database.pool_size = parse_num("CHATTER_DB_POOL_SIZE", v, "a positive number")?;
+        }
+        if let Some(v) = get("CHATTER_MIGRATE_PARALLELISM") {
+            self.database.migrate_parallelism =
+                parse_num("CHATTER_MIGRATE_PARALLELISM", v, "a positive number")?;
+        }
+        // Render sets RENDER_EXTERNAL_HOSTNAME; an explicit CHATTER_PUBLIC_DOMAIN wins.
+        if let Some(v) = get("CHATTER_PUBLIC_DOMAIN").or_else(|| get("RENDER_EXTERNAL_HOSTNAME")) {
+            self.tenancy.public_domain = Some(v.to_ascii_lowercase());
+        }
+        if let Some(v) = get("CHATTER_PUBLIC_SCHEMA") {
+            self.tenancy.public_schema = v.to_string();
+        }
+        if let Some(v) = get("CHATTER_MODEL_PATH") {
+            self.model.path = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("HF_HOME") {
+            self.model.hf_home = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("HF_ENDPOINT") {
+            self.model.endpoint = Some(v.trim_end_matches('/').to_string());
+        }
+        if let Some(v) = get("HF_HUB_OFFLINE") {
+            self.model.offline = parse_bool("HF_HUB_OFFLINE", v)?;
+        }
+        if let Some(v) = get("CHATTER_MODEL_THREADS") {
+            self.model.threads = parse_num("CHATTER_MODEL_THREADS", v, "a number of threads")?;
+        }
+        if let Some(v) = get("CHATTER_LOG_FORMAT") {
+            self.log.format = match v.to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "CHATTER_LOG_FORMAT",
+                        value: v.to_string(),
+                        expected: "`text` or `json`",
+                    });
+                }
+            };
+        }
+        if let Some(v) = get("CHATTER_LOG").or_else(|| get("RUST_LOG")) {
+            self.log.level = v.to_string();
+        }
+        Ok(())
+    }
+
+    /// Checks what only matters for serving (the CLI's other commands need no secret).
+    pub fn validate_for_serving(&self) -> Result<(), ConfigError> {
+        if !self.server.debug && self.server.secret_key.is_none() {
+            return Err(ConfigError::MissingSecretKey);
+        }
+        Ok(())
+    }
+
+    /// Allowed hosts plus the public domain, which is always served.
+    pub fn effective_allowed_hosts(&self) -> Vec<String> {
+        let mut hosts = self.server.allowed_hosts.clone();
+        if let Some(domain) = &self.tenancy.public_domain {
+            hosts.push(domain.clone());
+        }
+        hosts
+    }
+}
+
+/// Django reads `DEBUG == "True"`; we also take the other usual spellings.
+fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Env {
+            name,
+            value: value.to_string(),
+            expected: "True or False",
+        }),
+    }
+}
+
+fn parse_num<T: FromStr>(
+    name: &'static str,
+    value: &str,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    value.parse().map_err(|_| ConfigError::Env {
+        name,
+        value: value.to_string(),
+        expected,
+    })
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write_file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        file
+    }
+
+    #[test]
+    fn environment_beats_file_beats_defaults() {
+        let file = write_file("[server]\nport = 9000\ndebug = true\n[database]\npool_size = 3\n");
+        let s = Settings::load(Some(file.path()), &env(&[("PORT", "7000")])).unwrap();
+        assert_eq!(s.server.port, 7000);
+        assert!(s.server.debug);
+        assert_eq!(s.database.pool_size, 3);
+        assert_eq!(s.database.wait_timeout_ms, 2_000);
+    }
+
+    #[test]
+    fn guide_names_keep_their_meaning() {
+        let s = Settings::load(
+            Some(write_file("").path()),
+            &env(&[
+                ("DEBUG", "False"),
+                ("SECRET_KEY", "s3cret"),
+                ("DATABASE_URL", "postgres://u:p@db/x"),
+                ("ALLOWED_HOSTS", "example.com, .example.org"),
+                ("RENDER_EXTERNAL_HOSTNAME", "Chatter.onrender.com"),
+            ]),
+        )
+        .unwrap();
+        assert!(!s.server.debug);
+        assert_eq!(s.server.secret_key.as_ref().unwrap().expose(), "s3cret");
+        assert_eq!(
+            s.database.url.as_ref().unwrap().expose(),
+            "postgres://u:p@db/x"
+        );
+        assert_eq!(s.server.allowed_hosts, vec!["example.com", ".example.org"]);
+        assert_eq!(
+            s.tenancy.public_domain.as_deref(),
+            Some("chatter.onrender.com")
+        );
+        assert!(s.validate_for_serving().is_ok());
+    }
+
+    #[test]
+    fn debug_off_without_secret_key_stops_serving() {
+        let s = Settings::load(Some(write_file("").path()), &env(&[("DEBUG", "False")])).unwrap();
+        let err = s.validate_for_serving().unwrap_err();
+        assert!(err.to_string().contains("SECRET_KEY is not set"));
+        let s = Settings::load(Some(write_file("").path()), &env(&[("DEBUG", "True")])).unwrap();
+        assert!(s.validate_for_serving().is_ok());
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let s = Settings::load(
+            Some(write_file("").path()),
+            &env(&[
+                ("SECRET_KEY", "hunter2"),
+                ("DATABASE_URL", "postgres://u:pw1@h/d"),
+            ]),
+        )
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw1"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err =
+            Settings::load(Some(write_file("").path()), &env(&[("PORT", "eighty")])).unwrap_err();
+        assert!(err.to_string().contains("PORT"), "{err}");
+        let err =
+            Settings::load(Some(write_file("[server]\nprot = 1\n").path()), &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+        let err =
+            Settings::load(Some(Path::new("/nonexistent/chatter.toml")), &env(&[])).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/chatter.toml"),
+            "{err}"
+        );
+    }
+
+    /// config.toml documents every setting as a commented `# key = value`
+    /// line: uncommented, those lines must parse and give the defaults.
+    #[test]
+    fn committed_config_toml_documents_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let setting = regex_lite_setting();
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if setting(rest) => rest,
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file = write_file(&uncommented);
+        let from_file = Settings::load(Some(file.path()), &env(&[])).unwrap();
+        assert_eq!(
+            format!("{from_file:?}"),
+            format!("{:?}", Settings::default())
+        );
+        // And every default field is documented.
+        for key in [
+            "host",
+            "port",
+            "debug",
+            "allowed_hosts",
+            "shutdown_timeout_secs",
+            "data_dir",
+            "pool_size",
+            "wait_timeout_ms",
+            "create_timeout_ms",
+            "recycle_timeout_ms",
+            "migrate_parallelism",
+            "public_schema",
+            "public_name",
+            "cache_capacity",
+            "repo",
+            "revision",
+            "offline",
+            "threads",
+            "max_batch",
+            "batch_wait_ms",
+            "queue_capacity",
+            "suggestion_margin",
+            "max_suggestions",
+            "max_message_chars",
+            "format",
+            "level",
+        ] {
+            assert!(
+                uncommented
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{key} = "))),
+                "{key} undocumented"
+            );
+        }
+    }
+
+    fn regex_lite_setting() -> impl Fn(&str) -> bool {
+        |s: &str| {
+            let Some((key, _)) = s.split_once(" = ") else {
+                return false;
+            };
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The one place where errors become HTTP responses. Each module has its own
+//! error type; here each is given its status and a stable code. Clients get
+//! `{"error": {"code", "message"}}` with a plain message; the log gets the
+//! cause for anything that is our fault.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::db::DbError;
+use crate::tenancy::TenancyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("host {0:?} is not served here (see ALLOWED_HOSTS)")]
+    DisallowedHost(String),
+    #[error("this request names no tenant: send the X-Client-ID header or use a tenant's domain")]
+    MissingTenant,
+    #[error("no active tenant {0:?}")]
+    UnknownTenant(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        retry_after_secs: u64,
+    },
+    #[error(transparent)]
+    Tenancy(#[from] TenancyError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl AppError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AppError::DisallowedHost(_) => (StatusCode::BAD_REQUEST, "disallowed_host"),
+            AppError::MissingTenant => (StatusCode::BAD_REQUEST, "missing_tenant"),
+            AppError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),
+            AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::Tenancy(e) => match e {
+                TenancyError::InvalidSchema(_)
+                | TenancyError::InvalidDomain(_)
+                | TenancyError::InvalidName => (StatusCode::BAD_REQUEST, "invalid"),
+                TenancyError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),
+                TenancyError::UnknownDomain(_) => (StatusCode::NOT_FOUND, "not_found"),
+                TenancyError::TenantExists(_)
+                | TenancyError::DomainTaken(_)
+                | TenancyError::PublicTenant(_) => (StatusCode::CONFLICT, "conflict"),
+                TenancyError::Db(db) => db_parts(db),
+                TenancyError::Migrate(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
+            AppError::Db(db) => db_parts(db),
+        }
+    }
+}
+
+fn db_parts(err: &DbError) -> (StatusCode, &'static str) {
+    match err {
+        DbError::Busy | DbError::Unreachable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let message = if let AppError::Unavailable { message, .. } = &self {
+            message.clone()
+        } else if status.is_server_error() {
+            // Our fault or the database's: the cause goes to the log only.
+            tracing::error!(error = %self, cause = ?self, "request failed");
+            match status {
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    "the service is busy; try again shortly".to_string()
+                }
+                _ => "internal error".to_string(),
+            }
+        } else {
+            self.to_string()
+        };
+        let retry_after = match &self {
+            AppError::Unavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
+        };
+        let mut response = (
+            status,
+            Json(json!({"error": {"code": code, "message": message}})),
+        )
+            .into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_database_is_503_with_retry_after() {
+        let response = AppError::Db(DbError::Busy).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn unknown_tenant_is_404() {
+        let response = AppError::UnknownTenant("x".into()).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+}

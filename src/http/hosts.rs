@@ -1,0 +1,95 @@
+//! Django's ALLOWED_HOSTS, kept: a request whose Host is neither allowed by
+//! the settings nor a tenant's domain gets 400.
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::tenancy::domain::host_without_port;
+
+#[derive(Debug, Clone)]
+pub struct AllowedHosts {
+    any: bool,
+    exact: Vec<String>,
+    /// ".example.com" matches example.com and every subdomain.
+    suffixes: Vec<String>,
+}
+
+impl AllowedHosts {
+    pub fn new(patterns: &[String]) -> Self {
+        let mut hosts = Self {
+            any: false,
+            exact: Vec::new(),
+            suffixes: Vec::new(),
+        };
+        for pattern in patterns {
+            let pattern = pattern.trim().to_ascii_lowercase();
+            if pattern == "*" {
+                hosts.any = true;
+            } else if let Some(suffix) = pattern.strip_prefix('.') {
+                hosts.suffixes.push(suffix.to_string());
+            } else if !pattern.is_empty() {
+                hosts.exact.push(pattern);
+            }
+        }
+        hosts
+    }
+
+    pub fn allows(&self, host: &str) -> bool {
+        self.any
+            || self.exact.iter().any(|h| h == host)
+            || self.suffixes.iter().any(|suffix| {
+                host == suffix
+                    || host
+                        .strip_suffix(suffix.as_str())
+                        .is_some_and(|rest| rest.ends_with('.'))
+            })
+    }
+}
+
+/// The request's host without port: the Host header, or the URI's
+/// authority (HTTP/2).
+pub fn request_host(request: &Request) -> Option<String> {
+    request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .map(host_without_port)
+        .filter(|h| !h.is_empty())
+}
+
+pub async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(host) = request_host(&request) else {
+        return AppError::DisallowedHost(String::new()).into_response();
+    };
+    if state.allowed_hosts.allows(&host) {
+        return next.run(request).await;
+    }
+    // A tenant's own domain is allowed without listing it in ALLOWED_HOSTS.
+    let known = state.tenants.by_host(&host).await;
+    match known {
+        Ok(Some(_)) => next.run(request).await,
+        Ok(None) => AppError::DisallowedHost(host).into_response(),
+        Err(e) => AppError::Db(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_work_like_django() {
+        let hosts = AllowedHosts::new(&[".onrender.com".into(), "localhost".into()]);
+        assert!(hosts.allows("chatter.onrender.com"));
+        assert!(hosts.allows("onrender.com"));
+        assert!(hosts.allows("localhost"));
+        assert!(!hosts.allows("evilonrender.com"));
+        assert!(!hosts.allows("example.com"));
+        assert!(AllowedHosts::new(&["*".into()]).allows("anything.example"));
+    }
+}

@@ -1,0 +1,37 @@
+//! The HTTP surface: the router, its layers, and one file per route group.
+
+pub mod health;
+pub mod hosts;
+pub mod request_log;
+pub mod tenant;
+pub mod widget;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::get;
+
+use crate::state::AppState;
+
+/// The whole application. Layers, outermost first: request log, allowed
+/// hosts (not for `/healthz`, so load-balancer probes by IP work), tenant
+/// resolution (tenant routes only).
+pub fn router(state: AppState) -> Router {
+    let tenant_routes = Router::new()
+        .route("/api/widget/config", get(widget::config))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            tenant::resolve,
+        ));
+
+    let checked = Router::new()
+        .route("/readyz", get(health::readyz))
+        .merge(tenant_routes)
+        .fallback(health::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), hosts::check));
+
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .merge(checked)
+        .layer(middleware::from_fn(request_log::log))
+        .with_state(state)
+}

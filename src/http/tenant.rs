@@ -1,0 +1,74 @@
+//! Tenant routes name their tenant by `X-Client-ID`, else by `Host`. The
+//! `resolve` layer finds it (404 for an unknown or inactive one, 400 for a
+//! request that names none) and hands it to handlers as `CurrentTenant`.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::AppError;
+use crate::http::hosts::request_host;
+use crate::state::AppState;
+use crate::tenancy::{SchemaName, Tenant};
+
+pub const CLIENT_ID_HEADER: &str = "x-client-id";
+
+/// The request's tenant, for handlers.
+#[derive(Debug, Clone)]
+pub struct CurrentTenant(pub Arc<Tenant>);
+
+/// Put on the response so the request log can name the tenant.
+#[derive(Debug, Clone)]
+pub struct TenantTag(pub SchemaName);
+
+pub async fn resolve(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    // Read what we need first: a &Request held across an await is not Send.
+    let client_id = request
+        .headers()
+        .get(CLIENT_ID_HEADER)
+        .map(|v| v.to_str().unwrap_or_default().trim().to_string());
+    let host = request_host(&request);
+    let tenant = match find(&state, client_id, host).await {
+        Ok(tenant) => tenant,
+        Err(e) => return e.into_response(),
+    };
+    let tag = TenantTag(tenant.schema.clone());
+    request.extensions_mut().insert(CurrentTenant(tenant));
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(tag);
+    response
+}
+
+async fn find(
+    state: &AppState,
+    client_id: Option<String>,
+    host: Option<String>,
+) -> Result<Arc<Tenant>, AppError> {
+    if let Some(client_id) = client_id {
+        return match state.tenants.by_client_id(&client_id).await? {
+            Some(tenant) if tenant.is_active => Ok(tenant),
+            _ => Err(AppError::UnknownTenant(client_id)),
+        };
+    }
+    let host = host.ok_or(AppError::MissingTenant)?;
+    match state.tenants.by_host(&host).await? {
+        Some(tenant) if tenant.is_active => Ok(tenant),
+        Some(tenant) => Err(AppError::UnknownTenant(tenant.schema.to_string())),
+        None => Err(AppError::MissingTenant),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentTenant {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<CurrentTenant>()
+            .cloned()
+            .ok_or(AppError::MissingTenant)
+    }
+}

@@ -1,0 +1,30 @@
+//! What the widget needs before the visitor types: the bot's public face.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use crate::error::AppError;
+use crate::http::tenant::CurrentTenant;
+use crate::state::AppState;
+
+#[derive(Debug, Serialize)]
+pub struct WidgetConfig {
+    pub client_id: String,
+    pub bot_name: String,
+    pub greeting: String,
+    pub theme: serde_json::Value,
+}
+
+pub async fn config(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+) -> Result<Json<WidgetConfig>, AppError> {
+    let config = state.bot_configs.get(&tenant.schema).await?;
+    Ok(Json(WidgetConfig {
+        client_id: tenant.schema.to_string(),
+        bot_name: config.bot_name.clone(),
+        greeting: config.greeting.clone(),
+        theme: config.theme.clone(),
+    }))
+}

@@ -1,0 +1,336 @@
+//! Creating, listing, suspending and deleting tenants and their domains:
+//! the service layer that the CLI, the HTTP API and the console share.
+//! Every change sends a tenancy event in its own transaction.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde::Serialize;
+use tokio_postgres::error::SqlState;
+
+use crate::config::TenancySettings;
+use crate::db::migrate::migrate_tenant_in;
+use crate::tenancy::events::ChangeEvent;
+use crate::tenancy::{DomainName, SchemaName, TenancyError, TenantTx};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TenantSummary {
+    pub schema: String,
+    pub name: String,
+    pub is_active: bool,
+    pub is_public: bool,
+    pub created_at: DateTime<Utc>,
+    pub domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DomainRow {
+    pub domain: String,
+    pub tenant: String,
+    pub is_primary: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTenant<'a> {
+    pub schema: &'a str,
+    pub name: &'a str,
+    pub domain: Option<&'a str>,
+    pub is_public: bool,
+}
+
+fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+fn check_name(name: &str) -> Result<&str, TenancyError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(TenancyError::InvalidName);
+    }
+    Ok(name)
+}
+
+/// Creates the tenant row, its schema with every tenant migration, its
+/// `bot_config` (bot name = tenant name) and its domain, in one
+/// transaction: all of it, or nothing. Names are checked before any SQL.
+pub async fn create_tenant(pool: &Pool, new: NewTenant<'_>) -> Result<TenantSummary, TenancyError> {
+    let schema = SchemaName::parse(new.schema)?;
+    let name = check_name(new.name)?;
+    let domain = new
+        .domain
+        .map(DomainName::parse)
+        .transpose()
+        .map_err(TenancyError::InvalidDomain)?;
+
+    let mut client = pool.get().await?;
+    let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    let row = tx
+        .query_one(
+            "INSERT INTO public.tenants (schema_name, name, is_public) VALUES ($1, $2, $3) \
+             RETURNING id, created_at",
+            &[&schema.as_str(), &name, &new.is_public],
+        )
+        .await
+        .map_err(|e| match is_unique_violation(&e) {
+            true => TenancyError::TenantExists(schema.to_string()),
+            false => e.into(),
+        })?;
+    let tenant_id: i64 = row.try_get(0)?;
+    let created_at: DateTime<Utc> = row.try_get(1)?;
+    if let Some(domain) = &domain {
+        tx.execute(
+            "INSERT INTO public.domains (domain, tenant_id, is_primary) VALUES ($1, $2, true)",
+            &[&domain.as_str(), &tenant_id],
+        )
+        .await
+        .map_err(|e| match is_unique_violation(&e) {
+            true => TenancyError::DomainTaken(domain.to_string()),
+            false => e.into(),
+        })?;
+    }
+    tx.batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))
+        .await
+        .map_err(|e| match e.code() == Some(&SqlState::DUPLICATE_SCHEMA) {
+            true => TenancyError::TenantExists(schema.to_string()),
+            false => e.into(),
+        })?;
+    ChangeEvent::Tenancy.notify(&tx).await?;
+
+    let tenant_tx = TenantTx::enter(tx, &schema).await?;
+    migrate_tenant_in(&tenant_tx).await?;
+    tenant_tx
+        .execute("INSERT INTO bot_config (bot_name) VALUES ($1)", &[&name])
+        .await?;
+    tenant_tx.commit().await?;
+
+    Ok(TenantSummary {
+        schema: schema.to_string(),
+        name: name.to_string(),
+        is_active: true,
+        is_public: new.is_public,
+        created_at,
+        domains: domain.map(|d| d.to_string()).into_iter().collect(),
+    })
+}
+
+/// Drops the tenant's schema and every row that refers to it.
+pub async fn delete_tenant(pool: &Pool, schema: &str) -> Result<(), TenancyError> {
+    let schema = SchemaName::parse(schema)?;
+    let mut client = pool.get().await?;
+    let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    let row = tx
+        .query_opt(
+            "SELECT id, is_public FROM public.tenants WHERE schema_name = $1 FOR UPDATE",
+            &[&schema.as_str()],
+        )
+        .await?
+        .ok_or_else(|| TenancyError::UnknownTenant(schema.to_string()))?;
+    let (id, is_public): (i64, bool) = (row.try_get(0)?, row.try_get(1)?);
+    if is_public {
+        return Err(TenancyError::PublicTenant(schema.to_string()));
+    }
+    tx.execute("DELETE FROM public.tenants WHERE id = $1", &[&id])
+        .await?;
+    tx.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        schema.quoted()
+    ))
+    .await?;
+    ChangeEvent::Tenancy.notify(&tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Suspends (false) or resumes (true) a tenant: a suspended tenant's routes
+/// answer 404, its data stays.
+pub async fn set_active(pool: &Pool, schema: &str, active: bool) -> Result<(), TenancyError> {
+    let schema = SchemaName::parse(schema)?;
+    let mut client = pool.get().await?;
+    let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    let changed = tx
+        .execute(
+            "UPDATE public.tenants SET is_active = $2 WHERE schema_name = $1",
+            &[&schema.as_str(), &active],
+        )
+        .await?;
+    if changed == 0 {
+        return Err(TenancyError::UnknownTenant(schema.to_string()));
+    }
+    ChangeEvent::Tenancy.notify(&tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn list_tenants(pool: &Pool) -> Result<Vec<TenantSummary>, TenancyError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT t.schema_name, t.name, t.is_active, t.is_public, t.created_at, \
+                    coalesce(array_agg(d.domain ORDER BY d.is_primary DESC, d.domain) \
+                             FILTER (WHERE d.domain IS NOT NULL), '{}') \
+             FROM public.tenants t LEFT JOIN public.domains d ON d.tenant_id = t.id \
+             GROUP BY t.id ORDER BY t.schema_name",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(TenantSummary {
+                schema: row.try_get(0)?,
+                name: row.try_get(1)?,
+                is_active: row.try_get(2)?,
+                is_public: row.try_get(3)?,
+                created_at: row.try_get(4)?,
+                domains: row.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// Adds `domain` to a tenant; `primary` makes it the tenant's primary
+/// domain (the previous one stays, no longer primary).
+pub async fn add_domain(
+    pool: &Pool,
+    domain: &str,
+    schema: &str,
+    primary: bool,
+) -> Result<DomainRow, TenancyError> {
+    let domain = DomainName::parse(domain).map_err(TenancyError::InvalidDomain)?;
+    let schema = SchemaName::parse(schema)?;
+    let mut client = pool.get().await?;
+    let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    let tenant_id: i64 = tx
+        .query_opt(
+            "SELECT id FROM public.tenants WHERE schema_name = $1",
+            &[&schema.as_str()],
+        )
+        .await?
+        .ok_or_else(|| TenancyError::UnknownTenant(schema.to_string()))?
+        .try_get(0)?;
+    if primary {
+        tx.execute(
+            "UPDATE public.domains SET is_primary = false WHERE tenant_id = $1 AND is_primary",
+            &[&tenant_id],
+        )
+        .await?;
+    }
+    tx.execute(
+        "INSERT INTO public.domains (domain, tenant_id, is_primary) VALUES ($1, $2, $3)",
+        &[&domain.as_str(), &tenant_id, &primary],
+    )
+    .await
+    .map_err(|e| match is_unique_violation(&e) {
+        true => TenancyError::DomainTaken(domain.to_string()),
+        false => e.into(),
+    })?;
+    ChangeEvent::Tenancy.notify(&tx).await?;
+    tx.commit().await?;
+    Ok(DomainRow {
+        domain: domain.to_string(),
+        tenant: schema.to_string(),
+        is_primary: primary,
+    })
+}
+
+pub async fn remove_domain(pool: &Pool, domain: &str) -> Result<(), TenancyError> {
+    let domain = DomainName::parse(domain).map_err(TenancyError::InvalidDomain)?;
+    let mut client = pool.get().await?;
+    let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    let removed = tx
+        .execute(
+            "DELETE FROM public.domains WHERE domain = $1",
+            &[&domain.as_str()],
+        )
+        .await?;
+    if removed == 0 {
+        return Err(TenancyError::UnknownDomain(domain.to_string()));
+    }
+    ChangeEvent::Tenancy.notify(&tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn list_domains(pool: &Pool) -> Result<Vec<DomainRow>, TenancyError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT d.domain, t.schema_name, d.is_primary \
+             FROM public.domains d JOIN public.tenants t ON t.id = d.tenant_id \
+             ORDER BY d.domain",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DomainRow {
+                domain: row.try_get(0)?,
+                tenant: row.try_get(1)?,
+                is_primary: row.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// On every start: the public tenant exists, and the public domain (Render's
+/// external host name) is its primary domain. Replicas starting together
+/// may race; the loser's unique violation means the work is done.
+pub async fn bootstrap_public_tenant(
+    pool: &Pool,
+    tenancy: &TenancySettings,
+) -> Result<String, TenancyError> {
+    let client = pool.get().await?;
+    let existing: Option<String> = client
+        .query_opt(
+            "SELECT schema_name FROM public.tenants WHERE is_public",
+            &[],
+        )
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    drop(client);
+    let schema = match existing {
+        Some(schema) => schema,
+        None => {
+            let new = NewTenant {
+                schema: &tenancy.public_schema,
+                name: &tenancy.public_name,
+                domain: None,
+                is_public: true,
+            };
+            match create_tenant(pool, new).await {
+                Ok(_) => {
+                    tracing::info!(schema = %tenancy.public_schema, "created the public tenant")
+                }
+                Err(TenancyError::TenantExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+            tenancy.public_schema.clone()
+        }
+    };
+    if let Some(domain) = &tenancy.public_domain {
+        let client = pool.get().await?;
+        let owner: Option<String> = client
+            .query_opt(
+                "SELECT t.schema_name FROM public.domains d JOIN public.tenants t ON t.id = d.tenant_id \
+                 WHERE d.domain = $1",
+                &[&domain.as_str()],
+            )
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+        drop(client);
+        match owner {
+            None => match add_domain(pool, domain, &schema, true).await {
+                Ok(_) => {
+                    tracing::info!(%domain, "the public domain now points at the public tenant")
+                }
+                Err(TenancyError::DomainTaken(_)) => {}
+                Err(e) => return Err(e),
+            },
+            Some(owner) if owner != schema => {
+                tracing::warn!(%domain, %owner, "the public domain belongs to another tenant; leaving it")
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(schema)
+}

@@ -1,0 +1,199 @@
+//! The test harness: each test gets the real server on port 0 with a fresh,
+//! randomly named database on the machine's PostgreSQL, dropped afterwards.
+//! `CHATTER_TEST_DATABASE_URL` names the server (default: the local one).
+//! Logs stay quiet unless `TEST_LOG` is set.
+
+use std::str::FromStr;
+use std::sync::Once;
+
+use chatter::app::Application;
+use chatter::config::{Secret, Settings};
+use chatter::db::pool::build_pool;
+use chatter::state::AppState;
+use chatter::tenancy::provision::{self, NewTenant};
+use deadpool_postgres::Pool;
+use rand::Rng;
+use tokio_postgres::NoTls;
+
+pub fn admin_url() -> String {
+    std::env::var("CHATTER_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            chatter::telemetry::init(&chatter::config::LogSettings::default());
+        }
+    });
+}
+
+/// A database of its own, dropped (with FORCE) when this value drops.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> Self {
+        let name = format!("chatter_test_{:016x}", rand::rng().random::<u64>());
+        let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls)
+            .await
+            .expect("the test PostgreSQL server is not reachable: start it, or set CHATTER_TEST_DATABASE_URL");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let mut config = tokio_postgres::Config::from_str(&admin_url()).expect("admin url");
+        config.dbname(&name);
+        let url = with_dbname(&admin_url(), &name);
+        Self { name, url }
+    }
+
+    pub fn pool(&self, size: usize) -> Pool {
+        let mut settings = Settings::default().database;
+        settings.pool_size = size;
+        build_pool(
+            tokio_postgres::Config::from_str(&self.url).expect("url"),
+            &settings,
+        )
+        .expect("pool")
+    }
+}
+
+fn with_dbname(url: &str, name: &str) -> String {
+    let base = url.split('?').next().unwrap_or(url);
+    let (prefix, _) = base.rsplit_once('/').expect("database url has a path");
+    format!("{prefix}/{name}")
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside any runtime we may block; use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok((client, connection)) = tokio_postgres::connect(&admin_url(), NoTls).await
+                {
+                    tokio::spawn(connection);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub fn test_settings(db: &TestDb) -> Settings {
+    let mut settings = Settings::default();
+    settings.server.host = "127.0.0.1".into();
+    settings.server.port = 0;
+    settings.server.debug = true;
+    settings.server.secret_key = Some(Secret::new("test-secret"));
+    settings.server.allowed_hosts = vec!["127.0.0.1".into(), "localhost".into()];
+    settings.database.url = Some(Secret::new(db.url.clone()));
+    settings.database.pool_size = 4;
+    settings
+}
+
+pub struct TestApp {
+    pub addr: String,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    /// A pool of the test's own, as another process (the CLI) would have.
+    pub pool: Pool,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    // Last: the database outlives the server.
+    pub db: TestDb,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    init_logs();
+    let db = TestDb::create().await;
+    let mut settings = test_settings(&db);
+    customize(&mut settings);
+    let app = Application::build(settings)
+        .await
+        .expect("application starts");
+    let port = app.port();
+    let state = app.state().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        app.run(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    TestApp {
+        addr: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+        state,
+        pool: db.pool(4),
+        shutdown: Some(tx),
+        server: Some(server),
+        db,
+    }
+}
+
+impl TestApp {
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{}", self.addr, path))
+    }
+
+    pub async fn create_tenant(&self, schema: &str, name: &str, domain: Option<&str>) {
+        provision::create_tenant(
+            &self.pool,
+            NewTenant {
+                schema,
+                name,
+                domain,
+                is_public: false,
+            },
+        )
+        .await
+        .expect("tenant created");
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The `error.code` of a JSON error response.
+pub async fn error_code(response: reqwest::Response) -> String {
+    let body: serde_json::Value = response.json().await.expect("a JSON error body");
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}

@@ -1,0 +1,10 @@
+//! API and integration tests: one binary, real PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod embedded;
+mod health;
+mod helpers;
+mod isolation;
+mod migrations;
+mod routing;

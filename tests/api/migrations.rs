@@ -1,0 +1,58 @@
+use chatter::db::migrate;
+use chatter::tenancy::SchemaName;
+use chatter::tenancy::provision::{self, NewTenant};
+
+use crate::helpers::TestDb;
+
+#[tokio::test]
+async fn each_tenant_schema_keeps_its_own_history_and_failures_are_named() {
+    let db = TestDb::create().await;
+    let pool = db.pool(4);
+    assert!(migrate::migrate_shared(&pool).await.unwrap() >= 1);
+    assert_eq!(
+        migrate::migrate_shared(&pool).await.unwrap(),
+        0,
+        "shared migrations run once"
+    );
+    for schema in ["t_one", "t_two", "t_three"] {
+        provision::create_tenant(
+            &pool,
+            NewTenant {
+                schema,
+                name: schema,
+                domain: None,
+                is_public: false,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let client = pool.get().await.unwrap();
+    for schema in ["t_one", "t_two", "t_three"] {
+        let versions: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM \"{schema}\".refinery_schema_history"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(versions >= 1, "{schema} has no history of its own");
+    }
+    // Corrupt one tenant's history: that tenant fails, by name; the others migrate.
+    client
+        .batch_execute("UPDATE t_two.refinery_schema_history SET checksum = '1'")
+        .await
+        .unwrap();
+    let outcomes = migrate::migrate_tenants(&pool, 2).await.unwrap();
+    assert_eq!(outcomes.len(), 3);
+    for outcome in outcomes {
+        match outcome.schema.as_str() {
+            "t_two" => assert!(outcome.result.is_err()),
+            _ => assert_eq!(outcome.result.unwrap(), 0),
+        }
+    }
+    let schema = SchemaName::parse("t_one").unwrap();
+    assert_eq!(migrate::migrate_tenant(&pool, &schema).await.unwrap(), 0);
+    assert!(migrate::latest_tenant_version() >= 1);
+}
