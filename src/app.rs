@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::config::{ConfigError, Settings};
 use crate::db::migrate::{self, MigrateError};
 use crate::db::{Database, DbError};
+use crate::engine::{Engine, loader};
 use crate::state::AppState;
 use crate::tenancy::events::{self, Signal};
 use crate::tenancy::{TenancyError, provision};
@@ -44,15 +45,37 @@ pub struct Application {
     change_listener: tokio::task::JoinHandle<()>,
 }
 
+/// Where the server's model comes from.
+pub enum ModelChoice {
+    /// Load it in the background as the settings say (local folder, hub
+    /// cache or download); chat answers 503 until it is ready.
+    FromSettings,
+    /// An engine the caller controls (tests: a ready test double, or one
+    /// left loading).
+    Given(Arc<Engine>),
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with(settings, ModelChoice::FromSettings).await
+    }
+
+    pub async fn build_with(settings: Settings, model: ModelChoice) -> Result<Self, StartupError> {
         settings.validate_for_serving()?;
         // From here on, an error drops `database`, which stops an embedded
         // cluster this process started.
         let database = Database::open(&settings.database).await?;
         prepare_database(&database, &settings).await?;
 
-        let state = AppState::new(database.pool.clone(), settings);
+        let engine = match model {
+            ModelChoice::Given(engine) => engine,
+            ModelChoice::FromSettings => {
+                let engine = Arc::new(Engine::loading());
+                loader::spawn_loading(Arc::clone(&engine), settings.model.clone());
+                engine
+            }
+        };
+        let state = AppState::new(database.pool.clone(), settings, engine);
         let (listener_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let subscriber_state = state.clone();
         let change_listener = events::spawn_listener(

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -11,6 +12,10 @@ use crate::app::{Application, StartupError};
 use crate::config::Settings;
 use crate::db::Database;
 use crate::db::migrate;
+use crate::engine::worker::EmbeddingQueue;
+use crate::engine::{Engine, loader, model_files};
+use crate::faq;
+use crate::state::AppState;
 use crate::tenancy::provision::{self, NewTenant};
 
 #[derive(Debug, Parser)]
@@ -35,6 +40,38 @@ pub enum Command {
     /// Manage the domains that route to tenants.
     #[command(subcommand)]
     Domain(DomainCommand),
+    /// Manage a tenant's FAQs.
+    #[command(subcommand)]
+    Faq(FaqCommand),
+    /// Answer a question as the widget would (JSON out; nothing is stored).
+    Ask { schema: String, question: String },
+    /// Print the embedding of each text as a JSON array, one per line.
+    Embed {
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
+    /// Manage the embedding model.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FaqCommand {
+    /// Add FAQs from a JSON array of {question, answer} or a CSV with a
+    /// `question,answer` header; all rows or none.
+    Import { schema: String, file: PathBuf },
+    /// List a tenant's FAQs.
+    List {
+        schema: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Download the model into the hub cache now (or check the local folder).
+    Fetch,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +143,16 @@ pub enum CliError {
     Migrate(#[from] migrate::MigrateError),
     #[error(transparent)]
     Tenancy(#[from] crate::tenancy::TenancyError),
+    #[error(transparent)]
+    Faq(#[from] crate::faq::FaqError),
+    #[error(transparent)]
+    Load(#[from] crate::engine::loader::LoadError),
+    #[error(transparent)]
+    Files(#[from] crate::engine::model_files::ModelFilesError),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error("{0}")]
+    App(#[from] crate::error::AppError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -124,8 +171,11 @@ pub async fn run(cli: Cli, settings: Settings) -> ExitCode {
 }
 
 async fn dispatch(command: Command, settings: Settings) -> Result<(), CliError> {
-    if let Command::Serve = command {
-        return serve(settings).await;
+    match command {
+        Command::Serve => return serve(settings).await,
+        Command::Embed { texts } => return embed(&settings, texts).await,
+        Command::Model(ModelCommand::Fetch) => return model_fetch(&settings).await,
+        _ => {}
     }
     // Joins (or starts, then stops) the embedded cluster when there is no
     // DATABASE_URL.
@@ -144,7 +194,9 @@ async fn with_database(
     // this is one quick transaction.
     migrate::migrate_shared(&db.pool).await?;
     match command {
-        Command::Serve => Ok(()),
+        Command::Serve | Command::Embed { .. } | Command::Model(_) => Ok(()),
+        Command::Faq(cmd) => faq_command(db, cmd).await,
+        Command::Ask { schema, question } => ask(db, settings, &schema, &question).await,
         Command::Migrate(args) => migrate_command(db, settings, args).await,
         Command::Tenant(cmd) => tenant_command(db, cmd).await,
         Command::Domain(cmd) => domain_command(db, cmd).await,
@@ -315,6 +367,94 @@ async fn domain_command(db: &Database, cmd: DomainCommand) -> Result<(), CliErro
             println!("removed {domain}");
         }
     }
+    Ok(())
+}
+
+async fn faq_command(db: &Database, cmd: FaqCommand) -> Result<(), CliError> {
+    match cmd {
+        FaqCommand::Import { schema, file } => {
+            let schema = provision::existing_tenant(&db.pool, &schema).await?;
+            let bytes = std::fs::read(&file)
+                .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", file.display())))?;
+            let faqs = faq::parse_import(&bytes)?;
+            let count = faq::import(&db.pool, &schema, &faqs).await?;
+            println!("imported {count} FAQ(s) into {schema}");
+        }
+        FaqCommand::List { schema, json } => {
+            let schema = provision::existing_tenant(&db.pool, &schema).await?;
+            let faqs = faq::list(&db.pool, &schema).await?;
+            if json {
+                print_json(&faqs)?;
+            } else {
+                let rows: Vec<Vec<String>> = faqs
+                    .iter()
+                    .map(|f| {
+                        vec![
+                            f.id.to_string(),
+                            f.question.clone(),
+                            one_line(&f.answer, 60),
+                        ]
+                    })
+                    .collect();
+                print_table(&["ID", "QUESTION", "ANSWER"], &rows);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        format!("{}…", flat.chars().take(max - 1).collect::<String>())
+    }
+}
+
+/// The model, loaded in this process, behind a worker of its own.
+async fn ready_engine(settings: &Settings) -> Result<Arc<Engine>, CliError> {
+    let embedder = loader::load(&settings.model, loader::progress()).await?;
+    let queue = EmbeddingQueue::start(embedder, loader::worker_settings(&settings.model))?;
+    Ok(Arc::new(Engine::ready(queue)))
+}
+
+async fn ask(
+    db: &Database,
+    settings: &Settings,
+    schema: &str,
+    question: &str,
+) -> Result<(), CliError> {
+    let schema = provision::existing_tenant(&db.pool, schema).await?;
+    let question = question.trim();
+    if question.is_empty() {
+        return Err(CliError::Usage("the question is empty".into()));
+    }
+    let engine = ready_engine(settings).await?;
+    let state = AppState::new(db.pool.clone(), settings.clone(), engine);
+    let answer = state.answer(&schema, question).await?;
+    print_json(&answer)
+}
+
+async fn embed(settings: &Settings, texts: Vec<String>) -> Result<(), CliError> {
+    let embedder = loader::load(&settings.model, loader::progress()).await?;
+    let vectors = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        embedder.embed(&refs)
+    })
+    .await
+    .map_err(|e| CliError::Failed(e.to_string()))?
+    .map_err(crate::engine::EngineError::from)?;
+    for vector in vectors {
+        let line = serde_json::to_string(&vector).map_err(|e| CliError::Failed(e.to_string()))?;
+        println!("{line}");
+    }
+    Ok(())
+}
+
+async fn model_fetch(settings: &Settings) -> Result<(), CliError> {
+    let files = model_files::resolve(&loader::source(&settings.model), loader::progress()).await?;
+    println!("{} in {}", files.model_id, files.dir.display());
     Ok(())
 }
 

@@ -9,6 +9,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::db::DbError;
+use crate::engine::EngineError;
+use crate::engine::status::retry_after;
+use crate::faq::FaqError;
 use crate::tenancy::TenancyError;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,10 @@ pub enum AppError {
     Tenancy(#[from] TenancyError),
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Faq(#[from] FaqError),
 }
 
 impl AppError {
@@ -56,6 +63,12 @@ impl AppError {
                 TenancyError::Migrate(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
             AppError::Db(db) => db_parts(db),
+            AppError::Engine(e) => engine_parts(e),
+            AppError::Faq(e) => match e {
+                FaqError::Invalid(_) | FaqError::BadRows(_) => (StatusCode::BAD_REQUEST, "invalid"),
+                FaqError::Db(db) => db_parts(db),
+                FaqError::Engine(e) => engine_parts(e),
+            },
         }
     }
 }
@@ -67,11 +80,37 @@ fn db_parts(err: &DbError) -> (StatusCode, &'static str) {
     }
 }
 
+fn engine_parts(err: &EngineError) -> (StatusCode, &'static str) {
+    match err {
+        EngineError::Loading => (StatusCode::SERVICE_UNAVAILABLE, "model_loading"),
+        EngineError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable"),
+    }
+}
+
+impl AppError {
+    fn engine_error(&self) -> Option<&EngineError> {
+        match self {
+            AppError::Engine(e) | AppError::Faq(FaqError::Engine(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
         let message = if let AppError::Unavailable { message, .. } = &self {
             message.clone()
+        } else if let Some(e) = self.engine_error() {
+            // Loading and busy are expected states, not faults: say which.
+            match e {
+                EngineError::Loading | EngineError::Busy => e.to_string(),
+                _ => {
+                    tracing::error!(error = %e, "the engine cannot answer");
+                    "the bot cannot answer right now; try again later".to_string()
+                }
+            }
         } else if status.is_server_error() {
             // Our fault or the database's: the cause goes to the log only.
             tracing::error!(error = %self, cause = ?self, "request failed");
@@ -88,6 +127,9 @@ impl IntoResponse for AppError {
             AppError::Unavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            _ if self.engine_error().is_some() => {
+                self.engine_error().map(|e| retry_after(e).as_secs())
+            }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,
         };

@@ -7,16 +7,22 @@
 //! - `tenancy`: schema names, tenant routing, provisioning, `TenantTx`.
 //! - `db`: the pool, the embedded PostgreSQL, migrations.
 //! - `bot_config`: a tenant's bot settings, cached.
+//! - `engine`: the embedding model, its batching worker, the FAQ index.
+//! - `faq`: a tenant's knowledge base; `chat`: answering and storing.
 //! - `cache`: the invalidation-safe map behind every cache.
-#![forbid(unsafe_code)]
+// Unsafe only where a dependency forces it (the gemm kernels of `engine::minilm`).
+#![deny(unsafe_code)]
 
 pub mod app;
 pub mod bot_config;
 pub mod cache;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod engine;
 pub mod error;
+pub mod faq;
 pub mod http;
 pub mod state;
 pub mod telemetry;

@@ -5,10 +5,16 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 
 use crate::bot_config::BotConfigCache;
+use crate::chat::{self, Answer};
 use crate::config::Settings;
+use crate::engine::Engine;
+use crate::engine::EngineError;
+use crate::engine::index::IndexCache;
+use crate::error::AppError;
+use crate::faq;
 use crate::http::hosts::AllowedHosts;
-use crate::tenancy::TenantResolver;
 use crate::tenancy::events::{ChangeEvent, Signal};
+use crate::tenancy::{SchemaName, TenantResolver};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,12 +23,16 @@ pub struct AppState {
     pub tenants: Arc<TenantResolver>,
     pub bot_configs: Arc<BotConfigCache>,
     pub allowed_hosts: Arc<AllowedHosts>,
+    pub engine: Arc<Engine>,
+    pub faq_indexes: Arc<IndexCache>,
 }
 
 impl AppState {
-    pub fn new(pool: Pool, settings: Settings) -> Self {
+    pub fn new(pool: Pool, settings: Settings, engine: Arc<Engine>) -> Self {
         let capacity = settings.tenancy.cache_capacity;
         Self {
+            engine,
+            faq_indexes: Arc::new(IndexCache::new(capacity)),
             tenants: Arc::new(TenantResolver::new(pool.clone(), capacity)),
             bot_configs: Arc::new(BotConfigCache::new(pool.clone(), capacity)),
             allowed_hosts: Arc::new(AllowedHosts::new(&settings.effective_allowed_hosts())),
@@ -31,20 +41,39 @@ impl AppState {
         }
     }
 
+    /// The bot's answer to `message` for this tenant: the query is embedded
+    /// while the tenant's index is fetched (or built).
+    pub async fn answer(&self, schema: &SchemaName, message: &str) -> Result<Answer, AppError> {
+        let queue = self.engine.queue()?;
+        let embed = async {
+            let mut vectors = queue.embed(vec![message.to_string()]).await?;
+            vectors.pop().ok_or(EngineError::Stopped)
+        };
+        let index = self
+            .faq_indexes
+            .get_or_build(schema, || faq::load_index(&self.pool, schema, &queue));
+        let bot = self.bot_configs.get(schema);
+        let (vector, index, bot) = tokio::join!(embed, index, bot);
+        let (vector, index, bot) = (vector?, index?, bot?);
+        Ok(chat::decide(&index, &vector, &bot, &self.settings.chat))
+    }
+
     /// Drops whatever a change event makes stale.
     pub fn apply(&self, signal: &Signal) {
         match signal {
             Signal::Resync => {
                 self.tenants.invalidate();
                 self.bot_configs.invalidate_all();
+                self.faq_indexes.invalidate_all();
             }
             Signal::Event(ChangeEvent::Tenancy) => {
                 self.tenants.invalidate();
-                // A deleted and re-created schema must not answer with old settings.
+                // A deleted and re-created schema must not answer with old data.
                 self.bot_configs.invalidate_all();
+                self.faq_indexes.invalidate_all();
             }
             Signal::Event(ChangeEvent::BotConfig(schema)) => self.bot_configs.invalidate(schema),
-            Signal::Event(ChangeEvent::Faqs(_)) => {}
+            Signal::Event(ChangeEvent::Faqs(schema)) => self.faq_indexes.invalidate(schema),
         }
     }
 }

@@ -16,7 +16,7 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready: the database answers within a second.
+/// Ready: the database answers within a second and the model is loaded.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = tokio::time::timeout(Duration::from_secs(1), async {
         let client = state.pool.get().await.ok()?;
@@ -26,12 +26,13 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     .ok()
     .flatten()
     .is_some();
-    let status = if database {
+    let model = state.engine.describe();
+    let status = if database && state.engine.is_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({"database": database})))
+    (status, Json(json!({"database": database, "model": model})))
 }
 
 pub async fn not_found() -> AppError {

@@ -1,14 +1,16 @@
 //! The HTTP surface: the router, its layers, and one file per route group.
 
+pub mod chat;
 pub mod health;
 pub mod hosts;
+pub mod json;
 pub mod request_log;
 pub mod tenant;
 pub mod widget;
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::state::AppState;
 
@@ -18,6 +20,7 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     let tenant_routes = Router::new()
         .route("/api/widget/config", get(widget::config))
+        .route("/api/chat", post(chat::chat))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             tenant::resolve,

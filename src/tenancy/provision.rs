@@ -160,6 +160,20 @@ pub async fn set_active(pool: &Pool, schema: &str, active: bool) -> Result<(), T
     Ok(())
 }
 
+/// The schema of an existing tenant, or a clear "no tenant" error.
+pub async fn existing_tenant(pool: &Pool, schema: &str) -> Result<SchemaName, TenancyError> {
+    let schema = SchemaName::parse(schema)?;
+    let client = pool.get().await?;
+    client
+        .query_opt(
+            "SELECT 1 FROM public.tenants WHERE schema_name = $1",
+            &[&schema.as_str()],
+        )
+        .await?
+        .ok_or_else(|| TenancyError::UnknownTenant(schema.to_string()))?;
+    Ok(schema)
+}
+
 pub async fn list_tenants(pool: &Pool) -> Result<Vec<TenantSummary>, TenancyError> {
     let client = pool.get().await?;
     let rows = client

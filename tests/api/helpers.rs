@@ -6,10 +6,18 @@
 use std::str::FromStr;
 use std::sync::Once;
 
-use chatter::app::Application;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatter::app::{Application, ModelChoice};
 use chatter::config::{Secret, Settings};
 use chatter::db::pool::build_pool;
+use chatter::engine::Engine;
+use chatter::engine::hashing::HashingEmbedder;
+use chatter::engine::worker::{EmbeddingQueue, WorkerSettings};
+use chatter::faq::{self, NewFaq};
 use chatter::state::AppState;
+use chatter::tenancy::SchemaName;
 use chatter::tenancy::provision::{self, NewTenant};
 use deadpool_postgres::Pool;
 use rand::Rng;
@@ -122,12 +130,34 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// The server with the hashing test double as its model: fast, and enough
+/// for tests that do not test the real model's matching.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_model(customize, ModelChoice::Given(hashing_engine())).await
+}
+
+pub fn hashing_engine() -> Arc<Engine> {
+    let queue = EmbeddingQueue::start(
+        Arc::new(HashingEmbedder::default()),
+        WorkerSettings {
+            max_batch: 32,
+            batch_wait: Duration::from_millis(1),
+            queue_capacity: 256,
+        },
+    )
+    .expect("worker starts");
+    Arc::new(Engine::ready(queue))
+}
+
+pub async fn spawn_app_with_model(
+    customize: impl FnOnce(&mut Settings),
+    model: ModelChoice,
+) -> TestApp {
     init_logs();
     let db = TestDb::create().await;
     let mut settings = test_settings(&db);
     customize(&mut settings);
-    let app = Application::build(settings)
+    let app = Application::build_with(settings, model)
         .await
         .expect("application starts");
     let port = app.port();
@@ -168,6 +198,40 @@ impl TestApp {
         )
         .await
         .expect("tenant created");
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{}", self.addr, path))
+    }
+
+    /// POST /api/chat for `client_id`; returns status and JSON body.
+    pub async fn chat(&self, client_id: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .post("/api/chat")
+            .header("X-Client-ID", client_id)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn import_faqs(&self, schema: &str, faqs: &[(&str, &str)]) {
+        let faqs: Vec<NewFaq> = faqs
+            .iter()
+            .map(|(q, a)| NewFaq {
+                question: q.to_string(),
+                answer: a.to_string(),
+                alternatives: vec![],
+            })
+            .collect();
+        faq::import(&self.pool, &SchemaName::parse(schema).unwrap(), &faqs)
+            .await
+            .expect("faqs imported");
     }
 
     /// Stops the server and waits for it to finish.

@@ -1,0 +1,200 @@
+//! Answering a visitor: embed the message, find the nearest FAQ in the
+//! tenant's index, decide between its answer, a fallback with suggestions,
+//! and a plain fallback; then store the exchange.
+
+use deadpool_postgres::Pool;
+use rand::RngCore;
+use serde::Serialize;
+
+use crate::bot_config::BotConfig;
+use crate::config::ChatSettings;
+use crate::db::DbError;
+use crate::engine::index::FaqIndex;
+use crate::tenancy::{SchemaName, TenantTx};
+
+/// What the bot says, before it is stored.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Answer {
+    pub reply: String,
+    pub matched: bool,
+    pub score: f32,
+    pub faq_id: Option<i64>,
+    pub suggestions: Vec<String>,
+}
+
+/// Score ≥ threshold: that FAQ's answer. Within `suggestion_margin` below
+/// it: the fallback reply, plus the nearest questions to pick from. Lower:
+/// the fallback reply alone.
+pub fn decide(index: &FaqIndex, query: &[f32], bot: &BotConfig, chat: &ChatSettings) -> Answer {
+    let hits = index.nearest(query, chat.max_suggestions.max(1));
+    let Some(best) = hits.first() else {
+        return fallback(bot, 0.0, Vec::new());
+    };
+    let score = best.score;
+    if score >= bot.match_threshold {
+        return Answer {
+            reply: best.faq.answer.clone(),
+            matched: true,
+            score,
+            faq_id: Some(best.faq.id),
+            suggestions: Vec::new(),
+        };
+    }
+    let suggestions = if score >= bot.match_threshold - chat.suggestion_margin {
+        hits.iter()
+            .filter(|hit| hit.score >= bot.match_threshold - chat.suggestion_margin)
+            .take(chat.max_suggestions)
+            .map(|hit| hit.faq.question.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    fallback(bot, score, suggestions)
+}
+
+fn fallback(bot: &BotConfig, score: f32, suggestions: Vec<String>) -> Answer {
+    Answer {
+        reply: bot.fallback_reply.clone(),
+        matched: false,
+        score,
+        faq_id: None,
+        suggestions,
+    }
+}
+
+/// A new session id: 128 random bits as 32 hex digits.
+pub fn new_session_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn is_session_id(raw: &str) -> bool {
+    raw.len() == 32
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Stores the visitor's message and the bot's answer in the conversation
+/// of `session_id`, or in a new conversation with a new id when that one is
+/// missing, malformed or unknown here. Returns the session id in use.
+pub async fn store_exchange(
+    pool: &Pool,
+    schema: &SchemaName,
+    session_id: Option<&str>,
+    origin: Option<&str>,
+    message: &str,
+    answer: &Answer,
+) -> Result<String, DbError> {
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let existing = match session_id.filter(|s| is_session_id(s)) {
+        Some(id) => tx
+            .query_opt(
+                "UPDATE conversations SET last_message_at = now() WHERE session_id = $1 RETURNING id",
+                &[&id],
+            )
+            .await?
+            .map(|row| row.try_get::<_, i64>(0).map(|conv| (id.to_string(), conv)))
+            .transpose()?,
+        None => None,
+    };
+    let (session_id, conversation) = match existing {
+        Some(found) => found,
+        None => {
+            let id = new_session_id();
+            let row = tx
+                .query_one(
+                    "INSERT INTO conversations (session_id, origin) VALUES ($1, $2) RETURNING id",
+                    &[&id, &origin],
+                )
+                .await?;
+            (id, row.try_get(0)?)
+        }
+    };
+    // The FAQ may have been deleted since the index was built: keep the
+    // message, drop the link.
+    tx.execute(
+        "INSERT INTO messages (conversation_id, role, text, faq_id, score) VALUES \
+         ($1, 'visitor', $2, NULL, NULL), \
+         ($1, 'bot', $3, (SELECT id FROM faqs WHERE id = $4), $5)",
+        &[
+            &conversation,
+            &message,
+            &answer.reply,
+            &answer.faq_id,
+            &answer.score,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(session_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::index::{FaqVectors, IndexedFaq};
+
+    fn bot(threshold: f32) -> BotConfig {
+        BotConfig {
+            bot_name: "Bot".into(),
+            greeting: "Hi".into(),
+            fallback_reply: "Sorry".into(),
+            match_threshold: threshold,
+            theme: serde_json::json!({}),
+            allowed_origins: vec![],
+        }
+    }
+
+    fn index() -> FaqIndex {
+        let faq = |id: i64| IndexedFaq {
+            id,
+            question: format!("question {id}"),
+            answer: format!("answer {id}"),
+        };
+        FaqIndex::build(
+            2,
+            vec![
+                FaqVectors {
+                    faq: faq(1),
+                    vectors: vec![vec![1.0, 0.0]],
+                },
+                FaqVectors {
+                    faq: faq(2),
+                    vectors: vec![vec![0.0, 1.0]],
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn above_threshold_answers_within_margin_suggests_below_falls_back() {
+        let chat = ChatSettings::default();
+        let a = decide(&index(), &[1.0, 0.0], &bot(0.6), &chat);
+        assert!(a.matched);
+        assert_eq!((a.reply.as_str(), a.faq_id), ("answer 1", Some(1)));
+
+        let q = [0.55f32, 0.835]; // cos 0.55 with faq 1, 0.835 with faq 2
+        let a = decide(&index(), &q, &bot(0.9), &chat);
+        assert!(!a.matched);
+        assert_eq!(a.reply, "Sorry");
+        assert_eq!(a.suggestions, vec!["question 2"]);
+
+        let a = decide(&index(), &q, &bot(0.99), &chat);
+        assert!(!a.matched && a.suggestions.is_empty());
+
+        let empty = FaqIndex::build(2, vec![]);
+        let a = decide(&empty, &q, &bot(0.5), &chat);
+        assert!(!a.matched && a.faq_id.is_none());
+    }
+
+    #[test]
+    fn session_ids_are_128_bit_hex() {
+        let id = new_session_id();
+        assert!(is_session_id(&id), "{id}");
+        assert_ne!(id, new_session_id());
+        assert!(!is_session_id("'; DROP TABLE x; --"));
+    }
+}

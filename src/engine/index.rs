@@ -1,0 +1,181 @@
+//! One tenant's FAQ index: every FAQ vector (its question, then its
+//! alternative phrasings) as rows of one contiguous matrix, so a query is a
+//! single pass of dot products. Vectors are L2-normalised, so a dot product
+//! is the cosine. Built lazily per tenant, dropped when its FAQs change.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::cache::InvalidatingCache;
+use crate::tenancy::SchemaName;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IndexedFaq {
+    pub id: i64,
+    pub question: String,
+    pub answer: String,
+}
+
+/// A FAQ with its vectors (at least one), as the store hands them over.
+pub struct FaqVectors {
+    pub faq: IndexedFaq,
+    pub vectors: Vec<Vec<f32>>,
+}
+
+#[derive(Debug)]
+pub struct FaqIndex {
+    dim: usize,
+    matrix: Vec<f32>,
+    /// For each matrix row, the position of its FAQ in `faqs`.
+    row_owner: Vec<usize>,
+    faqs: Vec<IndexedFaq>,
+}
+
+/// A FAQ and how close the query came to it (its best row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit<'a> {
+    pub faq: &'a IndexedFaq,
+    pub score: f32,
+}
+
+impl FaqIndex {
+    pub fn build(dim: usize, entries: Vec<FaqVectors>) -> Self {
+        let rows: usize = entries.iter().map(|e| e.vectors.len()).sum();
+        let mut matrix = Vec::with_capacity(rows * dim);
+        let mut row_owner = Vec::with_capacity(rows);
+        let mut faqs = Vec::with_capacity(entries.len());
+        for entry in entries {
+            for vector in entry.vectors.iter().filter(|v| v.len() == dim) {
+                matrix.extend_from_slice(vector);
+                row_owner.push(faqs.len());
+            }
+            faqs.push(entry.faq);
+        }
+        Self {
+            dim,
+            matrix,
+            row_owner,
+            faqs,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.faqs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.faqs.is_empty()
+    }
+
+    /// The `k` nearest FAQs, best first, each scored by its closest row.
+    pub fn nearest(&self, query: &[f32], k: usize) -> Vec<Hit<'_>> {
+        if query.len() != self.dim || self.faqs.is_empty() {
+            return Vec::new();
+        }
+        let mut best = vec![f32::NEG_INFINITY; self.faqs.len()];
+        for (row, owner) in self.matrix.chunks_exact(self.dim).zip(&self.row_owner) {
+            let score: f32 = row.iter().zip(query).map(|(a, b)| a * b).sum();
+            if score > best[*owner] {
+                best[*owner] = score;
+            }
+        }
+        let mut order: Vec<usize> = (0..self.faqs.len())
+            .filter(|&i| best[i].is_finite())
+            .collect();
+        order.sort_by(|&a, &b| best[b].total_cmp(&best[a]));
+        order
+            .into_iter()
+            .take(k)
+            .map(|i| Hit {
+                faq: &self.faqs[i],
+                score: best[i],
+            })
+            .collect()
+    }
+}
+
+/// Built indexes by tenant; invalidated by FAQ change events.
+pub struct IndexCache {
+    entries: InvalidatingCache<SchemaName, Arc<FaqIndex>>,
+    /// One build at a time: a burst of first questions builds once.
+    building: tokio::sync::Mutex<()>,
+}
+
+impl IndexCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: InvalidatingCache::new(capacity),
+            building: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The cached index, or `build`'s result (stored unless invalidated
+    /// meanwhile).
+    pub async fn get_or_build<F, Fut, E>(
+        &self,
+        schema: &SchemaName,
+        build: F,
+    ) -> Result<Arc<FaqIndex>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<FaqIndex, E>>,
+    {
+        if let Some(hit) = self.entries.get(schema) {
+            return Ok(hit);
+        }
+        let _guard = self.building.lock().await;
+        if let Some(hit) = self.entries.get(schema) {
+            return Ok(hit);
+        }
+        let ticket = self.entries.ticket();
+        let index = Arc::new(build().await?);
+        self.entries
+            .insert(ticket, schema.clone(), Arc::clone(&index));
+        Ok(index)
+    }
+
+    pub fn invalidate(&self, schema: &SchemaName) {
+        self.entries.remove(schema);
+    }
+
+    pub fn invalidate_all(&self) {
+        self.entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn faq(id: i64) -> IndexedFaq {
+        IndexedFaq {
+            id,
+            question: format!("q{id}"),
+            answer: format!("a{id}"),
+        }
+    }
+
+    #[test]
+    fn a_faq_scores_by_its_closest_phrasing() {
+        let index = FaqIndex::build(
+            2,
+            vec![
+                FaqVectors {
+                    faq: faq(1),
+                    vectors: vec![vec![1.0, 0.0]],
+                },
+                FaqVectors {
+                    faq: faq(2),
+                    vectors: vec![vec![0.0, 1.0], vec![0.8, 0.6]],
+                },
+            ],
+        );
+        let hits = index.nearest(&[0.6, 0.8], 2);
+        assert_eq!(hits[0].faq.id, 2);
+        assert!((hits[0].score - 0.96).abs() < 1e-6);
+        assert_eq!(hits[1].faq.id, 1);
+        assert!((hits[1].score - 0.6).abs() < 1e-6);
+        assert!(index.nearest(&[1.0], 2).is_empty(), "wrong dimension");
+    }
+}

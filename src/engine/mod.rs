@@ -1,0 +1,49 @@
+//! The answering engine: a sentence embedder behind a trait, the batching
+//! worker that runs it off the async runtime, and the per-tenant FAQ index.
+//!
+//! - `minilm`: all-MiniLM-L6-v2 on candle, the real embedder.
+//! - `model_files`: where the model comes from (local folder, hub cache, hub).
+//! - `loader`: settings → a loaded embedder.
+//! - `worker`: the bounded queue and the batching inference thread.
+//! - `status`: loading / ready / failed, what `/readyz` and chat look at.
+//! - `index`: one tenant's FAQ vectors as one contiguous matrix.
+//! - `hashing`: a small deterministic embedder for tests that don't test matching.
+
+pub mod hashing;
+pub mod index;
+pub mod loader;
+pub mod minilm;
+pub mod model_files;
+pub mod status;
+pub mod worker;
+
+pub use status::Engine;
+
+/// Turns texts into L2-normalised vectors, one per text, in order.
+/// Blocking and CPU-bound: only the worker thread calls it on a server.
+pub trait Embedder: Send + Sync + 'static {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    fn dim(&self) -> usize;
+    /// Names the model and revision that made a vector; stored beside it.
+    fn model_id(&self) -> &str;
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EmbedError {
+    #[error("the model failed: {0}")]
+    Model(String),
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("the model is still loading")]
+    Loading,
+    #[error("the model could not be loaded: {0}")]
+    Failed(String),
+    #[error("too many questions at once; try again shortly")]
+    Busy,
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error("the inference worker stopped")]
+    Stopped,
+}

@@ -1,0 +1,375 @@
+//! A tenant's knowledge base: FAQs with their vectors, through the tenant
+//! door. Shared by the CLI, the HTTP API and the console. Every change sends
+//! a FAQ change event, so every process rebuilds that tenant's index.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde::{Deserialize, Serialize};
+
+use crate::db::DbError;
+use crate::engine::EngineError;
+use crate::engine::index::{FaqIndex, FaqVectors, IndexedFaq};
+use crate::engine::worker::EmbeddingQueue;
+use crate::tenancy::events::ChangeEvent;
+use crate::tenancy::{SchemaName, TenantTx};
+
+pub const MAX_QUESTION_CHARS: usize = 2_000;
+pub const MAX_ANSWER_CHARS: usize = 10_000;
+pub const MAX_ALTERNATIVES: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FaqError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the file has {} bad row(s): {}", .0.len(), .0.join("; "))]
+    BadRows(Vec<String>),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl From<tokio_postgres::Error> for FaqError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(DbError::Postgres(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for FaqError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Db(DbError::from(e))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Faq {
+    pub id: i64,
+    pub question: String,
+    pub answer: String,
+    pub alternatives: Vec<String>,
+    pub embedded: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A FAQ as a client writes it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NewFaq {
+    pub question: String,
+    pub answer: String,
+    #[serde(default)]
+    pub alternatives: Vec<String>,
+}
+
+impl NewFaq {
+    /// Trims, then checks lengths; the message says what is wrong.
+    pub fn validated(self) -> Result<Self, String> {
+        let question = self.question.trim().to_string();
+        let answer = self.answer.trim().to_string();
+        if question.is_empty() {
+            return Err("question is empty".into());
+        }
+        if question.chars().count() > MAX_QUESTION_CHARS {
+            return Err(format!(
+                "question is longer than {MAX_QUESTION_CHARS} characters"
+            ));
+        }
+        if answer.is_empty() {
+            return Err("answer is empty".into());
+        }
+        if answer.chars().count() > MAX_ANSWER_CHARS {
+            return Err(format!(
+                "answer is longer than {MAX_ANSWER_CHARS} characters"
+            ));
+        }
+        let alternatives: Vec<String> = self
+            .alternatives
+            .into_iter()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if alternatives.len() > MAX_ALTERNATIVES {
+            return Err(format!(
+                "more than {MAX_ALTERNATIVES} alternative phrasings"
+            ));
+        }
+        if alternatives
+            .iter()
+            .any(|a| a.chars().count() > MAX_QUESTION_CHARS)
+        {
+            return Err(format!(
+                "an alternative phrasing is longer than {MAX_QUESTION_CHARS} characters"
+            ));
+        }
+        Ok(Self {
+            question,
+            answer,
+            alternatives,
+        })
+    }
+}
+
+/// Parses an import file: a JSON array of `{question, answer,
+/// alternatives?}`, or CSV with a header naming `question` and `answer`
+/// (and optionally `alternatives`, separated by `|`). Every bad row is
+/// named; one bad row refuses the whole file.
+pub fn parse_import(bytes: &[u8]) -> Result<Vec<NewFaq>, FaqError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| FaqError::Invalid("the file is not UTF-8 text".into()))?;
+    let text = text.trim_start_matches('\u{feff}');
+    let rows = if text.trim_start().starts_with('[') {
+        parse_json(text)?
+    } else {
+        parse_csv(text)?
+    };
+    let mut bad = Vec::new();
+    let mut faqs = Vec::with_capacity(rows.len());
+    for (label, row) in rows {
+        match row.and_then(NewFaq::validated) {
+            Ok(faq) => faqs.push(faq),
+            Err(reason) => bad.push(format!("{label}: {reason}")),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(FaqError::BadRows(bad));
+    }
+    if faqs.is_empty() {
+        return Err(FaqError::Invalid("the file holds no FAQ".into()));
+    }
+    Ok(faqs)
+}
+
+type Row = (String, Result<NewFaq, String>);
+
+fn parse_json(text: &str) -> Result<Vec<Row>, FaqError> {
+    let items: Vec<serde_json::Value> = serde_json::from_str(text)
+        .map_err(|e| FaqError::Invalid(format!("the JSON is not valid: {e}")))?;
+    Ok(items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let row = serde_json::from_value::<NewFaq>(item).map_err(|e| e.to_string());
+            (format!("item {}", i + 1), row)
+        })
+        .collect())
+}
+
+fn parse_csv(text: &str) -> Result<Vec<Row>, FaqError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| FaqError::Invalid(format!("the CSV header cannot be read: {e}")))?
+        .clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
+    };
+    let (Some(q), Some(a)) = (column("question"), column("answer")) else {
+        return Err(FaqError::Invalid(
+            "the CSV header must name the columns `question` and `answer`".into(),
+        ));
+    };
+    let alt = column("alternatives");
+    Ok(reader
+        .records()
+        .enumerate()
+        .map(|(i, record)| {
+            // Line numbers as a spreadsheet shows them: the header is line 1.
+            let label = format!("line {}", i + 2);
+            let row = record.map_err(|e| e.to_string()).map(|r| {
+                let field = |i: usize| r.get(i).unwrap_or_default().to_string();
+                NewFaq {
+                    question: field(q),
+                    answer: field(a),
+                    alternatives: alt
+                        .map(|i| field(i).split('|').map(str::to_string).collect())
+                        .unwrap_or_default(),
+                }
+            });
+            (label, row)
+        })
+        .collect())
+}
+
+/// Adds `faqs` in one transaction: all of them or none.
+pub async fn import(pool: &Pool, schema: &SchemaName, faqs: &[NewFaq]) -> Result<usize, FaqError> {
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let statement = tx
+        .prepare("INSERT INTO faqs (question, answer, alternatives) VALUES ($1, $2, $3)")
+        .await?;
+    for faq in faqs {
+        tx.execute(&statement, &[&faq.question, &faq.answer, &faq.alternatives])
+            .await?;
+    }
+    ChangeEvent::Faqs(schema.clone()).notify(&*tx).await?;
+    tx.commit().await?;
+    Ok(faqs.len())
+}
+
+pub async fn list(pool: &Pool, schema: &SchemaName) -> Result<Vec<Faq>, FaqError> {
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let rows = tx
+        .query(
+            "SELECT id, question, answer, alternatives, embedding IS NOT NULL, updated_at FROM faqs ORDER BY id",
+            &[],
+        )
+        .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Faq {
+                id: row.try_get(0)?,
+                question: row.try_get(1)?,
+                answer: row.try_get(2)?,
+                alternatives: row.try_get(3)?,
+                embedded: row.try_get(4)?,
+                updated_at: row.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// Reads the tenant's FAQs and their vectors, embeds those that have none
+/// or were made by another model, writes those back, and builds the index.
+pub async fn load_index(
+    pool: &Pool,
+    schema: &SchemaName,
+    queue: &EmbeddingQueue,
+) -> Result<FaqIndex, FaqError> {
+    struct Stored {
+        faq: IndexedFaq,
+        alternatives: Vec<String>,
+        embedding: Option<Vec<f32>>,
+        model_id: Option<String>,
+        updated_at: DateTime<Utc>,
+    }
+    let dim = queue.dim();
+    let stored: Vec<Stored> = {
+        let mut client = pool.get().await?;
+        let tx = TenantTx::begin(&mut client, schema).await?;
+        let rows = tx
+            .query(
+                "SELECT id, question, answer, alternatives, embedding, model_id, updated_at FROM faqs ORDER BY id",
+                &[],
+            )
+            .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Stored {
+                    faq: IndexedFaq {
+                        id: row.try_get(0)?,
+                        question: row.try_get(1)?,
+                        answer: row.try_get(2)?,
+                    },
+                    alternatives: row.try_get(3)?,
+                    embedding: row.try_get(4)?,
+                    model_id: row.try_get(5)?,
+                    updated_at: row.try_get(6)?,
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()?
+    };
+
+    let mut entries = Vec::with_capacity(stored.len());
+    let mut fresh: Vec<(i64, DateTime<Utc>, Vec<f32>)> = Vec::new();
+    for faq in stored {
+        let phrasings: Vec<String> = std::iter::once(faq.faq.question.clone())
+            .chain(faq.alternatives.iter().cloned())
+            .collect();
+        let usable = faq.model_id.as_deref() == Some(queue.model_id())
+            && faq
+                .embedding
+                .as_ref()
+                .is_some_and(|e| e.len() == phrasings.len() * dim);
+        let vectors: Vec<Vec<f32>> = match (usable, faq.embedding) {
+            (true, Some(flat)) => flat.chunks_exact(dim).map(<[f32]>::to_vec).collect(),
+            _ => {
+                let vectors = queue.embed(phrasings).await?;
+                fresh.push((faq.faq.id, faq.updated_at, vectors.concat()));
+                vectors
+            }
+        };
+        entries.push(FaqVectors {
+            faq: faq.faq,
+            vectors,
+        });
+    }
+
+    if !fresh.is_empty() {
+        store_vectors(pool, schema, queue.model_id(), &fresh).await?;
+    }
+    Ok(FaqIndex::build(dim, entries))
+}
+
+/// Saves freshly made vectors, unless the FAQ changed meanwhile (then its
+/// change event rebuilds the index anyway).
+async fn store_vectors(
+    pool: &Pool,
+    schema: &SchemaName,
+    model_id: &str,
+    fresh: &[(i64, DateTime<Utc>, Vec<f32>)],
+) -> Result<(), FaqError> {
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let statement = tx
+        .prepare("UPDATE faqs SET embedding = $2, model_id = $3 WHERE id = $1 AND updated_at = $4")
+        .await?;
+    for (id, updated_at, flat) in fresh {
+        tx.execute(&statement, &[id, flat, &model_id, updated_at])
+            .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(schema = %schema, count = fresh.len(), model_id, "embedded FAQs");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_csv_imports_parse() {
+        let json = br#"[{"question": " Hours? ", "answer": "9 to 5"}, {"question": "Where?", "answer": "Here", "alternatives": ["Location?"]}]"#;
+        let faqs = parse_import(json).unwrap();
+        assert_eq!(faqs[0].question, "Hours?");
+        assert_eq!(faqs[1].alternatives, vec!["Location?"]);
+
+        let csv = "Question,Answer,alternatives\n\"Hours, please?\",9 to 5,When are you open?|Opening times\nWhere?,Here,\n";
+        let faqs = parse_import(csv.as_bytes()).unwrap();
+        assert_eq!(faqs.len(), 2);
+        assert_eq!(faqs[0].question, "Hours, please?");
+        assert_eq!(faqs[0].alternatives.len(), 2);
+        assert!(faqs[1].alternatives.is_empty());
+    }
+
+    #[test]
+    fn every_bad_row_is_named() {
+        let csv = "question,answer\nok?,fine\n,no question\nno answer,\n";
+        let err = parse_import(csv.as_bytes()).unwrap_err().to_string();
+        assert!(
+            err.contains("line 3") && err.contains("line 4") && !err.contains("line 2"),
+            "{err}"
+        );
+        let json = br#"[{"question": "a", "answer": "b"}, {"question": "a"}, {"question": "a", "answer": "b", "extra": 1}]"#;
+        let err = parse_import(json).unwrap_err().to_string();
+        assert!(
+            err.contains("item 2") && err.contains("item 3") && err.contains("extra"),
+            "{err}"
+        );
+        assert!(parse_import(b"question,answer\n").is_err(), "no rows");
+        assert!(
+            parse_import(b"q,a\nx,y\n")
+                .unwrap_err()
+                .to_string()
+                .contains("`question`")
+        );
+        assert!(parse_import(b"[{").is_err());
+        assert!(parse_import(&[0xff, 0xfe]).is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! `POST /api/chat`: a visitor's question, the bot's answer.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use serde::{Deserialize, Serialize};
+
+use crate::chat::{self, Answer};
+use crate::error::AppError;
+use crate::http::json::ApiJson;
+use crate::http::tenant::CurrentTenant;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRequest {
+    #[serde(default)]
+    pub session_id: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChatResponse {
+    #[serde(flatten)]
+    pub answer: Answer,
+    pub session_id: String,
+}
+
+pub async fn chat(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<ChatRequest>,
+) -> Result<Json<ChatResponse>, AppError> {
+    let message = request.message.trim();
+    if message.is_empty() {
+        return Err(AppError::BadRequest("message is empty".into()));
+    }
+    let limit = state.settings.chat.max_message_chars;
+    if message.chars().count() > limit {
+        return Err(AppError::BadRequest(format!(
+            "message is longer than {limit} characters"
+        )));
+    }
+    let answer = state.answer(&tenant.schema, message).await?;
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let session_id = chat::store_exchange(
+        &state.pool,
+        &tenant.schema,
+        request.session_id.as_deref(),
+        origin,
+        message,
+        &answer,
+    )
+    .await?;
+    Ok(Json(ChatResponse { answer, session_id }))
+}
