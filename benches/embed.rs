@@ -4,6 +4,7 @@
 //!     CHATTER_TEST_MODEL_DIR=/path/to/model cargo bench --bench embed
 //!
 //! Threads: `CHATTER_EMBED_THREADS` (default: number of CPUs).
+//! `CHATTER_BENCH_ONLY=query` or `=batch` runs one half (e.g. under `perf`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -71,6 +72,16 @@ fn main() {
     };
     println!("threads: {threads}, model: {}", dir.display());
 
+    let only = std::env::var("CHATTER_BENCH_ONLY").unwrap_or_default();
+    if only != "batch" {
+        bench_query(&model);
+    }
+    if only != "query" {
+        bench_batch(&model);
+    }
+}
+
+fn bench_query(model: &MiniLm) {
     let mut times = Vec::new();
     for i in 0..330 {
         let t = Instant::now();
@@ -90,7 +101,9 @@ fn main() {
         ms(pct(0.9)),
         ms(pct(0.99))
     );
+}
 
+fn bench_batch(model: &MiniLm) {
     let runs = 40;
     let mut batch_times = Vec::new();
     for i in 0..runs + 5 {

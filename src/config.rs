@@ -211,7 +211,7 @@ impl Default for ModelSettings {
 impl Default for ChatSettings {
     fn default() -> Self {
         Self {
-            suggestion_margin: 0.15,
+            suggestion_margin: 0.10,
             max_suggestions: 3,
             max_message_chars: 2_000,
         }

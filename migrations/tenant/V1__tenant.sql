@@ -6,7 +6,7 @@ CREATE TABLE bot_config (
     bot_name        text NOT NULL CHECK (length(bot_name) BETWEEN 1 AND 100),
     greeting        text NOT NULL DEFAULT 'Hi! Ask me anything about us.',
     fallback_reply  text NOT NULL DEFAULT 'Sorry, I don''t know that one yet. Could you rephrase, or ask something else?',
-    match_threshold real NOT NULL DEFAULT 0.6 CHECK (match_threshold BETWEEN 0 AND 1),
+    match_threshold real NOT NULL DEFAULT 0.4 CHECK (match_threshold BETWEEN 0 AND 1),
     theme           jsonb NOT NULL DEFAULT '{"color": "#2563eb", "position": "right"}',
     allowed_origins text[] NOT NULL DEFAULT '{}',
     updated_at      timestamptz NOT NULL DEFAULT now()
@@ -17,8 +17,8 @@ CREATE TABLE faqs (
     question     text NOT NULL CHECK (length(question) BETWEEN 1 AND 2000),
     answer       text NOT NULL CHECK (length(answer) BETWEEN 1 AND 10000),
     alternatives text[] NOT NULL DEFAULT '{}',
-    -- The question's vector, then one per alternative phrasing, flattened;
-    -- NULL until embedded, and re-made when model_id changes.
+    -- The vectors of the question, each alternative phrasing and the
+    -- answer, flattened; NULL until embedded, re-made when model_id changes.
     embedding    real[],
     model_id     text,
     created_at   timestamptz NOT NULL DEFAULT now(),

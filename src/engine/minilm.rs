@@ -13,13 +13,17 @@
 //!   gives the same result for a text as embedding it alone.
 //! * GELU, softmax and layer norm are vectorised loops with polynomial
 //!   `erf`/`exp` (see `kernels.rs`).
+//! * The threads enter the pool once per pass and split every step between
+//!   them, meeting at spinning barriers (`forward.rs`), instead of a rayon
+//!   fork-join per matmul.
 //!
-//! candle is only used to read `model.safetensors`.
+//! candle is only used to read `model.safetensors`; the matrix products use
+//! the `gemm` crate that candle itself uses.
 //!
 //! `embed` is CPU-bound for milliseconds: from async code call it through
 //! `tokio::task::spawn_blocking`.
 
-#[allow(unsafe_code)]
+mod forward;
 mod kernels;
 
 use std::collections::HashMap;
@@ -27,12 +31,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor};
-use gemm::Parallelism;
-use rayon::prelude::*;
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
 
-use kernels::{MatMut, MatRef, ShapeError};
+use kernels::ShapeError;
 
 /// Errors from loading the model folder or running the model.
 #[derive(Debug, thiserror::Error)]
@@ -77,10 +79,14 @@ static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
 /// The count is set explicitly, in a pool of its own, because:
 /// * this process also runs tokio workers and the web server, so the
 ///   operator should decide how many cores embedding may take;
-/// * left unset, candle asks for the thread count on every operation and
-///   re-reads /proc/cpuinfo each time (dozens of times per forward pass, ~6%);
-/// * gemm and our per-head attention split work by the pool's size, so a
-///   known, fixed size gives stable latency.
+/// * the forward pass splits every step in exactly one share per thread and
+///   the threads wait for each other, so the count must be known and the
+///   threads must not be shared with other work (a rayon pool left to its
+///   default, like candle's, also re-reads /proc/cpuinfo for the count on
+///   every operation: dozens of times per pass, ~6%).
+///
+/// On a machine shared with the web server and database, leave a core free
+/// for them if latency of those matters more than embedding throughput.
 pub fn init_threads(n: usize) {
     let _ = POOL.set(build_pool(n));
 }
@@ -137,9 +143,10 @@ struct PoolingConfig {
     pooling_mode_mean_tokens: bool,
 }
 
-/// A linear layer `y = x · w + b`, `w` stored `in × out` row-major.
+/// A linear layer `y = x · w + b`, `w` stored `in × out` row-major at
+/// `w` in the model's [`WeightArena`].
 struct Linear {
-    w: Vec<f32>,
+    w: std::ops::Range<usize>,
     b: Vec<f32>,
     inputs: usize,
     outputs: usize,
@@ -175,7 +182,63 @@ pub struct MiniLm {
     vocab: usize,
     emb_norm: LayerNorm,
     layers: Vec<EncoderLayer>,
+    weights: WeightArena,
 }
+
+/// The weight matrices of all layers in one allocation, backed by 2 MiB pages
+/// where the kernel allows it. The matmuls step through a weight matrix a row
+/// (kilobytes) at a time; with 4 KiB pages nearly every step missed the TLB.
+struct WeightArena {
+    buf: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl WeightArena {
+    const HUGE_PAGE: usize = 2 << 20;
+
+    fn new(data: &[f32]) -> Self {
+        let per_page = Self::HUGE_PAGE / size_of::<f32>();
+        // Zeroed memory this large comes fresh from mmap, untouched: it is
+        // advised before the copy below faults its pages in.
+        let mut buf = vec![0.0f32; data.len() + per_page];
+        let addr = buf.as_ptr() as usize;
+        let start = (Self::HUGE_PAGE - addr % Self::HUGE_PAGE) % Self::HUGE_PAGE / size_of::<f32>();
+        if let Some(region) = buf.get_mut(start..) {
+            advise_huge_pages(region);
+        }
+        if let Some(dst) = buf.get_mut(start..start + data.len()) {
+            dst.copy_from_slice(data);
+        }
+        Self {
+            buf,
+            start,
+            len: data.len(),
+        }
+    }
+
+    fn as_slice(&self) -> &[f32] {
+        self.buf
+            .get(self.start..self.start + self.len)
+            .unwrap_or(&[])
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(region: &mut [f32]) {
+    // SAFETY: only changes how the kernel backs memory this slice owns
+    // (2 MiB-aligned by the caller); never its contents. Failure is harmless.
+    unsafe {
+        libc::madvise(
+            region.as_mut_ptr().cast(),
+            std::mem::size_of_val(region),
+            libc::MADV_HUGEPAGE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_region: &mut [f32]) {}
 
 impl MiniLm {
     /// Loads config.json, tokenizer.json, model.safetensors and
@@ -202,8 +265,12 @@ impl MiniLm {
         max_seq_len: usize,
     ) -> Result<Self, ModelError> {
         let h = cfg.hidden_size;
+        let mut staging = Vec::new();
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| load_layer(w, &format!("encoder.layer.{i}"), h, cfg.intermediate_size))
+            .map(|i| {
+                let prefix = format!("encoder.layer.{i}");
+                load_layer(w, &mut staging, &prefix, h, cfg.intermediate_size)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             tokenizer,
@@ -224,6 +291,7 @@ impl MiniLm {
             vocab: cfg.vocab_size,
             emb_norm: w.layer_norm("embeddings.LayerNorm", h)?,
             layers,
+            weights: WeightArena::new(&staging),
         })
     }
 
@@ -234,10 +302,7 @@ impl MiniLm {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        match pool() {
-            Some(pool) => pool.install(|| self.embed_in_pool(texts)),
-            None => self.embed_in_pool(texts),
-        }
+        self.tokenize_and_run(texts)
     }
 
     pub fn dim(&self) -> usize {
@@ -248,7 +313,7 @@ impl MiniLm {
         self.max_seq_len
     }
 
-    fn embed_in_pool(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
+    fn tokenize_and_run(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
         let tokenize_error = |e: tokenizers::Error| ModelError::Tokenize(e.to_string());
         let encodings = match texts {
             [text] => vec![self.tokenizer.encode(*text, true).map_err(tokenize_error)?],
@@ -284,18 +349,18 @@ impl MiniLm {
         let spans = spans(seqs);
         let tokens: usize = seqs.iter().map(|s| s.ids.len()).sum();
         let mut x = self.embeddings(seqs, tokens)?;
-        let mut scratch = Scratch::new(tokens, self.hidden, self.ffn_width());
-        for layer in &self.layers {
-            self.encoder_layer(layer, &mut x, &spans, tokens, &mut scratch)?;
-        }
+        let encoder = forward::Encoder {
+            layers: &self.layers,
+            hidden: self.hidden,
+            heads: self.heads,
+            eps: self.eps,
+            weights: self.weights.as_slice(),
+        };
+        forward::run(&encoder, &mut x, &spans, pool())?;
         Ok(spans
             .iter()
             .map(|s| mean_pool_normalise(&x, s, self.hidden))
             .collect())
-    }
-
-    fn ffn_width(&self) -> usize {
-        self.layers.first().map_or(0, |l| l.ffn_in.outputs)
     }
 
     /// Word + token type + position embeddings, then layer norm: `[tokens, hidden]`.
@@ -323,87 +388,8 @@ impl MiniLm {
                 }
             }
         }
-        par_layer_norm(&mut x, &self.emb_norm, self.eps);
+        kernels::layer_norm(&mut x, &self.emb_norm.gamma, &self.emb_norm.beta, self.eps);
         Ok(x)
-    }
-
-    /// One post-norm BERT layer, in place on `x` (`[tokens, hidden]`).
-    fn encoder_layer(
-        &self,
-        layer: &EncoderLayer,
-        x: &mut [f32],
-        spans: &[Span],
-        tokens: usize,
-        s: &mut Scratch,
-    ) -> Result<(), ModelError> {
-        linear(&layer.qkv, x, tokens, &[], &mut s.qkv)?;
-        self.attention(&s.qkv, spans, tokens, &mut s.heads)?;
-        merge_heads(
-            &s.heads,
-            &mut s.ctx,
-            tokens,
-            self.heads,
-            self.hidden / self.heads,
-        );
-        linear(&layer.attn_out, &s.ctx, tokens, x, &mut s.attn)?;
-        par_layer_norm(&mut s.attn, &layer.attn_norm, self.eps);
-
-        linear(&layer.ffn_in, &s.attn, tokens, &[], &mut s.ffn)?;
-        par_gelu(&mut s.ffn);
-        linear(&layer.ffn_out, &s.ffn, tokens, &s.attn, x)?;
-        par_layer_norm(x, &layer.ffn_norm, self.eps);
-        Ok(())
-    }
-
-    /// Scaled dot-product attention of every text at its own length, one task
-    /// per head. Reads Q, K, V from the fused `[tokens, 3·hidden]` buffer and
-    /// writes head-major `[heads, tokens, head_dim]` into `out`.
-    fn attention(
-        &self,
-        qkv: &[f32],
-        spans: &[Span],
-        tokens: usize,
-        out: &mut [f32],
-    ) -> Result<(), ModelError> {
-        let h = self.hidden;
-        let d = h / self.heads;
-        let scale = 1.0 / (d as f32).sqrt();
-        let longest = spans.iter().map(|s| s.len).max().unwrap_or(0);
-        out.par_chunks_mut(tokens * d).enumerate().try_for_each(
-            |(head, out)| -> Result<(), ShapeError> {
-                let mut scores = vec![0.0f32; longest * longest];
-                for span in spans {
-                    let (l, base) = (span.len, span.start * 3 * h + head * d);
-                    let strided = |offset, rows, cols, row_stride, col_stride| MatRef {
-                        data: qkv,
-                        offset,
-                        rows,
-                        cols,
-                        row_stride,
-                        col_stride,
-                    };
-                    let q = strided(base, l, d, 3 * h, 1);
-                    // Kᵀ: the K block read with rows and columns swapped.
-                    let k_t = strided(base + h, d, l, 1, 3 * h);
-                    let v = strided(base + 2 * h, l, d, 3 * h, 1);
-                    let scores = &mut scores[..l * l];
-                    let none = Parallelism::None;
-                    kernels::matmul(MatMut::dense(scores, l, l), false, q, k_t, scale, none)?;
-                    kernels::softmax_rows(scores, l);
-                    let ctx = MatMut {
-                        data: &mut *out,
-                        offset: span.start * d,
-                        rows: l,
-                        cols: d,
-                        row_stride: d,
-                        col_stride: 1,
-                    };
-                    kernels::matmul(ctx, false, MatRef::dense(scores, l, l), v, 1.0, none)?;
-                }
-                Ok(())
-            },
-        )?;
-        Ok(())
     }
 }
 
@@ -449,84 +435,6 @@ fn token_chunks(seqs: &[Sequence], max_tokens: usize) -> Vec<&[Sequence]> {
         chunks.push(&seqs[start..]);
     }
     chunks
-}
-
-/// Activation buffers of one forward pass, reused by every layer.
-struct Scratch {
-    qkv: Vec<f32>,
-    heads: Vec<f32>,
-    ctx: Vec<f32>,
-    attn: Vec<f32>,
-    ffn: Vec<f32>,
-}
-
-impl Scratch {
-    fn new(tokens: usize, hidden: usize, ffn: usize) -> Self {
-        Self {
-            qkv: vec![0.0; tokens * 3 * hidden],
-            heads: vec![0.0; tokens * hidden],
-            ctx: vec![0.0; tokens * hidden],
-            attn: vec![0.0; tokens * hidden],
-            ffn: vec![0.0; tokens * ffn],
-        }
-    }
-}
-
-/// `out = x · w + b (+ residual)`, `x` being `[tokens, inputs]`.
-fn linear(
-    l: &Linear,
-    x: &[f32],
-    tokens: usize,
-    residual: &[f32],
-    out: &mut [f32],
-) -> Result<(), ShapeError> {
-    kernels::fill_rows(out, residual, &l.b);
-    kernels::matmul(
-        MatMut::dense(out, tokens, l.outputs),
-        true,
-        MatRef::dense(x, tokens, l.inputs),
-        MatRef::dense(&l.w, l.inputs, l.outputs),
-        1.0,
-        Parallelism::Rayon(0),
-    )
-}
-
-/// Element-wise work is split over the pool only when there is enough of it
-/// to pay for the hand-off (a single query is done faster on one thread).
-const PAR_MIN_ELEMS: usize = 64 * 1024;
-
-fn par_gelu(x: &mut [f32]) {
-    if x.len() < PAR_MIN_ELEMS {
-        kernels::gelu(x);
-    } else {
-        x.par_chunks_mut(PAR_MIN_ELEMS / 4).for_each(kernels::gelu);
-    }
-}
-
-fn par_layer_norm(x: &mut [f32], n: &LayerNorm, eps: f32) {
-    let width = n.gamma.len();
-    if x.len() < PAR_MIN_ELEMS || width == 0 {
-        kernels::layer_norm(x, &n.gamma, &n.beta, eps);
-    } else {
-        let rows = (PAR_MIN_ELEMS / 4).div_ceil(width);
-        x.par_chunks_mut(rows * width)
-            .for_each(|c| kernels::layer_norm(c, &n.gamma, &n.beta, eps));
-    }
-}
-
-/// Head-major `[heads, tokens, d]` → token-major `[tokens, heads·d]`.
-fn merge_heads(heads: &[f32], out: &mut [f32], tokens: usize, n_heads: usize, d: usize) {
-    if d == 0 {
-        return;
-    }
-    for (head, block) in heads.chunks_exact(tokens * d).take(n_heads).enumerate() {
-        for (t, src) in block.chunks_exact(d).enumerate() {
-            let at = t * n_heads * d + head * d;
-            if let Some(dst) = out.get_mut(at..at + d) {
-                dst.copy_from_slice(src);
-            }
-        }
-    }
 }
 
 /// Mean of the span's token vectors, divided by its L2 norm (as
@@ -697,6 +605,7 @@ impl Weights {
     /// and transposed once to `in × out` row-major for the matmul.
     fn linear(
         &self,
+        staging: &mut Vec<f32>,
         prefixes: &[String],
         inputs: usize,
         outputs: usize,
@@ -712,8 +621,11 @@ impl Weights {
             .and_then(|w| w.t())
             .and_then(|w| w.contiguous())
             .map_err(|e| invalid(&self.path, format!("{name}: {e}")))?;
+        let w = self.to_vec(&name, &w)?;
+        let range = staging.len()..staging.len() + w.len();
+        staging.extend(w);
         Ok(Linear {
-            w: self.to_vec(&name, &w)?,
+            w: range,
             b,
             inputs,
             outputs: outputs * prefixes.len(),
@@ -721,10 +633,17 @@ impl Weights {
     }
 }
 
-fn load_layer(w: &Weights, p: &str, h: usize, ffn: usize) -> Result<EncoderLayer, ModelError> {
+fn load_layer(
+    w: &Weights,
+    staging: &mut Vec<f32>,
+    p: &str,
+    h: usize,
+    ffn: usize,
+) -> Result<EncoderLayer, ModelError> {
     let names = |parts: &[&str]| parts.iter().map(|s| format!("{p}.{s}")).collect::<Vec<_>>();
     Ok(EncoderLayer {
         qkv: w.linear(
+            staging,
             &names(&[
                 "attention.self.query",
                 "attention.self.key",
@@ -733,10 +652,10 @@ fn load_layer(w: &Weights, p: &str, h: usize, ffn: usize) -> Result<EncoderLayer
             h,
             h,
         )?,
-        attn_out: w.linear(&names(&["attention.output.dense"]), h, h)?,
+        attn_out: w.linear(staging, &names(&["attention.output.dense"]), h, h)?,
         attn_norm: w.layer_norm(&format!("{p}.attention.output.LayerNorm"), h)?,
-        ffn_in: w.linear(&names(&["intermediate.dense"]), h, ffn)?,
-        ffn_out: w.linear(&names(&["output.dense"]), ffn, h)?,
+        ffn_in: w.linear(staging, &names(&["intermediate.dense"]), h, ffn)?,
+        ffn_out: w.linear(staging, &names(&["output.dense"]), ffn, h)?,
         ffn_norm: w.layer_norm(&format!("{p}.output.LayerNorm"), h)?,
     })
 }
@@ -761,15 +680,6 @@ mod tests {
             .map(|c| c.iter().map(|s| s.ids.len()).collect())
             .collect();
         assert_eq!(lens, vec![vec![3, 4], vec![5], vec![10], vec![1]]);
-    }
-
-    #[test]
-    fn merge_heads_interleaves() {
-        // 2 heads, 2 tokens, d = 2.
-        let heads = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
-        let mut out = [0.0; 8];
-        merge_heads(&heads, &mut out, 2, 2, 2);
-        assert_eq!(out, [1.0, 2.0, 5.0, 6.0, 3.0, 4.0, 7.0, 8.0]);
     }
 
     #[test]

@@ -96,7 +96,7 @@ async fn near_misses_come_with_suggestions() {
     // Shares some words with one FAQ: below the threshold, within the margin.
     let client = app.pool.get().await.unwrap();
     client
-        .batch_execute("UPDATE shop.bot_config SET match_threshold = 0.75")
+        .batch_execute("UPDATE shop.bot_config SET match_threshold = 0.7")
         .await
         .unwrap();
     drop(client);

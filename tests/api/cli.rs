@@ -196,3 +196,75 @@ fn serve_refuses_to_start_without_secret_key_in_production() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("SECRET_KEY"), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn ask_and_embed_use_the_real_model() {
+    let db = TestDb::create().await;
+    let url = db.url.clone();
+    let model = crate::helpers::model_dir();
+    let faqs = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        faqs.path(),
+        "question,answer\nWhat are your opening hours?,9 to 5 on weekdays\nDo you ship abroad?,Yes to 40 countries\n",
+    )
+    .unwrap();
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        bad.path(),
+        "question,answer\nfine?,yes\n,missing question\n",
+    )
+    .unwrap();
+    let faq_path = faqs.path().to_path_buf();
+    let bad_path = bad.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let with_model = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_chatter"))
+                .args(args)
+                .env("DATABASE_URL", &url)
+                .env("CHATTER_MODEL_PATH", &model)
+                .current_dir(std::env::temp_dir())
+                .output()
+                .unwrap()
+        };
+        let out = with_model(&["tenant", "create", "askme", "--name", "Ask Me"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = with_model(&["faq", "import", "askme", bad_path.to_str().unwrap()]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("line 3"), "{}", stderr(&out));
+        let out = with_model(&["faq", "import", "askme", faq_path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = with_model(&["faq", "list", "askme", "--json"]);
+        let listed: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(
+            listed.as_array().unwrap().len(),
+            2,
+            "the bad file added nothing"
+        );
+
+        let out = with_model(&["ask", "askme", "when do you open?"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let answer: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(answer["matched"], true, "{answer}");
+        assert_eq!(answer["reply"], "9 to 5 on weekdays");
+
+        let out = with_model(&["embed", "hello world", "opening hours"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let lines: Vec<Vec<f32>> = stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|v| v.len() == 384));
+    })
+    .await
+    .unwrap();
+    // `ask` stores nothing.
+    let pool = db.pool(1);
+    let client = pool.get().await.unwrap();
+    let stored: i64 = client
+        .query_one("SELECT count(*) FROM askme.messages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0);
+}

@@ -24,6 +24,18 @@ fn processes_using(dir: &Path) -> Vec<String> {
     found
 }
 
+/// A failed assertion must not leave the server (and its cluster) running.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let _ = child.wait();
+        }
+    }
+}
+
 #[tokio::test]
 async fn serve_without_database_url_runs_and_stops_its_own_postgres() {
     let data = tempfile::Builder::new()
@@ -38,11 +50,13 @@ async fn serve_without_database_url_runs_and_stops_its_own_postgres() {
         .env("PORT", "0")
         .env("CHATTER_HOST", "127.0.0.1")
         .env("CHATTER_LOG_FORMAT", "json")
+        .env("CHATTER_MODEL_PATH", crate::helpers::model_dir())
         .current_dir(data.path())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    let mut child = KillOnDrop(Some(child));
     // Read the log until the server says where it listens.
     let (port_tx, port_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -63,10 +77,22 @@ async fn serve_without_database_url_runs_and_stops_its_own_postgres() {
         !processes_using(data.path()).is_empty(),
         "no postgres of its own is running"
     );
-    let response = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    // Ready once the model has loaded too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let response = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready: {}",
+            response.text().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The public tenant exists in the embedded database.
     let response = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/api/widget/config"))
@@ -76,6 +102,7 @@ async fn serve_without_database_url_runs_and_stops_its_own_postgres() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
+    let mut child = child.0.take().unwrap();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await

