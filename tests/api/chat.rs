@@ -211,3 +211,54 @@ async fn a_faq_change_is_answered_at_once() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// An embedder slow enough to keep a request in flight.
+struct Slow(chatter::engine::hashing::HashingEmbedder);
+
+impl chatter::engine::Embedder for Slow {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, chatter::engine::EmbedError> {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        self.0.embed(texts)
+    }
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+    fn model_id(&self) -> &str {
+        "test/slow"
+    }
+}
+
+#[tokio::test]
+async fn a_graceful_stop_finishes_requests_in_flight() {
+    let queue = chatter::engine::worker::EmbeddingQueue::start(
+        Arc::new(Slow(Default::default())),
+        chatter::engine::worker::WorkerSettings {
+            max_batch: 32,
+            batch_wait: std::time::Duration::from_millis(1),
+            queue_capacity: 64,
+        },
+    )
+    .unwrap();
+    let app = spawn_app_with_model(|_| {}, ModelChoice::Given(Arc::new(Engine::ready(queue)))).await;
+    app.create_tenant("inflight", "In Flight", None).await;
+    let requests: Vec<_> = (0..8)
+        .map(|i| {
+            let request = app
+                .post("/api/chat")
+                .header("X-Client-ID", "inflight")
+                .json(&json!({"message": format!("question {i}")}));
+            tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let addr = app.addr.clone();
+    // Stop while all eight are in flight: stop waits for them.
+    app.stop().await;
+    for request in requests {
+        assert_eq!(request.await.unwrap().unwrap(), 200, "a request in flight failed");
+    }
+    assert!(
+        reqwest::get(format!("{addr}/healthz")).await.is_err(),
+        "the server still accepts connections after stopping"
+    );
+}

