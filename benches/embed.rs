@@ -58,7 +58,7 @@ const BATCH: [&str; 32] = [
 fn main() {
     let dir = std::env::var_os("CHATTER_TEST_MODEL_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| default_model_dir());
+        .unwrap_or_else(default_model_dir);
     let threads = std::env::var("CHATTER_EMBED_THREADS")
         .ok()
         .and_then(|s| s.parse().ok())
