@@ -14,12 +14,26 @@ use std::time::{Duration, Instant};
 use chatter::config::DatabaseSettings;
 use chatter::db::migrate;
 use chatter::db::pool::build_pool;
+use chatter::tenancy::TenancyError;
 use chatter::tenancy::provision::{self, NewTenant};
+use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use tokio_postgres::NoTls;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Tenant number `i`, named as bench/random_tenant.lua expects.
+async fn create(pool: &Pool, i: usize) -> Result<(), TenancyError> {
+    let schema = format!("tenant_{i}");
+    let new = NewTenant {
+        schema: &schema,
+        name: &schema,
+        domain: None,
+        is_public: false,
+    };
+    provision::create_tenant(pool, new).await.map(|_| ())
 }
 
 #[tokio::main]
@@ -50,18 +64,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut times = Vec::new();
     for i in 0..100 {
-        let schema = format!("tenant_{i}");
         let started = Instant::now();
-        provision::create_tenant(
-            &pool,
-            NewTenant {
-                schema: &schema,
-                name: &schema,
-                domain: None,
-                is_public: false,
-            },
-        )
-        .await?;
+        create(&pool, i).await?;
         times.push(started.elapsed());
     }
     times.sort();
@@ -75,19 +79,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let created: Vec<_> = futures_util::stream::iter(100..total)
         .map(|i| {
             let pool = pool.clone();
-            async move {
-                let schema = format!("tenant_{i}");
-                provision::create_tenant(
-                    &pool,
-                    NewTenant {
-                        schema: &schema,
-                        name: &schema,
-                        domain: None,
-                        is_public: false,
-                    },
-                )
-                .await
-            }
+            async move { create(&pool, i).await }
         })
         .buffer_unordered(4)
         .collect()

@@ -62,24 +62,13 @@ impl TenantResolver {
         let Ok(schema) = SchemaName::parse(client_id) else {
             return Ok(None);
         };
-        let ticket = self.by_client_id.ticket();
-        let client = self.pool.get().await?;
-        let row = client
-            .query_typed(
-                "SELECT id, schema_name, name, is_active FROM public.tenants WHERE schema_name = $1",
-                &[(&schema.as_str(), Type::TEXT)],
-            )
-            .await?
-            .into_iter()
-            .next();
-        let entry = row
-            .as_ref()
-            .map(Tenant::from_row)
-            .transpose()?
-            .map(Arc::new);
-        self.by_client_id
-            .insert(ticket, client_id.to_string(), entry.clone());
-        Ok(entry)
+        self.look_up(
+            &self.by_client_id,
+            client_id,
+            "SELECT id, schema_name, name, is_active FROM public.tenants WHERE schema_name = $1",
+            schema.as_str(),
+        )
+        .await
     }
 
     /// The tenant that owns the domain `host` (already without port).
@@ -87,15 +76,30 @@ impl TenantResolver {
         if let Some(hit) = self.by_host.get(host) {
             return Ok(hit);
         }
-        let ticket = self.by_host.ticket();
+        self.look_up(
+            &self.by_host,
+            host,
+            "SELECT t.id, t.schema_name, t.name, t.is_active \
+             FROM public.domains d JOIN public.tenants t ON t.id = d.tenant_id \
+             WHERE d.domain = $1",
+            host,
+        )
+        .await
+    }
+
+    /// Runs `sql` (one text parameter, at most one tenant row) and caches
+    /// the answer under `key`, found or not.
+    async fn look_up(
+        &self,
+        cache: &InvalidatingCache<String, Entry>,
+        key: &str,
+        sql: &str,
+        param: &str,
+    ) -> Result<Entry, DbError> {
+        let ticket = cache.ticket();
         let client = self.pool.get().await?;
         let row = client
-            .query_typed(
-                "SELECT t.id, t.schema_name, t.name, t.is_active \
-                 FROM public.domains d JOIN public.tenants t ON t.id = d.tenant_id \
-                 WHERE d.domain = $1",
-                &[(&host, Type::TEXT)],
-            )
+            .query_typed(sql, &[(&param, Type::TEXT)])
             .await?
             .into_iter()
             .next();
@@ -104,7 +108,7 @@ impl TenantResolver {
             .map(Tenant::from_row)
             .transpose()?
             .map(Arc::new);
-        self.by_host.insert(ticket, host.to_string(), entry.clone());
+        cache.insert(ticket, key.to_string(), entry.clone());
         Ok(entry)
     }
 

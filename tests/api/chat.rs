@@ -217,7 +217,7 @@ struct Slow(chatter::engine::hashing::HashingEmbedder);
 
 impl chatter::engine::Embedder for Slow {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, chatter::engine::EmbedError> {
-        std::thread::sleep(std::time::Duration::from_millis(400));
+        std::thread::sleep(std::time::Duration::from_millis(800));
         self.0.embed(texts)
     }
     fn dim(&self) -> usize {
@@ -229,7 +229,7 @@ impl chatter::engine::Embedder for Slow {
 }
 
 #[tokio::test]
-async fn a_graceful_stop_finishes_requests_in_flight() {
+async fn a_graceful_stop_finishes_50_requests_in_flight() {
     let queue = chatter::engine::worker::EmbeddingQueue::start(
         Arc::new(Slow(Default::default())),
         chatter::engine::worker::WorkerSettings {
@@ -242,7 +242,7 @@ async fn a_graceful_stop_finishes_requests_in_flight() {
     let app =
         spawn_app_with_model(|_| {}, ModelChoice::Given(Arc::new(Engine::ready(queue)))).await;
     app.create_tenant("inflight", "In Flight", None).await;
-    let requests: Vec<_> = (0..8)
+    let requests: Vec<_> = (0..50)
         .map(|i| {
             let request = app
                 .post("/api/chat")
@@ -251,9 +251,9 @@ async fn a_graceful_stop_finishes_requests_in_flight() {
             tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let addr = app.addr.clone();
-    // Stop while all eight are in flight: stop waits for them.
+    // Stop while all fifty are in flight (two batches of the slow model): stop waits for them.
     app.stop().await;
     for request in requests {
         assert_eq!(
