@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::app::{Application, StartupError};
+use crate::backup::{self, TenantArchive};
 use crate::config::Settings;
 use crate::db::Database;
 use crate::db::migrate;
@@ -103,6 +104,16 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a tenant, all its data, as one JSON file to stdout.
+    Export { schema: String },
+    /// Create a tenant from an exported file: all of it, or nothing.
+    /// Domains are not re-attached.
+    Import {
+        file: PathBuf,
+        /// The new tenant's schema (default: the one in the file).
+        #[arg(long = "as", value_name = "SCHEMA")]
+        as_schema: Option<String>,
+    },
     /// Delete a tenant and all its data.
     Delete {
         schema: String,
@@ -145,6 +156,8 @@ pub enum CliError {
     Tenancy(#[from] crate::tenancy::TenancyError),
     #[error(transparent)]
     Faq(#[from] crate::faq::FaqError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     #[error(transparent)]
     Load(#[from] crate::engine::loader::LoadError),
     #[error(transparent)]
@@ -316,6 +329,42 @@ async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<(), CliErro
                 print_table(&["SCHEMA", "NAME", "STATUS", "DOMAINS", "CREATED"], &rows);
             }
         }
+        TenantCommand::Export { schema } => {
+            let schema = crate::tenancy::SchemaName::parse(&schema)
+                .map_err(crate::tenancy::TenancyError::from)?;
+            let archive = backup::export(&db.pool, &schema).await?;
+            write_archive(&archive)?;
+            eprintln!(
+                "exported tenant {schema}: {} FAQ(s), {} conversation(s), {} message(s)",
+                archive.faqs.len(),
+                archive.conversations.len(),
+                archive.message_count()
+            );
+        }
+        TenantCommand::Import { file, as_schema } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", file.display())))?;
+            let archive = TenantArchive::from_json(&bytes)?;
+            let schema = backup::import(&db.pool, &archive, as_schema.as_deref()).await?;
+            println!(
+                "imported tenant {schema} ({}): {} FAQ(s), {} conversation(s), {} message(s)",
+                archive.name,
+                archive.faqs.len(),
+                archive.conversations.len(),
+                archive.message_count()
+            );
+            if archive.domains.is_empty() {
+                println!(
+                    "no domain attached; add one with `chatter domain add DOMAIN --tenant {schema}`"
+                );
+            } else {
+                println!(
+                    "domains NOT re-attached (they belonged to {}): {}; add them with `chatter domain add DOMAIN --tenant {schema}`",
+                    archive.schema,
+                    archive.domains.join(", ")
+                );
+            }
+        }
         TenantCommand::Delete { schema, yes } => {
             if !yes {
                 return Err(CliError::Usage(format!(
@@ -456,6 +505,17 @@ async fn model_fetch(settings: &Settings) -> Result<(), CliError> {
     let files = model_files::resolve(&loader::source(&settings.model), loader::progress()).await?;
     println!("{} in {}", files.model_id, files.dir.display());
     Ok(())
+}
+
+/// Compact JSON on stdout (the vectors make a pretty file long, not
+/// readable), through a buffer: a closed pipe is an error, not a panic.
+fn write_archive(archive: &TenantArchive) -> Result<(), CliError> {
+    use std::io::Write;
+    let failed = |e: String| CliError::Failed(format!("cannot write the archive: {e}"));
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer(&mut out, archive).map_err(|e| failed(e.to_string()))?;
+    out.write_all(b"\n").map_err(|e| failed(e.to_string()))?;
+    out.flush().map_err(|e| failed(e.to_string()))
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {

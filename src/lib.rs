@@ -9,11 +9,13 @@
 //! - `bot_config`: a tenant's bot settings, cached.
 //! - `engine`: the embedding model, its batching worker, the FAQ index.
 //! - `faq`: a tenant's knowledge base; `chat`: answering and storing.
+//! - `backup`: one tenant as one portable JSON file, exported and imported.
 //! - `cache`: the invalidation-safe map behind every cache.
 // Unsafe only where a dependency forces it (the gemm kernels of `engine::minilm`).
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod backup;
 pub mod bot_config;
 pub mod cache;
 pub mod chat;

@@ -49,25 +49,61 @@ fn check_name(name: &str) -> Result<&str, TenancyError> {
     Ok(name)
 }
 
+/// A `NewTenant` whose names passed their checks.
+#[derive(Debug, Clone)]
+pub struct CheckedTenant {
+    pub schema: SchemaName,
+    pub name: String,
+    pub domain: Option<DomainName>,
+    pub is_public: bool,
+}
+
+impl NewTenant<'_> {
+    /// Checks every name before any SQL runs.
+    pub fn checked(&self) -> Result<CheckedTenant, TenancyError> {
+        Ok(CheckedTenant {
+            schema: SchemaName::parse(self.schema)?,
+            name: check_name(self.name)?.to_string(),
+            domain: self
+                .domain
+                .map(DomainName::parse)
+                .transpose()
+                .map_err(TenancyError::InvalidDomain)?,
+            is_public: self.is_public,
+        })
+    }
+}
+
 /// Creates the tenant row, its schema with every tenant migration, its
 /// `bot_config` (bot name = tenant name) and its domain, in one
 /// transaction: all of it, or nothing. Names are checked before any SQL.
 pub async fn create_tenant(pool: &Pool, new: NewTenant<'_>) -> Result<TenantSummary, TenancyError> {
-    let schema = SchemaName::parse(new.schema)?;
-    let name = check_name(new.name)?;
-    let domain = new
-        .domain
-        .map(DomainName::parse)
-        .transpose()
-        .map_err(TenancyError::InvalidDomain)?;
-
+    let new = new.checked()?;
     let mut client = pool.get().await?;
     let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    let (summary, tenant_tx) = create_tenant_in(tx, &new).await?;
+    tenant_tx.commit().await?;
+    Ok(summary)
+}
+
+/// The body of `create_tenant`, in the caller's transaction, which it
+/// hands back as the new tenant's `TenantTx` uncommitted: a caller can go
+/// on writing the tenant's data (a backup import) before the one commit.
+pub async fn create_tenant_in<'a>(
+    tx: tokio_postgres::Transaction<'a>,
+    new: &CheckedTenant,
+) -> Result<(TenantSummary, TenantTx<'a>), TenancyError> {
+    let CheckedTenant {
+        schema,
+        name,
+        domain,
+        is_public,
+    } = new;
     let row = tx
         .query_one(
             "INSERT INTO public.tenants (schema_name, name, is_public) VALUES ($1, $2, $3) \
              RETURNING id, created_at",
-            &[&schema.as_str(), &name, &new.is_public],
+            &[&schema.as_str(), name, is_public],
         )
         .await
         .map_err(|e| match is_unique_violation(&e) {
@@ -76,7 +112,7 @@ pub async fn create_tenant(pool: &Pool, new: NewTenant<'_>) -> Result<TenantSumm
         })?;
     let tenant_id: i64 = row.try_get(0)?;
     let created_at: DateTime<Utc> = row.try_get(1)?;
-    if let Some(domain) = &domain {
+    if let Some(domain) = domain {
         tx.execute(
             "INSERT INTO public.domains (domain, tenant_id, is_primary) VALUES ($1, $2, true)",
             &[&domain.as_str(), &tenant_id],
@@ -95,21 +131,21 @@ pub async fn create_tenant(pool: &Pool, new: NewTenant<'_>) -> Result<TenantSumm
         })?;
     ChangeEvent::Tenancy.notify(&tx).await?;
 
-    let tenant_tx = TenantTx::enter(tx, &schema).await?;
+    let tenant_tx = TenantTx::enter(tx, schema).await?;
     migrate_tenant_in(&tenant_tx).await?;
     tenant_tx
-        .execute("INSERT INTO bot_config (bot_name) VALUES ($1)", &[&name])
+        .execute("INSERT INTO bot_config (bot_name) VALUES ($1)", &[name])
         .await?;
-    tenant_tx.commit().await?;
 
-    Ok(TenantSummary {
+    let summary = TenantSummary {
         schema: schema.to_string(),
-        name: name.to_string(),
+        name: name.clone(),
         is_active: true,
-        is_public: new.is_public,
+        is_public: *is_public,
         created_at,
-        domains: domain.map(|d| d.to_string()).into_iter().collect(),
-    })
+        domains: domain.iter().map(|d| d.to_string()).collect(),
+    };
+    Ok((summary, tenant_tx))
 }
 
 /// Drops the tenant's schema and every row that refers to it.

@@ -1,0 +1,415 @@
+//! Backup and offboarding: a tenant exported, imported under another
+//! schema, and compared row by row; refusals that change nothing; the
+//! same through the real binary.
+
+use chatter::backup::{self, BackupError, TenantArchive};
+use chatter::faq::{self, NewFaq};
+use chatter::tenancy::{SchemaName, TenancyError};
+use deadpool_postgres::Pool;
+use serde_json::json;
+
+use crate::cli::chatter;
+use crate::helpers::{TestApp, TestDb, spawn_app};
+
+const TABLES: [&str; 4] = ["bot_config", "faqs", "conversations", "messages"];
+
+/// Every row of `table` in `schema`, every column (ids included), in id order.
+async fn rows(pool: &Pool, schema: &str, table: &str) -> Vec<serde_json::Value> {
+    let client = pool.get().await.unwrap();
+    client
+        .query(
+            &format!("SELECT to_jsonb(t) FROM {schema}.{table} t ORDER BY t.id"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+async fn count(pool: &Pool, sql: &str) -> i64 {
+    let client = pool.get().await.unwrap();
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+fn schema(name: &str) -> SchemaName {
+    SchemaName::parse(name).unwrap()
+}
+
+/// A tenant with settings off the defaults, FAQs with a gap in their ids,
+/// vectors (built by chatting through the hashing engine), one FAQ not yet
+/// embedded, and conversations whose bot messages point at FAQs.
+async fn app_with_a_lived_in_tenant() -> TestApp {
+    let app = spawn_app().await;
+    app.create_tenant("orig", "Original Co", Some("orig.test"))
+        .await;
+    let client = app.pool.get().await.unwrap();
+    client
+        .batch_execute(
+            "UPDATE orig.bot_config SET bot_name = 'Orbit', greeting = 'Welcome aboard', \
+                    fallback_reply = 'No idea, sorry', match_threshold = 0.45, \
+                    theme = '{\"color\": \"#ff0000\", \"position\": \"left\"}', \
+                    allowed_origins = '{https://orig.test,https://www.orig.test}'",
+        )
+        .await
+        .unwrap();
+    let new = |q: &str, a: &str, alts: &[&str]| NewFaq {
+        question: q.into(),
+        answer: a.into(),
+        alternatives: alts.iter().map(|s| s.to_string()).collect(),
+    };
+    faq::import(
+        &app.pool,
+        &schema("orig"),
+        &[
+            new(
+                "What are your opening hours?",
+                "9 to 5, Monday to Friday.",
+                &["When are you open?", "Opening times"],
+            ),
+            new("Is there parking?", "No.", &[]),
+            new(
+                "How do I return an item?",
+                "Send it back within 30 days.",
+                &["Refunds?"],
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    client
+        .batch_execute("DELETE FROM orig.faqs WHERE question = 'Is there parking?'")
+        .await
+        .unwrap();
+
+    let (status, body) = app
+        .chat("orig", json!({"message": "What are your opening hours?"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["matched"], true, "{body}");
+    let session = body["session_id"].as_str().unwrap().to_string();
+    app.chat("orig", json!({"session_id": session, "message": "zzz qqq"}))
+        .await;
+    let (status, _) = app
+        .chat("orig", json!({"message": "How do I return an item?"}))
+        .await;
+    assert_eq!(status, 200);
+    // Added after the index was built: no vector yet.
+    client
+        .batch_execute(
+            "INSERT INTO orig.faqs (question, answer) VALUES ('Do you ship abroad?', 'Yes.')",
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM orig.faqs WHERE embedding IS NOT NULL"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM orig.messages WHERE faq_id IS NOT NULL"
+        )
+        .await,
+        2
+    );
+    app
+}
+
+#[tokio::test]
+async fn backup_round_trips_a_tenant_row_for_row() {
+    let app = app_with_a_lived_in_tenant().await;
+    let first = backup::export(&app.pool, &schema("orig")).await.unwrap();
+    assert_eq!(first.domains, vec!["orig.test"]);
+    assert_eq!(first.faqs.len(), 3);
+    assert_eq!(first.conversations.len(), 2);
+    assert_eq!(first.message_count(), 6);
+
+    // Through the file format, as the CLI does.
+    let bytes = serde_json::to_vec(&first).unwrap();
+    let archive = TenantArchive::from_json(&bytes).unwrap();
+    let imported = backup::import(&app.pool, &archive, Some("copy"))
+        .await
+        .unwrap();
+    assert_eq!(imported.as_str(), "copy");
+
+    for table in TABLES {
+        let (orig, copy) = (
+            rows(&app.pool, "orig", table).await,
+            rows(&app.pool, "copy", table).await,
+        );
+        assert!(!orig.is_empty(), "{table} has rows to compare");
+        assert_eq!(orig, copy, "{table} differs");
+    }
+    let tenant = |schema: &str| {
+        format!(
+            "SELECT count(*) FROM public.tenants WHERE schema_name = '{schema}' \
+             AND name = 'Original Co' AND is_active AND NOT is_public"
+        )
+    };
+    assert_eq!(count(&app.pool, &tenant("copy")).await, 1);
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM public.domains d JOIN public.tenants t ON t.id = d.tenant_id \
+             WHERE t.schema_name = 'copy'"
+        )
+        .await,
+        0,
+        "domains are not re-attached"
+    );
+
+    // Re-exported: the same, but for the schema and the domains left behind.
+    let second = backup::export(&app.pool, &schema("copy")).await.unwrap();
+    assert_eq!(second.schema, "copy");
+    assert!(second.domains.is_empty());
+    let mut normalized = second.clone();
+    normalized.schema = first.schema.clone();
+    normalized.domains = first.domains.clone();
+    assert_eq!(normalized, first);
+    assert_eq!(serde_json::to_vec(&normalized).unwrap(), bytes);
+
+    // The sequences moved past the restored ids.
+    let client = app.pool.get().await.unwrap();
+    let next: i64 = client
+        .query_one(
+            "INSERT INTO copy.faqs (question, answer) VALUES ('New?', 'Yes.') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, first.faqs.iter().map(|f| f.id).max().unwrap() + 1);
+
+    // The server sees the new tenant (change events) and answers from it.
+    let (status, body) = app
+        .chat("copy", json!({"message": "When are you open?"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"], "9 to 5, Monday to Friday.");
+    let last: i64 = client
+        .query_one("SELECT max(id) FROM copy.messages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let restored_max = first
+        .conversations
+        .iter()
+        .flat_map(|c| &c.messages)
+        .map(|m| m.id)
+        .max()
+        .unwrap();
+    assert_eq!(last, restored_max + 2);
+}
+
+#[tokio::test]
+async fn backup_refuses_an_existing_schema_and_changes_nothing() {
+    let app = app_with_a_lived_in_tenant().await;
+    let archive = backup::export(&app.pool, &schema("orig")).await.unwrap();
+    let before: Vec<Vec<serde_json::Value>> = {
+        let mut all = Vec::new();
+        for table in TABLES {
+            all.push(rows(&app.pool, "orig", table).await);
+        }
+        all
+    };
+    let tenants = "SELECT count(*) FROM public.tenants";
+    let tenants_before = count(&app.pool, tenants).await;
+
+    // Into itself (no --as): the tenant exists.
+    let err = backup::import(&app.pool, &archive, None).await.unwrap_err();
+    assert!(
+        matches!(err, BackupError::Tenancy(TenancyError::TenantExists(ref s)) if s == "orig"),
+        "{err}"
+    );
+    // Into a schema that is no tenant's but exists.
+    let client = app.pool.get().await.unwrap();
+    client.batch_execute("CREATE SCHEMA stray").await.unwrap();
+    let err = backup::import(&app.pool, &archive, Some("stray"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+
+    assert_eq!(count(&app.pool, tenants).await, tenants_before);
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'stray'"
+        )
+        .await,
+        0
+    );
+    for (table, before) in TABLES.iter().zip(before) {
+        assert_eq!(rows(&app.pool, "orig", table).await, before, "{table}");
+    }
+
+    let err = backup::export(&app.pool, &schema("nobody"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no tenant"), "{err}");
+}
+
+#[tokio::test]
+async fn backup_names_a_truncated_file_or_another_version() {
+    let app = app_with_a_lived_in_tenant().await;
+    let archive = backup::export(&app.pool, &schema("orig")).await.unwrap();
+    let bytes = serde_json::to_vec(&archive).unwrap();
+    let err = TenantArchive::from_json(&bytes[..bytes.len() - 20]).unwrap_err();
+    assert!(err.to_string().contains("not valid JSON"), "{err}");
+    let mut newer = serde_json::to_value(&archive).unwrap();
+    newer["version"] = json!(99);
+    let err = TenantArchive::from_json(&serde_json::to_vec(&newer).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("format version 99"), "{err}");
+}
+
+#[tokio::test]
+async fn backup_through_the_command_line() {
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cli_orig.json");
+    let faqs = dir.path().join("faqs.csv");
+    std::fs::write(
+        &faqs,
+        "question,answer,alternatives\nHours?,9 to 5,When are you open?|Opening times\nWhere?,Here,\n",
+    )
+    .unwrap();
+    let url = db.url.clone();
+    let faqs2 = faqs.clone();
+    tokio::task::spawn_blocking(move || {
+        let out = chatter(
+            &url,
+            &[
+                "tenant", "create", "cli_orig", "--name", "CLI Orig", "--domain", "cli.test",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let out = chatter(
+            &url,
+            &["faq", "import", "cli_orig", faqs2.to_str().unwrap()],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    })
+    .await
+    .unwrap();
+
+    // A conversation, and a vector, written as the server would.
+    let pool = db.pool(2);
+    pool.get()
+        .await
+        .unwrap()
+        .batch_execute(
+            "UPDATE cli_orig.faqs SET embedding = '{0.25,-1.5,3e-7}', model_id = 'test/model' \
+             WHERE question = 'Hours?'; \
+             INSERT INTO cli_orig.conversations (session_id, origin) VALUES ('s1', 'https://cli.test'); \
+             INSERT INTO cli_orig.messages (conversation_id, role, text, faq_id, score) VALUES \
+               (1, 'visitor', 'hours?', NULL, NULL), (1, 'bot', '9 to 5', 1, 0.8125);",
+        )
+        .await
+        .unwrap();
+
+    let url = db.url.clone();
+    let (first, second) = tokio::task::spawn_blocking(move || {
+        let out = chatter(&url, &["tenant", "export", "cli_orig"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        std::fs::write(&file, &out.stdout).unwrap();
+        let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+        let out = chatter(
+            &url,
+            &[
+                "tenant",
+                "import",
+                file.to_str().unwrap(),
+                "--as",
+                "cli_copy",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let said = text(&out.stdout);
+        assert!(said.contains("imported tenant cli_copy"), "{said}");
+        assert!(
+            said.contains("NOT re-attached") && said.contains("cli.test"),
+            "{said}"
+        );
+
+        // Again: the schema exists now.
+        let out = chatter(
+            &url,
+            &[
+                "tenant",
+                "import",
+                file.to_str().unwrap(),
+                "--as",
+                "cli_copy",
+            ],
+        );
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("already exists"),
+            "{}",
+            text(&out.stderr)
+        );
+
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+        let out = chatter(
+            &url,
+            &["tenant", "import", file.to_str().unwrap(), "--as", "cli_x"],
+        );
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("not valid JSON"),
+            "{}",
+            text(&out.stderr)
+        );
+
+        let out = chatter(&url, &["tenant", "export", "nobody"]);
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("no tenant"),
+            "{}",
+            text(&out.stderr)
+        );
+
+        let out = chatter(&url, &["tenant", "export", "cli_copy"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let second: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (first, second)
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(second["schema"], "cli_copy");
+    assert_eq!(second["domains"], json!([]));
+    let mut normalized = second.clone();
+    normalized["schema"] = first["schema"].clone();
+    normalized["domains"] = first["domains"].clone();
+    assert_eq!(normalized, first);
+    assert_eq!(first["faqs"][0]["embedding"], json!([0.25, -1.5, 3e-7]));
+    assert_eq!(first["conversations"][0]["messages"][1]["faq_id"], 1);
+    for table in TABLES {
+        assert_eq!(
+            rows(&pool, "cli_orig", table).await,
+            rows(&pool, "cli_copy", table).await,
+            "{table}"
+        );
+    }
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM public.tenants WHERE schema_name = 'cli_x'"
+        )
+        .await,
+        0
+    );
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).to_string()
+}
