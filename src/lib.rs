@@ -10,6 +10,7 @@
 //! - `engine`: the embedding model, its batching worker, the FAQ index.
 //! - `faq`: a tenant's knowledge base; `chat`: answering and storing.
 //! - `cache`: the invalidation-safe map behind every cache.
+//! - `metrics`: the Prometheus registry behind `GET /metrics`.
 // Unsafe only where a dependency forces it (the gemm kernels of `engine::minilm`).
 #![deny(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod faq;
 pub mod http;
+pub mod metrics;
 pub mod state;
 pub mod telemetry;
 pub mod tenancy;
