@@ -14,6 +14,7 @@ use crate::config::{ConfigError, Settings};
 use crate::db::migrate::{self, MigrateError};
 use crate::db::{Database, DbError};
 use crate::engine::{Engine, loader};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::tenancy::events::{self, Signal};
 use crate::tenancy::{TenancyError, provision};
@@ -57,10 +58,16 @@ pub enum ModelChoice {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        Self::build_with(settings, ModelChoice::FromSettings).await
+        Self::build_with(settings, ModelChoice::FromSettings, Arc::default()).await
     }
 
-    pub async fn build_with(settings: Settings, model: ModelChoice) -> Result<Self, StartupError> {
+    /// `metrics` is the registry `/metrics` shows; a `Given` engine's worker
+    /// should record into the same one (tests pass both).
+    pub async fn build_with(
+        settings: Settings,
+        model: ModelChoice,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StartupError> {
         settings.validate_for_serving()?;
         // From here on, an error drops `database`, which stops an embedded
         // cluster this process started.
@@ -71,11 +78,15 @@ impl Application {
             ModelChoice::Given(engine) => engine,
             ModelChoice::FromSettings => {
                 let engine = Arc::new(Engine::loading());
-                loader::spawn_loading(Arc::clone(&engine), settings.model.clone());
+                loader::spawn_loading(
+                    Arc::clone(&engine),
+                    settings.model.clone(),
+                    Arc::clone(&metrics),
+                );
                 engine
             }
         };
-        let state = AppState::new(database.pool.clone(), settings, engine);
+        let state = AppState::new(database.pool.clone(), settings, engine, metrics);
         let (listener_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let subscriber_state = state.clone();
         let change_listener = events::spawn_listener(

@@ -464,7 +464,12 @@ fn one_line(text: &str, max: usize) -> String {
 /// The model, loaded in this process, behind a worker of its own.
 async fn ready_engine(settings: &Settings) -> Result<Arc<Engine>, CliError> {
     let embedder = loader::load(&settings.model, loader::progress()).await?;
-    let queue = EmbeddingQueue::start(embedder, loader::worker_settings(&settings.model))?;
+    // A one-off command: its metrics are never scraped.
+    let queue = EmbeddingQueue::start(
+        embedder,
+        loader::worker_settings(&settings.model),
+        Arc::default(),
+    )?;
     Ok(Arc::new(Engine::ready(queue)))
 }
 
@@ -480,7 +485,7 @@ async fn ask(
         return Err(CliError::Usage("the question is empty".into()));
     }
     let engine = ready_engine(settings).await?;
-    let state = AppState::new(db.pool.clone(), settings.clone(), engine);
+    let state = AppState::new(db.pool.clone(), settings.clone(), engine, Arc::default());
     let answer = state.answer(&schema, question).await?;
     print_json(&answer)
 }

@@ -11,6 +11,7 @@
 //! - `faq`: a tenant's knowledge base; `chat`: answering and storing.
 //! - `backup`: one tenant as one portable JSON file, exported and imported.
 //! - `cache`: the invalidation-safe map behind every cache.
+//! - `metrics`: the Prometheus registry behind `GET /metrics`.
 // Unsafe only where a dependency forces it (the gemm kernels of `engine::minilm`).
 #![deny(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod faq;
 pub mod http;
+pub mod metrics;
 pub mod state;
 pub mod telemetry;
 pub mod tenancy;

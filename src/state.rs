@@ -13,6 +13,7 @@ use crate::engine::index::IndexCache;
 use crate::error::AppError;
 use crate::faq;
 use crate::http::hosts::AllowedHosts;
+use crate::metrics::Metrics;
 use crate::tenancy::events::{ChangeEvent, Signal};
 use crate::tenancy::{SchemaName, TenantResolver};
 
@@ -25,13 +26,17 @@ pub struct AppState {
     pub allowed_hosts: Arc<AllowedHosts>,
     pub engine: Arc<Engine>,
     pub faq_indexes: Arc<IndexCache>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    pub fn new(pool: Pool, settings: Settings, engine: Arc<Engine>) -> Self {
+    /// `metrics` is passed in because the model's worker, started before
+    /// the state exists, records into the same registry.
+    pub fn new(pool: Pool, settings: Settings, engine: Arc<Engine>, metrics: Arc<Metrics>) -> Self {
         let capacity = settings.tenancy.cache_capacity;
         Self {
             engine,
+            metrics,
             faq_indexes: Arc::new(IndexCache::new(capacity)),
             tenants: Arc::new(TenantResolver::new(pool.clone(), capacity)),
             bot_configs: Arc::new(BotConfigCache::new(pool.clone(), capacity)),

@@ -11,6 +11,7 @@ use crate::engine::minilm::{self, MiniLm, ModelError};
 use crate::engine::model_files::{self, ModelFilesError, ModelSource, Progress};
 use crate::engine::worker::{EmbeddingQueue, WorkerSettings};
 use crate::engine::{EmbedError, Embedder, Engine, EngineError};
+use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -94,7 +95,12 @@ pub async fn load(
 }
 
 /// Loads in the background; the engine turns ready (or failed) when done.
-pub fn spawn_loading(engine: Arc<Engine>, settings: ModelSettings) -> tokio::task::JoinHandle<()> {
+/// The worker records into `metrics`, which also gets the load time.
+pub fn spawn_loading(
+    engine: Arc<Engine>,
+    settings: ModelSettings,
+    metrics: Arc<Metrics>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let started = Instant::now();
         let result = async {
@@ -106,12 +112,14 @@ pub fn spawn_loading(engine: Arc<Engine>, settings: ModelSettings) -> tokio::tas
                 .map_err(|e| LoadError::Join(e.to_string()))?
                 .map_err(EngineError::from)?;
             let model_id = embedder.model_id().to_string();
-            let queue = EmbeddingQueue::start(embedder, worker_settings(&settings))?;
+            let queue =
+                EmbeddingQueue::start(embedder, worker_settings(&settings), Arc::clone(&metrics))?;
             Ok::<_, LoadError>((queue, model_id))
         }
         .await;
         match result {
             Ok((queue, model_id)) => {
+                metrics.set_model_load_time(started.elapsed());
                 tracing::info!(%model_id, load_ms = started.elapsed().as_millis() as u64, "model ready");
                 engine.set_ready(queue);
             }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::engine::{EmbedError, Embedder, EngineError};
+use crate::metrics::Metrics;
 
 type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>;
 
@@ -41,9 +42,11 @@ pub struct EmbeddingQueue {
 }
 
 impl EmbeddingQueue {
+    /// Starts the inference thread; it records each batch's size in `metrics`.
     pub fn start(
         embedder: Arc<dyn Embedder>,
         settings: WorkerSettings,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, EngineError> {
         let (sender, receiver) = sync_channel(settings.queue_capacity.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
@@ -55,7 +58,7 @@ impl EmbeddingQueue {
         };
         std::thread::Builder::new()
             .name("chatter-inference".into())
-            .spawn(move || run(embedder.as_ref(), &receiver, &depth, settings))
+            .spawn(move || run(embedder.as_ref(), &receiver, &depth, settings, &metrics))
             .map_err(|e| EngineError::Failed(format!("cannot start the inference thread: {e}")))?;
         Ok(queue)
     }
@@ -103,6 +106,7 @@ fn run(
     receiver: &Receiver<Job>,
     depth: &AtomicUsize,
     settings: WorkerSettings,
+    metrics: &Metrics,
 ) {
     let max_batch = settings.max_batch.max(1);
     while let Ok(first) = receiver.recv() {
@@ -125,14 +129,14 @@ fn run(
             }
         }
         let handled = jobs.len();
-        embed_jobs(embedder, jobs, max_batch);
+        embed_jobs(embedder, jobs, max_batch, metrics);
         depth.fetch_sub(handled, Ordering::SeqCst);
     }
 }
 
 /// Embeds the jobs' texts in chunks of at most `max_batch` and answers each
 /// job with its own slice of the result.
-fn embed_jobs(embedder: &dyn Embedder, jobs: Vec<Job>, max_batch: usize) {
+fn embed_jobs(embedder: &dyn Embedder, jobs: Vec<Job>, max_batch: usize, metrics: &Metrics) {
     let all: Vec<&str> = jobs
         .iter()
         .flat_map(|job| job.texts.iter().map(String::as_str))
@@ -140,6 +144,7 @@ fn embed_jobs(embedder: &dyn Embedder, jobs: Vec<Job>, max_batch: usize) {
     let mut vectors = Vec::with_capacity(all.len());
     let mut failure = None;
     for chunk in all.chunks(max_batch) {
+        metrics.record_batch(chunk.len());
         match embedder.embed(chunk) {
             Ok(mut batch) if batch.len() == chunk.len() => vectors.append(&mut batch),
             Ok(batch) => {
@@ -210,7 +215,8 @@ mod tests {
             batches: Mutex::new(Vec::new()),
             delay: Duration::from_millis(20),
         });
-        let queue = EmbeddingQueue::start(embedder.clone(), settings(8, 64)).unwrap();
+        let queue =
+            EmbeddingQueue::start(embedder.clone(), settings(8, 64), Arc::default()).unwrap();
         let reference = HashingEmbedder::default();
         let tasks: Vec<_> = (0..20)
             .map(|i| {
@@ -242,7 +248,7 @@ mod tests {
             batches: Mutex::new(Vec::new()),
             delay: Duration::from_millis(300),
         });
-        let queue = EmbeddingQueue::start(embedder, settings(1, 1)).unwrap();
+        let queue = EmbeddingQueue::start(embedder, settings(1, 1), Arc::default()).unwrap();
         let mut pending = Vec::new();
         for _ in 0..4 {
             let queue = queue.clone();

@@ -53,5 +53,7 @@ pub async fn chat(
         &answer,
     )
     .await?;
+    // Counted once stored: a reply that failed to save was never given.
+    state.metrics.record_chat_answer(answer.matched);
     Ok(Json(ChatResponse { answer, session_id }))
 }

@@ -4,9 +4,12 @@ pub mod chat;
 pub mod health;
 pub mod hosts;
 pub mod json;
+pub mod metrics;
 pub mod request_log;
 pub mod tenant;
 pub mod widget;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::middleware;
@@ -14,9 +17,10 @@ use axum::routing::{get, post};
 
 use crate::state::AppState;
 
-/// The whole application. Layers, outermost first: request log, allowed
-/// hosts (not for `/healthz`, so load-balancer probes by IP work), tenant
-/// resolution (tenant routes only).
+/// The whole application. Layers, outermost first: request log (and the
+/// request metrics), allowed hosts (not for `/healthz` and `/metrics`, so
+/// load-balancer probes and scrapers by IP work), tenant resolution (tenant
+/// routes only).
 pub fn router(state: AppState) -> Router {
     let tenant_routes = Router::new()
         .route("/api/widget/config", get(widget::config))
@@ -34,7 +38,11 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(metrics::metrics))
         .merge(checked)
-        .layer(middleware::from_fn(request_log::log))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            request_log::log,
+        ))
         .with_state(state)
 }

@@ -237,6 +237,7 @@ async fn a_graceful_stop_finishes_50_requests_in_flight() {
             batch_wait: std::time::Duration::from_millis(1),
             queue_capacity: 64,
         },
+        Arc::default(),
     )
     .unwrap();
     let app =

@@ -16,6 +16,7 @@ use chatter::engine::Engine;
 use chatter::engine::hashing::HashingEmbedder;
 use chatter::engine::worker::{EmbeddingQueue, WorkerSettings};
 use chatter::faq::{self, NewFaq};
+use chatter::metrics::Metrics;
 use chatter::state::AppState;
 use chatter::tenancy::SchemaName;
 use chatter::tenancy::provision::{self, NewTenant};
@@ -133,10 +134,18 @@ pub async fn spawn_app() -> TestApp {
 /// The server with the hashing test double as its model: fast, and enough
 /// for tests that do not test the real model's matching.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_app_with_model(customize, ModelChoice::Given(hashing_engine())).await
+    // The worker records its batches where the app's `/metrics` shows them.
+    let metrics = Arc::new(Metrics::new());
+    let engine = hashing_engine_recording(Arc::clone(&metrics));
+    spawn_app_with_metrics(customize, ModelChoice::Given(engine), metrics).await
 }
 
+/// A ready hashing engine whose metrics nobody reads.
 pub fn hashing_engine() -> Arc<Engine> {
+    hashing_engine_recording(Arc::default())
+}
+
+pub fn hashing_engine_recording(metrics: Arc<Metrics>) -> Arc<Engine> {
     let queue = EmbeddingQueue::start(
         Arc::new(HashingEmbedder::default()),
         WorkerSettings {
@@ -144,6 +153,7 @@ pub fn hashing_engine() -> Arc<Engine> {
             batch_wait: Duration::from_millis(1),
             queue_capacity: 256,
         },
+        metrics,
     )
     .expect("worker starts");
     Arc::new(Engine::ready(queue))
@@ -153,11 +163,19 @@ pub async fn spawn_app_with_model(
     customize: impl FnOnce(&mut Settings),
     model: ModelChoice,
 ) -> TestApp {
+    spawn_app_with_metrics(customize, model, Arc::default()).await
+}
+
+pub async fn spawn_app_with_metrics(
+    customize: impl FnOnce(&mut Settings),
+    model: ModelChoice,
+    metrics: Arc<Metrics>,
+) -> TestApp {
     init_logs();
     let db = TestDb::create().await;
     let mut settings = test_settings(&db);
     customize(&mut settings);
-    let app = Application::build_with(settings, model)
+    let app = Application::build_with(settings, model, metrics)
         .await
         .expect("application starts");
     let port = app.port();

@@ -8,6 +8,7 @@ mod embedded;
 mod health;
 mod helpers;
 mod isolation;
+mod metrics;
 mod migrations;
 mod real_model;
 mod routing;

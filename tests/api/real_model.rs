@@ -57,7 +57,9 @@ pub async fn real_engine() -> Arc<Engine> {
             let embedder = loader::load(&settings, chatter::engine::model_files::Progress::Silent)
                 .await
                 .expect("the real model loads");
-            EmbeddingQueue::start(embedder, loader::worker_settings(&settings)).unwrap()
+            // Shared by every test's app: its batches are recorded nowhere.
+            EmbeddingQueue::start(embedder, loader::worker_settings(&settings), Arc::default())
+                .unwrap()
         })
         .await
         .clone();

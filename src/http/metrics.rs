@@ -1,0 +1,18 @@
+//! `GET /metrics`: the Prometheus scrape. Outside the allowed-host check
+//! (scrapers come by IP); it shows no tenant, path or visitor text.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::state::AppState;
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match state.metrics.render(&state.engine, &state.pool) {
+        Ok(body) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render the metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Prometheus metrics: one registry per `AppState` (no globals), recorded
+//! where things happen and rendered by `GET /metrics`.
+//!
+//! Labels are bounded on purpose: route *patterns* and status codes, never
+//! raw paths, tenants or visitors' text, so the series count stays fixed
+//! however many tenants sign up. Gauges that mirror someone else's state
+//! (queue depth, pool) are read at scrape time rather than kept in step.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use prometheus_client::encoding::{EncodeLabelSet, text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::engine::Engine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot encode the metrics: {0}")]
+    Encode(#[from] std::fmt::Error),
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    /// "answered" (an FAQ matched) or "fallback".
+    outcome: &'static str,
+}
+
+/// Builds each route's latency histogram with the same buckets.
+#[derive(Clone)]
+struct LatencyBuckets;
+
+impl MetricConstructor<Histogram> for LatencyBuckets {
+    fn new_metric(&self) -> Histogram {
+        // 5 ms to ~10 s: a cached answer to a slow model under load.
+        Histogram::new(exponential_buckets(0.005, 2.0, 12))
+    }
+}
+
+/// Every metric the server keeps; share it as `Arc<Metrics>`.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, LatencyBuckets>,
+    chat_answers: Family<OutcomeLabels, Counter>,
+    batch_sizes: Histogram,
+    queue_depth: Gauge,
+    model_load: Gauge<f64, AtomicU64>,
+    pool_in_use: Gauge,
+    pool_idle: Gauge,
+    pool_waiting: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("chatter");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route pattern and status code",
+            requests.clone(),
+        );
+        let latency = Family::new_with_constructor(LatencyBuckets);
+        registry.register_with_unit(
+            "http_request_duration",
+            "HTTP request latency by route pattern",
+            Unit::Seconds,
+            latency.clone(),
+        );
+        let chat_answers = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "chat_answers",
+            "Chat replies given: an FAQ's answer, or the fallback reply",
+            chat_answers.clone(),
+        );
+        // Powers of two up to 128: max_batch is a few dozen texts.
+        let batch_sizes = Histogram::new(exponential_buckets(1.0, 2.0, 8));
+        registry.register(
+            "embedding_batch_size",
+            "Texts per forward pass of the embedding model",
+            batch_sizes.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "embedding_queue_depth",
+            "Embedding jobs queued or being embedded",
+            queue_depth.clone(),
+        );
+        let model_load = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "model_load",
+            "How long the model took to load and warm up (0 until it is ready)",
+            Unit::Seconds,
+            model_load.clone(),
+        );
+        let pool_in_use = Gauge::default();
+        registry.register(
+            "db_pool_in_use",
+            "Database connections lent out",
+            pool_in_use.clone(),
+        );
+        let pool_idle = Gauge::default();
+        registry.register(
+            "db_pool_idle",
+            "Database connections open and free",
+            pool_idle.clone(),
+        );
+        let pool_waiting = Gauge::default();
+        registry.register(
+            "db_pool_waiting",
+            "Tasks waiting for a database connection",
+            pool_waiting.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            chat_answers,
+            batch_sizes,
+            queue_depth,
+            model_load,
+            pool_in_use,
+            pool_idle,
+            pool_waiting,
+        }
+    }
+
+    /// One finished request; `route` is the matched pattern.
+    pub fn record_request(&self, route: &str, status: u16, latency: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    /// One chat reply given: `matched` is an FAQ's answer, else the fallback.
+    pub fn record_chat_answer(&self, matched: bool) {
+        let outcome = if matched { "answered" } else { "fallback" };
+        self.chat_answers
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// One forward pass of `texts` texts.
+    pub fn record_batch(&self, texts: usize) {
+        self.batch_sizes.observe(texts as f64);
+    }
+
+    pub fn set_model_load_time(&self, took: Duration) {
+        self.model_load.set(took.as_secs_f64());
+    }
+
+    /// The text exposition (OpenMetrics), with the scrape-time gauges read
+    /// from `engine` and `pool` first.
+    pub fn render(&self, engine: &Engine, pool: &Pool) -> Result<String, MetricsError> {
+        let depth = engine.queue().map_or(0, |queue| queue.depth());
+        self.queue_depth.set(saturating_i64(depth));
+        let status = pool.status();
+        self.pool_in_use
+            .set(saturating_i64(status.size.saturating_sub(status.available)));
+        self.pool_idle.set(saturating_i64(status.available));
+        self.pool_waiting.set(saturating_i64(status.waiting));
+        let mut out = String::new();
+        text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+fn saturating_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// What `GET /metrics` answers with (prometheus-client writes OpenMetrics).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_histograms_show_up_with_bounded_labels() {
+        let metrics = Metrics::new();
+        metrics.record_request("/api/chat", 200, Duration::from_millis(12));
+        metrics.record_request("/api/chat", 200, Duration::from_millis(30));
+        metrics.record_chat_answer(true);
+        metrics.record_chat_answer(false);
+        metrics.record_batch(3);
+        let mut out = String::new();
+        text::encode(&mut out, &metrics.registry).unwrap();
+        assert!(
+            out.contains(r#"chatter_http_requests_total{route="/api/chat",status="200"} 2"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"chatter_http_request_duration_seconds_count{route="/api/chat"} 2"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"chatter_chat_answers_total{outcome="answered"} 1"#),
+            "{out}"
+        );
+        assert!(
+            out.contains("chatter_embedding_batch_size_sum 3.0"),
+            "{out}"
+        );
+    }
+}
