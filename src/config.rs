@@ -545,6 +545,67 @@ mod tests {
         }
     }
 
+    /// The README's configuration table names every setting.
+    #[test]
+    fn readme_documents_every_setting() {
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .unwrap();
+        let keys = [
+            "server.host",
+            "server.port",
+            "server.debug",
+            "server.secret_key",
+            "server.allowed_hosts",
+            "server.shutdown_timeout_secs",
+            "database.url",
+            "database.data_dir",
+            "database.pool_size",
+            "database.wait_timeout_ms",
+            "database.create_timeout_ms",
+            "database.recycle_timeout_ms",
+            "database.migrate_parallelism",
+            "tenancy.public_schema",
+            "tenancy.public_name",
+            "tenancy.public_domain",
+            "tenancy.cache_capacity",
+            "model.path",
+            "model.repo",
+            "model.revision",
+            "model.hf_home",
+            "model.endpoint",
+            "model.offline",
+            "model.threads",
+            "model.max_batch",
+            "model.batch_wait_ms",
+            "model.queue_capacity",
+            "chat.suggestion_margin",
+            "chat.max_suggestions",
+            "chat.max_message_chars",
+            "log.format",
+            "log.level",
+        ];
+        // Every key parses as a setting: a renamed field fails here too.
+        for key in keys {
+            let (section, field) = key.split_once('.').unwrap();
+            // An empty table is valid TOML and the wrong type for every
+            // setting: known fields fail on the type, unknown ones by name.
+            let probe = format!("[{section}]\n{field} = {{}}\n");
+            let err = toml::from_str::<Settings>(&probe)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                !err.contains("unknown field"),
+                "{key} is not a setting: {err}"
+            );
+            assert!(
+                readme.contains(&format!("| `{key}` |")),
+                "README's configuration table lacks {key}"
+            );
+        }
+    }
+
     fn regex_lite_setting() -> impl Fn(&str) -> bool {
         |s: &str| {
             let Some((key, _)) = s.split_once(" = ") else {
