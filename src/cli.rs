@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::app::{Application, StartupError};
+use crate::auth::{NewUser, Role, users};
 use crate::backup::{self, TenantArchive};
 use crate::config::Settings;
 use crate::db::Database;
@@ -54,6 +55,27 @@ pub enum Command {
     /// Manage the embedding model.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is the first line of stdin (so it stays
+    /// out of the shell history and the process list).
+    Create {
+        email: String,
+        /// May manage every tenant and the platform.
+        #[arg(long)]
+        operator: bool,
+        /// A tenant (schema name) the user joins.
+        #[arg(long, value_name = "SCHEMA", requires = "role")]
+        tenant: Option<String>,
+        /// The user's role in --tenant.
+        #[arg(long, value_parser = ["owner", "agent"], requires = "tenant")]
+        role: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +186,8 @@ pub enum CliError {
     Files(#[from] crate::engine::model_files::ModelFilesError),
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     #[error("{0}")]
     App(#[from] crate::error::AppError),
     #[error("{0}")]
@@ -213,6 +237,7 @@ async fn with_database(
         Command::Migrate(args) => migrate_command(db, settings, args).await,
         Command::Tenant(cmd) => tenant_command(db, cmd).await,
         Command::Domain(cmd) => domain_command(db, cmd).await,
+        Command::User(cmd) => user_command(db, cmd).await,
     }
 }
 
@@ -417,6 +442,62 @@ async fn domain_command(db: &Database, cmd: DomainCommand) -> Result<(), CliErro
         }
     }
     Ok(())
+}
+
+async fn user_command(db: &Database, cmd: UserCommand) -> Result<(), CliError> {
+    match cmd {
+        UserCommand::Create {
+            email,
+            operator,
+            tenant,
+            role,
+        } => {
+            let membership = match (tenant.as_deref(), role.as_deref()) {
+                (Some(tenant), Some(role)) => Some((tenant, role.parse::<Role>()?)),
+                _ => None,
+            };
+            let password = read_password()?;
+            users::create_user(
+                &db.pool,
+                NewUser {
+                    email: &email,
+                    password: &password,
+                    is_operator: operator,
+                    membership,
+                },
+            )
+            .await?;
+            let email = users::normalize_email(&email)?;
+            let mut what = vec![];
+            if operator {
+                what.push("operator".to_string());
+            }
+            if let Some((tenant, role)) = membership {
+                what.push(format!("{role} of {tenant}"));
+            }
+            if what.is_empty() {
+                println!("created user {email}");
+            } else {
+                println!("created user {email} ({})", what.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first line of stdin, without its line ending; an empty one is refused.
+fn read_password() -> Result<String, CliError> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Failed(format!("cannot read the password from stdin: {e}")))?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        return Err(CliError::Usage(
+            "no password: write it as the first line of stdin".into(),
+        ));
+    }
+    Ok(password)
 }
 
 async fn faq_command(db: &Database, cmd: FaqCommand) -> Result<(), CliError> {

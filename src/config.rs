@@ -63,6 +63,7 @@ pub struct Settings {
     pub tenancy: TenancySettings,
     pub model: ModelSettings,
     pub chat: ChatSettings,
+    pub auth: AuthSettings,
     pub log: LogSettings,
 }
 
@@ -132,6 +133,24 @@ pub struct ChatSettings {
     pub suggestion_margin: f32,
     pub max_suggestions: usize,
     pub max_message_chars: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// A token unused this long is dead.
+    pub idle_timeout_secs: u64,
+    /// A token this old is dead, however often it is used.
+    pub max_age_secs: u64,
+}
+
+impl AuthSettings {
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.idle_timeout_secs)
+    }
+    pub fn max_age(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.max_age_secs)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -214,6 +233,15 @@ impl Default for ChatSettings {
             suggestion_margin: 0.10,
             max_suggestions: 3,
             max_message_chars: 2_000,
+        }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout_secs: 24 * 60 * 60,
+            max_age_secs: 30 * 24 * 60 * 60,
         }
     }
 }
@@ -533,6 +561,8 @@ mod tests {
             "suggestion_margin",
             "max_suggestions",
             "max_message_chars",
+            "idle_timeout_secs",
+            "max_age_secs",
             "format",
             "level",
         ] {
@@ -582,6 +612,8 @@ mod tests {
             "chat.suggestion_margin",
             "chat.max_suggestions",
             "chat.max_message_chars",
+            "auth.idle_timeout_secs",
+            "auth.max_age_secs",
             "log.format",
             "log.level",
         ];

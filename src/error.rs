@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::auth::AuthError;
 use crate::db::DbError;
 use crate::engine::EngineError;
 use crate::engine::status::retry_after;
@@ -39,6 +40,8 @@ pub enum AppError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Faq(#[from] FaqError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl AppError {
@@ -68,6 +71,16 @@ impl AppError {
                 FaqError::Invalid(_) | FaqError::BadRows(_) => (StatusCode::BAD_REQUEST, "invalid"),
                 FaqError::Db(db) => db_parts(db),
                 FaqError::Engine(e) => engine_parts(e),
+            },
+            AppError::Auth(e) => match e {
+                AuthError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+                AuthError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+                AuthError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+                AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+                AuthError::EmailTaken(_) => (StatusCode::CONFLICT, "conflict"),
+                AuthError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),
+                AuthError::Hash(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                AuthError::Db(db) => db_parts(db),
             },
         }
     }
@@ -138,6 +151,12 @@ impl IntoResponse for AppError {
             Json(json!({"error": {"code": code, "message": message}})),
         )
             .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: a 401 names the scheme that would have worked.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(secs) = retry_after {
             response
                 .headers_mut()

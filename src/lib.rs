@@ -2,6 +2,7 @@
 //!
 //! - `config`: typed settings (defaults < config.toml < environment).
 //! - `app`: `Application`, what `chatter serve` runs; `cli`: the commands.
+//! - `auth`: accounts, passwords, sign-in tokens.
 //! - `http`: router, layers and routes; `error`: errors become responses.
 //! - `state`: the handles every request shares.
 //! - `tenancy`: schema names, tenant routing, provisioning, `TenantTx`.
@@ -16,6 +17,7 @@
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod backup;
 pub mod bot_config;
 pub mod cache;

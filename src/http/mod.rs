@@ -1,5 +1,6 @@
 //! The HTTP surface: the router, its layers, and one file per route group.
 
+pub mod auth;
 pub mod chat;
 pub mod health;
 pub mod hosts;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
     let tenant_routes = Router::new()
         .route("/api/widget/config", get(widget::config))
         .route("/api/chat", post(chat::chat))
+        .route("/api/auth/membership", get(auth::membership))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             tenant::resolve,
@@ -32,6 +34,11 @@ pub fn router(state: AppState) -> Router {
 
     let checked = Router::new()
         .route("/readyz", get(health::readyz))
+        // Accounts are not a tenant's: no X-Client-ID needed.
+        .route("/api/auth/login", post(auth::login))
+        .route("/api/auth/logout", post(auth::logout))
+        .route("/api/auth/user", get(auth::user))
+        .route("/api/auth/password/change", post(auth::change_password))
         .merge(tenant_routes)
         .fallback(health::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), hosts::check));

@@ -1,0 +1,45 @@
+//! Accounts and sign-in: argon2id passwords (`password`), opaque bearer
+//! tokens stored only as their SHA-256 (`tokens`), and the service layer the
+//! CLI and the HTTP API share (`users`).
+
+pub mod password;
+pub mod tokens;
+pub mod users;
+
+use crate::db::DbError;
+
+pub use users::{AuthUser, Membership, NewUser, Role};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// One message for an unknown email and a wrong password: the answer
+    /// must not tell which emails have accounts.
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("sign in first: send `Authorization: Bearer <token>`")]
+    Unauthenticated,
+    #[error("you are not a member of this tenant")]
+    Forbidden,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("a user with email {0:?} already exists")]
+    EmailTaken(String),
+    #[error("no tenant {0:?}")]
+    UnknownTenant(String),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<tokio_postgres::Error> for AuthError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(DbError::Postgres(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for AuthError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Db(DbError::from(e))
+    }
+}

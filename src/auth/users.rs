@@ -1,0 +1,332 @@
+//! The account service the CLI and the HTTP API share: creating users,
+//! signing in and out, finding the user behind a token, changing passwords.
+
+use std::fmt;
+use std::str::FromStr;
+
+use deadpool_postgres::Pool;
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+use tokio_postgres::error::SqlState;
+
+use crate::auth::password::{self, Verdict};
+use crate::auth::{AuthError, tokens};
+use crate::config::AuthSettings;
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// What a member may do in a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Agent,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Agent => "agent",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = AuthError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "owner" => Ok(Role::Owner),
+            "agent" => Ok(Role::Agent),
+            other => Err(AuthError::Invalid(format!(
+                "role must be owner or agent, not {other:?}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Membership {
+    /// The tenant's schema name.
+    pub tenant: String,
+    pub role: Role,
+}
+
+/// A signed-in user, with every tenant they belong to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuthUser {
+    #[serde(skip)]
+    pub id: i64,
+    pub email: String,
+    pub is_operator: bool,
+    pub memberships: Vec<Membership>,
+}
+
+impl AuthUser {
+    /// The user's role in `schema`, if they are a member.
+    pub fn role_in(&self, schema: &str) -> Option<Role> {
+        self.memberships
+            .iter()
+            .find(|m| m.tenant == schema)
+            .map(|m| m.role)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    pub is_operator: bool,
+    /// A tenant (schema name) to join, and as what.
+    pub membership: Option<(&'a str, Role)>,
+}
+
+/// Trimmed and lowercased; one `@`, something before it, a dotted domain
+/// after it. Deliverability is the mail server's business, not ours.
+pub fn normalize_email(raw: &str) -> Result<String, AuthError> {
+    let email = raw.trim().to_lowercase();
+    let invalid = || AuthError::Invalid(format!("{raw:?} is not an email address"));
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
+    let domain_ok = domain.contains('.')
+        && !domain.contains('@')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..");
+    if local.is_empty() || local.len() > 64 || !domain_ok {
+        return Err(invalid());
+    }
+    Ok(email)
+}
+
+pub fn check_password(password: &str) -> Result<(), AuthError> {
+    let chars = password.chars().count();
+    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) {
+        return Err(AuthError::Invalid(format!(
+            "a password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates a user (and their membership, when asked) in one transaction;
+/// returns the new user's id.
+pub async fn create_user(pool: &Pool, new: NewUser<'_>) -> Result<i64, AuthError> {
+    let email = normalize_email(new.email)?;
+    check_password(new.password)?;
+    let hash = password::hash(new.password.to_string()).await?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let inserted = tx
+        .query_one(
+            "INSERT INTO public.users (email, password_hash, is_operator) \
+             VALUES ($1, $2, $3) RETURNING id",
+            &[&email, &hash, &new.is_operator],
+        )
+        .await;
+    let id: i64 = match inserted {
+        Ok(row) => row.try_get(0)?,
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            return Err(AuthError::EmailTaken(email));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some((schema, role)) = new.membership {
+        let added = tx
+            .execute(
+                "INSERT INTO public.memberships (user_id, tenant_id, role) \
+                 SELECT $1, id, $3 FROM public.tenants WHERE schema_name = $2",
+                &[&id, &schema, &role.as_str()],
+            )
+            .await?;
+        if added == 0 {
+            return Err(AuthError::UnknownTenant(schema.to_string()));
+        }
+    }
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Signs in: a new token for the right password, `InvalidCredentials` for
+/// anything else. An unknown email costs one verification too, so timing
+/// does not tell which emails have accounts. A hash made with weaker
+/// parameters than today's is replaced while we have the password.
+pub async fn authenticate(
+    pool: &Pool,
+    email: &str,
+    password: &str,
+    settings: &AuthSettings,
+) -> Result<String, AuthError> {
+    let client = pool.get().await?;
+    let password = password.to_string();
+    // Too long to be anyone's password: refused before it is hashed.
+    if password.chars().count() > MAX_PASSWORD_CHARS {
+        return Err(AuthError::InvalidCredentials);
+    }
+    let email = email.trim().to_lowercase();
+    let row = client
+        .query_opt(
+            "SELECT id, password_hash FROM public.users WHERE email = $1",
+            &[&email],
+        )
+        .await?;
+    let Some(row) = row else {
+        password::verify_dummy(password).await?;
+        return Err(AuthError::InvalidCredentials);
+    };
+    let user_id: i64 = row.try_get("id")?;
+    let stored: String = row.try_get("password_hash")?;
+    match password::verify(password.clone(), stored).await? {
+        Verdict::Wrong => return Err(AuthError::InvalidCredentials),
+        Verdict::Correct => {}
+        Verdict::CorrectNeedsRehash => {
+            let upgraded = password::hash(password).await?;
+            client
+                .execute(
+                    "UPDATE public.users SET password_hash = $2 WHERE id = $1",
+                    &[&user_id, &upgraded],
+                )
+                .await?;
+        }
+    }
+    tokens::issue(&**client, user_id, settings).await
+}
+
+/// The user behind a live token, or None.
+pub async fn find_by_token(
+    pool: &Pool,
+    token: &str,
+    settings: &AuthSettings,
+) -> Result<Option<AuthUser>, AuthError> {
+    let client = pool.get().await?;
+    let Some(user_id) = tokens::user_of(&**client, token, settings).await? else {
+        return Ok(None);
+    };
+    load_user(&**client, user_id).await
+}
+
+async fn load_user(
+    client: &impl GenericClient,
+    user_id: i64,
+) -> Result<Option<AuthUser>, AuthError> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT email, is_operator FROM public.users WHERE id = $1",
+            &[&user_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let rows = client
+        .query(
+            "SELECT t.schema_name, m.role FROM public.memberships m \
+             JOIN public.tenants t ON t.id = m.tenant_id \
+             WHERE m.user_id = $1 ORDER BY t.schema_name",
+            &[&user_id],
+        )
+        .await?;
+    let mut memberships = Vec::with_capacity(rows.len());
+    for row in rows {
+        let role: String = row.try_get("role")?;
+        memberships.push(Membership {
+            tenant: row.try_get("schema_name")?,
+            role: role.parse()?,
+        });
+    }
+    Ok(Some(AuthUser {
+        id: user_id,
+        email: row.try_get("email")?,
+        is_operator: row.try_get("is_operator")?,
+        memberships,
+    }))
+}
+
+/// Signs a token out.
+pub async fn revoke_token(pool: &Pool, token: &str) -> Result<(), AuthError> {
+    let client = pool.get().await?;
+    tokens::revoke(&**client, token).await
+}
+
+/// Replaces the password after checking the old one, and signs out every
+/// other session: whoever knew the old password keeps nothing.
+pub async fn change_password(
+    pool: &Pool,
+    user_id: i64,
+    old_password: &str,
+    new_password: &str,
+    current_token: Option<&str>,
+) -> Result<(), AuthError> {
+    check_password(new_password)?;
+    let mut client = pool.get().await?;
+    let stored: String = client
+        .query_one(
+            "SELECT password_hash FROM public.users WHERE id = $1",
+            &[&user_id],
+        )
+        .await?
+        .try_get(0)?;
+    if password::verify(old_password.to_string(), stored).await? == Verdict::Wrong {
+        return Err(AuthError::Invalid("the current password is wrong".into()));
+    }
+    let hash = password::hash(new_password.to_string()).await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "UPDATE public.users SET password_hash = $2 WHERE id = $1",
+        &[&user_id, &hash],
+    )
+    .await?;
+    tokens::revoke_others(&*tx, user_id, current_token).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_lowercased_and_checked() {
+        assert_eq!(
+            normalize_email(" Ann@Example.COM ").unwrap(),
+            "ann@example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "@example.com",
+            "ann@",
+            "ann@example",
+            "a b@example.com",
+            "ann@x..com",
+            "a@b@c.com",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad:?} passed");
+        }
+    }
+
+    #[test]
+    fn passwords_are_8_to_1024_characters() {
+        assert!(check_password("1234567").is_err());
+        assert!(check_password("12345678").is_ok());
+        assert!(check_password(&"x".repeat(1024)).is_ok());
+        assert!(check_password(&"x".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn roles_parse() {
+        assert_eq!("owner".parse::<Role>().unwrap(), Role::Owner);
+        assert_eq!("agent".parse::<Role>().unwrap(), Role::Agent);
+        assert!("admin".parse::<Role>().is_err());
+    }
+}

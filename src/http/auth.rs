@@ -1,0 +1,160 @@
+//! Sign-in for the client API: `POST /api/auth/login`, `POST
+//! /api/auth/logout`, `GET /api/auth/user`, `POST /api/auth/password/change`,
+//! and the extractors later routes use: `AuthUser` (401 without a live
+//! token) and `Member` (403 unless the user belongs to the request's
+//! tenant; operators pass). Tokens come as `Authorization: Bearer <token>`,
+//! or `Token <token>` as Django REST framework clients send them.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::auth::{AuthError, AuthUser, Role, users};
+use crate::error::AppError;
+use crate::http::json::ApiJson;
+use crate::http::tenant::CurrentTenant;
+use crate::state::AppState;
+use crate::tenancy::Tenant;
+
+/// The well-formed token in the request's `Authorization` header.
+#[derive(Debug, Clone)]
+pub struct PresentedToken(pub String);
+
+impl FromRequestParts<AppState> for PresentedToken {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::auth::tokens::from_authorization)
+            .map(|t| Self(t.to_string()))
+            .ok_or(AppError::Auth(AuthError::Unauthenticated))
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        // Found once per request, however many extractors ask.
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(user.clone());
+        }
+        let PresentedToken(token) = PresentedToken::from_request_parts(parts, state).await?;
+        let user = users::find_by_token(&state.pool, &token, &state.settings.auth)
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
+        parts.extensions.insert(user.clone());
+        Ok(user)
+    }
+}
+
+/// A user allowed into the request's tenant: a member, or an operator
+/// (`role` is then None unless they are also a member).
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub user: AuthUser,
+    pub tenant: Arc<Tenant>,
+    pub role: Option<Role>,
+}
+
+impl FromRequestParts<AppState> for Member {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        // Who before where: a stranger gets 401, not a hint about tenants.
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        let CurrentTenant(tenant) = CurrentTenant::from_request_parts(parts, state).await?;
+        let role = user.role_in(tenant.schema.as_str());
+        if role.is_none() && !user.is_operator {
+            return Err(AuthError::Forbidden.into());
+        }
+        Ok(Self { user, tenant, role })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoginResponse {
+    pub token: String,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, AppError> {
+    let token = users::authenticate(
+        &state.pool,
+        &body.email,
+        &body.password,
+        &state.settings.auth,
+    )
+    .await?;
+    Ok(Json(LoginResponse { token }))
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    PresentedToken(token): PresentedToken,
+) -> Result<StatusCode, AppError> {
+    users::revoke_token(&state.pool, &token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn user(user: AuthUser) -> Json<AuthUser> {
+    Json(user)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub old_password: String,
+    pub new_password: String,
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    user: AuthUser,
+    PresentedToken(token): PresentedToken,
+    ApiJson(body): ApiJson<ChangePasswordRequest>,
+) -> Result<StatusCode, AppError> {
+    users::change_password(
+        &state.pool,
+        user.id,
+        &body.old_password,
+        &body.new_password,
+        Some(&token),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/auth/membership` (a tenant route): the user's standing in the
+/// request's tenant.
+pub async fn membership(member: Member) -> Json<Value> {
+    Json(json!({
+        "tenant": member.tenant.schema.as_str(),
+        "role": member.role,
+        "is_operator": member.user.is_operator,
+    }))
+}
