@@ -456,7 +456,10 @@ async fn user_command(db: &Database, cmd: UserCommand) -> Result<(), CliError> {
                 (Some(tenant), Some(role)) => Some((tenant, role.parse::<Role>()?)),
                 _ => None,
             };
-            let password = read_password()?;
+            // Stdin may be a terminal waiting for a person: off the async workers.
+            let password = tokio::task::spawn_blocking(read_password)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))??;
             users::create_user(
                 &db.pool,
                 NewUser {
