@@ -86,6 +86,7 @@ impl Application {
                 engine
             }
         };
+        crate::auth::password::prepare();
         let state = AppState::new(database.pool.clone(), settings, engine, metrics);
         let (listener_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let subscriber_state = state.clone();

@@ -42,6 +42,12 @@ static DUMMY_HASH: LazyLock<Option<String>> = LazyLock::new(|| {
     hash_now(&hex::encode(secret)).ok()
 });
 
+/// Makes the dummy hash now, off the runtime, so that not even the first
+/// unknown-email login after start costs more than a wrong password.
+pub fn prepare() {
+    tokio::task::spawn_blocking(|| LazyLock::force(&DUMMY_HASH));
+}
+
 /// The PHC string of `password` with the current parameters.
 pub async fn hash(password: String) -> Result<String, AuthError> {
     tokio::task::spawn_blocking(move || hash_now(&password))
