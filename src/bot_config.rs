@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cache::InvalidatingCache;
 use crate::db::DbError;
+use crate::tenancy::events::ChangeEvent;
 use crate::tenancy::{SchemaName, TenantTx};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -40,6 +41,138 @@ impl BotConfig {
             allowed_origins: row.try_get(5)?,
         })
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BotConfigError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<tokio_postgres::Error> for BotConfigError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(DbError::Postgres(e))
+    }
+}
+
+/// A change to the bot's settings: the fields given are replaced.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotConfigUpdate {
+    pub bot_name: Option<String>,
+    pub greeting: Option<String>,
+    pub fallback_reply: Option<String>,
+    pub match_threshold: Option<f32>,
+    pub theme: Option<serde_json::Value>,
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+const MAX_ORIGINS: usize = 50;
+const MAX_THEME_BYTES: usize = 4_096;
+
+fn text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, BotConfigError> {
+    let Some(value) = value else { return Ok(None) };
+    let value = value.trim().to_string();
+    if value.is_empty() || value.chars().count() > max {
+        return Err(BotConfigError::Invalid(format!(
+            "{field} must be 1 to {max} characters"
+        )));
+    }
+    Ok(Some(value))
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, http or https,
+/// nothing after the host.
+pub fn parse_origin(raw: &str) -> Result<String, BotConfigError> {
+    let bad = || {
+        BotConfigError::Invalid(format!(
+            "{raw:?} is not an origin like https://shop.example.com"
+        ))
+    };
+    let url = url::Url::parse(raw.trim()).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+    {
+        return Err(bad());
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+impl BotConfigUpdate {
+    /// Checks every field; the message names the first bad one.
+    pub fn validated(self) -> Result<Self, BotConfigError> {
+        if let Some(t) = self.match_threshold
+            && !(t.is_finite() && (0.0..=1.0).contains(&t))
+        {
+            return Err(BotConfigError::Invalid(
+                "match_threshold must be between 0 and 1".into(),
+            ));
+        }
+        if let Some(theme) = &self.theme
+            && (!theme.is_object() || theme.to_string().len() > MAX_THEME_BYTES)
+        {
+            return Err(BotConfigError::Invalid(format!(
+                "theme must be a JSON object of at most {MAX_THEME_BYTES} bytes"
+            )));
+        }
+        let allowed_origins = match self.allowed_origins {
+            Some(origins) if origins.len() > MAX_ORIGINS => {
+                return Err(BotConfigError::Invalid(format!(
+                    "at most {MAX_ORIGINS} allowed origins"
+                )));
+            }
+            Some(origins) => Some(
+                origins
+                    .iter()
+                    .map(|o| parse_origin(o))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            bot_name: text("bot_name", self.bot_name, 100)?,
+            greeting: text("greeting", self.greeting, 1_000)?,
+            fallback_reply: text("fallback_reply", self.fallback_reply, 1_000)?,
+            match_threshold: self.match_threshold,
+            theme: self.theme,
+            allowed_origins,
+        })
+    }
+}
+
+/// Applies a validated update and announces it; returns the new settings.
+pub async fn update(
+    pool: &Pool,
+    schema: &SchemaName,
+    update: BotConfigUpdate,
+) -> Result<BotConfig, BotConfigError> {
+    let update = update.validated()?;
+    let mut client = pool.get().await.map_err(DbError::from)?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    tx.execute(
+        "UPDATE bot_config SET bot_name = coalesce($1, bot_name), greeting = coalesce($2, greeting), \
+         fallback_reply = coalesce($3, fallback_reply), match_threshold = coalesce($4, match_threshold), \
+         theme = coalesce($5, theme), allowed_origins = coalesce($6, allowed_origins), updated_at = now()",
+        &[
+            &update.bot_name,
+            &update.greeting,
+            &update.fallback_reply,
+            &update.match_threshold,
+            &update.theme,
+            &update.allowed_origins,
+        ],
+    )
+    .await?;
+    let config = BotConfig::load(&tx).await?;
+    ChangeEvent::BotConfig(schema.clone()).notify(&*tx).await?;
+    tx.commit().await?;
+    Ok(config)
 }
 
 pub struct BotConfigCache {

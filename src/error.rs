@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::auth::AuthError;
+use crate::bot_config::BotConfigError;
 use crate::db::DbError;
 use crate::engine::EngineError;
 use crate::engine::status::retry_after;
@@ -41,6 +42,8 @@ pub enum AppError {
     #[error(transparent)]
     Faq(#[from] FaqError),
     #[error(transparent)]
+    BotConfig(#[from] BotConfigError),
+    #[error(transparent)]
     Auth(#[from] AuthError),
 }
 
@@ -67,15 +70,18 @@ impl AppError {
             },
             AppError::Db(db) => db_parts(db),
             AppError::Engine(e) => engine_parts(e),
+            AppError::BotConfig(BotConfigError::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid"),
+            AppError::BotConfig(BotConfigError::Db(db)) => db_parts(db),
             AppError::Faq(e) => match e {
                 FaqError::Invalid(_) | FaqError::BadRows(_) => (StatusCode::BAD_REQUEST, "invalid"),
+                FaqError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
                 FaqError::Db(db) => db_parts(db),
                 FaqError::Engine(e) => engine_parts(e),
             },
             AppError::Auth(e) => match e {
                 AuthError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
                 AuthError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-                AuthError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+                AuthError::Forbidden | AuthError::OwnerOnly => (StatusCode::FORBIDDEN, "forbidden"),
                 AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
                 AuthError::EmailTaken(_) => (StatusCode::CONFLICT, "conflict"),
                 AuthError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),

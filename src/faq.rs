@@ -21,6 +21,8 @@ pub const MAX_ALTERNATIVES: usize = 20;
 pub enum FaqError {
     #[error("{0}")]
     Invalid(String),
+    #[error("no FAQ {0}")]
+    NotFound(i64),
     #[error("the file has {} bad row(s): {}", .0.len(), .0.join("; "))]
     BadRows(Vec<String>),
     #[error(transparent)]
@@ -210,28 +212,94 @@ pub async fn import(pool: &Pool, schema: &SchemaName, faqs: &[NewFaq]) -> Result
     Ok(faqs.len())
 }
 
+const FAQ_COLUMNS: &str = "id, question, answer, alternatives, embedding IS NOT NULL, updated_at";
+
+fn faq_from_row(row: &tokio_postgres::Row) -> Result<Faq, tokio_postgres::Error> {
+    Ok(Faq {
+        id: row.try_get(0)?,
+        question: row.try_get(1)?,
+        answer: row.try_get(2)?,
+        alternatives: row.try_get(3)?,
+        embedded: row.try_get(4)?,
+        updated_at: row.try_get(5)?,
+    })
+}
+
+pub async fn get(pool: &Pool, schema: &SchemaName, id: i64) -> Result<Faq, FaqError> {
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let row = tx
+        .query_opt(
+            &format!("SELECT {FAQ_COLUMNS} FROM faqs WHERE id = $1"),
+            &[&id],
+        )
+        .await?
+        .ok_or(FaqError::NotFound(id))?;
+    tx.commit().await?;
+    Ok(faq_from_row(&row)?)
+}
+
+/// Adds one FAQ (validated); its vectors are made when the index is next built.
+pub async fn create(pool: &Pool, schema: &SchemaName, faq: NewFaq) -> Result<Faq, FaqError> {
+    let faq = faq.validated().map_err(FaqError::Invalid)?;
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let row = tx
+        .query_one(
+            &format!("INSERT INTO faqs (question, answer, alternatives) VALUES ($1, $2, $3) RETURNING {FAQ_COLUMNS}"),
+            &[&faq.question, &faq.answer, &faq.alternatives],
+        )
+        .await?;
+    ChangeEvent::Faqs(schema.clone()).notify(&*tx).await?;
+    tx.commit().await?;
+    Ok(faq_from_row(&row)?)
+}
+
+/// Replaces a FAQ's texts; its old vectors are dropped with them.
+pub async fn update(
+    pool: &Pool,
+    schema: &SchemaName,
+    id: i64,
+    faq: NewFaq,
+) -> Result<Faq, FaqError> {
+    let faq = faq.validated().map_err(FaqError::Invalid)?;
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let row = tx
+        .query_opt(
+            &format!(
+                "UPDATE faqs SET question = $2, answer = $3, alternatives = $4, embedding = NULL, \
+                 model_id = NULL, updated_at = now() WHERE id = $1 RETURNING {FAQ_COLUMNS}"
+            ),
+            &[&id, &faq.question, &faq.answer, &faq.alternatives],
+        )
+        .await?
+        .ok_or(FaqError::NotFound(id))?;
+    ChangeEvent::Faqs(schema.clone()).notify(&*tx).await?;
+    tx.commit().await?;
+    Ok(faq_from_row(&row)?)
+}
+
+/// Deletes a FAQ; messages that it answered keep their text, without the link.
+pub async fn delete(pool: &Pool, schema: &SchemaName, id: i64) -> Result<(), FaqError> {
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    if tx.execute("DELETE FROM faqs WHERE id = $1", &[&id]).await? == 0 {
+        return Err(FaqError::NotFound(id));
+    }
+    ChangeEvent::Faqs(schema.clone()).notify(&*tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 pub async fn list(pool: &Pool, schema: &SchemaName) -> Result<Vec<Faq>, FaqError> {
     let mut client = pool.get().await?;
     let tx = TenantTx::begin(&mut client, schema).await?;
     let rows = tx
-        .query(
-            "SELECT id, question, answer, alternatives, embedding IS NOT NULL, updated_at FROM faqs ORDER BY id",
-            &[],
-        )
+        .query(&format!("SELECT {FAQ_COLUMNS} FROM faqs ORDER BY id"), &[])
         .await?;
     tx.commit().await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Faq {
-                id: row.try_get(0)?,
-                question: row.try_get(1)?,
-                answer: row.try_get(2)?,
-                alternatives: row.try_get(3)?,
-                embedded: row.try_get(4)?,
-                updated_at: row.try_get(5)?,
-            })
-        })
-        .collect()
+    Ok(rows.iter().map(faq_from_row).collect::<Result<_, _>>()?)
 }
 
 /// The texts a FAQ is matched by: its question, its alternative phrasings,

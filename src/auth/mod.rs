@@ -20,6 +20,8 @@ pub enum AuthError {
     Unauthenticated,
     #[error("you are not a member of this tenant")]
     Forbidden,
+    #[error("only the tenant's owners (or an operator) can change this")]
+    OwnerOnly,
     #[error("{0}")]
     Invalid(String),
     #[error("a user with email {0:?} already exists")]

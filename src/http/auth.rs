@@ -87,6 +87,26 @@ impl FromRequestParts<AppState> for Member {
     }
 }
 
+/// A member who may change the tenant's bot: an owner, or an operator.
+#[derive(Debug, Clone)]
+pub struct Owner(pub Member);
+
+impl FromRequestParts<AppState> for Owner {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let member = Member::from_request_parts(parts, state).await?;
+        if member.role == Some(Role::Owner) || member.user.is_operator {
+            Ok(Self(member))
+        } else {
+            Err(AuthError::OwnerOnly.into())
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {

@@ -1,7 +1,9 @@
 //! The HTTP surface: the router, its layers, and one file per route group.
 
 pub mod auth;
+pub mod bot;
 pub mod chat;
+pub mod faqs;
 pub mod health;
 pub mod hosts;
 pub mod json;
@@ -27,6 +29,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/widget/config", get(widget::config))
         .route("/api/chat", post(chat::chat))
         .route("/api/auth/membership", get(auth::membership))
+        .route("/api/bot/config", get(bot::get_config).put(bot::put_config))
+        .route("/api/faqs", get(faqs::list).post(faqs::create))
+        .route("/api/faqs/import", post(faqs::import))
+        .route(
+            "/api/faqs/{id}",
+            get(faqs::get).put(faqs::update).delete(faqs::delete),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             tenant::resolve,

@@ -5,6 +5,7 @@ mod auth;
 mod backup;
 mod chat;
 mod cli;
+mod client_api;
 mod embedded;
 mod health;
 mod helpers;
