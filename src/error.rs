@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::auth::AuthError;
 use crate::bot_config::BotConfigError;
+use crate::conversations::ConversationError;
 use crate::db::DbError;
 use crate::engine::EngineError;
 use crate::engine::status::retry_after;
@@ -44,6 +45,8 @@ pub enum AppError {
     #[error(transparent)]
     BotConfig(#[from] BotConfigError),
     #[error(transparent)]
+    Conversation(#[from] ConversationError),
+    #[error(transparent)]
     Auth(#[from] AuthError),
 }
 
@@ -72,6 +75,13 @@ impl AppError {
             AppError::Engine(e) => engine_parts(e),
             AppError::BotConfig(BotConfigError::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid"),
             AppError::BotConfig(BotConfigError::Db(db)) => db_parts(db),
+            AppError::Conversation(ConversationError::NotFound(_)) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            AppError::Conversation(ConversationError::Export(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+            AppError::Conversation(ConversationError::Db(db)) => db_parts(db),
             AppError::Faq(e) => match e {
                 FaqError::Invalid(_) | FaqError::BadRows(_) => (StatusCode::BAD_REQUEST, "invalid"),
                 FaqError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

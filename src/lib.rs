@@ -9,7 +9,8 @@
 //! - `db`: the pool, the embedded PostgreSQL, migrations.
 //! - `bot_config`: a tenant's bot settings, cached.
 //! - `engine`: the embedding model, its batching worker, the FAQ index.
-//! - `faq`: a tenant's knowledge base; `chat`: answering and storing.
+//! - `faq`: a tenant's knowledge base; `chat`: answering and storing;
+//!   `conversations`: reading them back.
 //! - `backup`: one tenant as one portable JSON file, exported and imported.
 //! - `cache`: the invalidation-safe map behind every cache.
 //! - `metrics`: the Prometheus registry behind `GET /metrics`.
@@ -24,6 +25,7 @@ pub mod cache;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod conversations;
 pub mod db;
 pub mod engine;
 pub mod error;

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod bot;
 pub mod chat;
+pub mod conversations;
 pub mod faqs;
 pub mod health;
 pub mod hosts;
@@ -32,6 +33,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/bot/config", get(bot::get_config).put(bot::put_config))
         .route("/api/faqs", get(faqs::list).post(faqs::create))
         .route("/api/faqs/import", post(faqs::import))
+        .route("/api/conversations", get(conversations::list))
+        .route("/api/conversations/export.csv", get(conversations::export))
+        .route(
+            "/api/conversations/{id}",
+            get(conversations::get).delete(conversations::delete),
+        )
         .route(
             "/api/faqs/{id}",
             get(faqs::get).put(faqs::update).delete(faqs::delete),

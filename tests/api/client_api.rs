@@ -9,7 +9,7 @@ use crate::helpers::{TestApp, spawn_app};
 const PASSWORD: &str = "correct horse battery";
 
 /// Two tenants; an owner and an agent of `shop`, an owner of `other`.
-async fn setup() -> (TestApp, String, String, String) {
+pub async fn setup() -> (TestApp, String, String, String) {
     let app = spawn_app().await;
     app.create_tenant("shop", "Shop", None).await;
     app.create_tenant("other", "Other", None).await;
@@ -45,7 +45,7 @@ async fn setup() -> (TestApp, String, String, String) {
     (app, owner, agent, other)
 }
 
-async fn call(
+pub async fn call(
     app: &TestApp,
     method: &str,
     path: &str,

@@ -6,6 +6,7 @@ mod backup;
 mod chat;
 mod cli;
 mod client_api;
+mod conversations;
 mod embedded;
 mod health;
 mod helpers;

@@ -1,0 +1,246 @@
+//! A tenant's conversations for its members: a paged, searchable list, a
+//! transcript, erasure of one conversation, and a CSV export.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use deadpool_postgres::Pool;
+use serde::Serialize;
+
+use crate::db::DbError;
+use crate::tenancy::{SchemaName, TenantTx};
+
+pub const PAGE_SIZE: i64 = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConversationError {
+    #[error("no conversation {0}")]
+    NotFound(i64),
+    #[error("the export could not be written: {0}")]
+    Export(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<tokio_postgres::Error> for ConversationError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(DbError::Postgres(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ConversationError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Db(DbError::from(e))
+    }
+}
+
+/// What to list: words to search for, a date range (inclusive, UTC days),
+/// and whether every question was answered (`Some(false)`: at least one
+/// fell back).
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub q: Option<String>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub answered: Option<bool>,
+    pub page: i64,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Summary {
+    pub id: i64,
+    pub session_id: String,
+    pub origin: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub last_message_at: DateTime<Utc>,
+    pub messages: i64,
+    pub first_message: Option<String>,
+    pub answered: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Page {
+    pub page: i64,
+    pub per_page: i64,
+    pub total: i64,
+    pub conversations: Vec<Summary>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Message {
+    pub role: String,
+    pub text: String,
+    pub faq_id: Option<i64>,
+    pub score: Option<f32>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Transcript {
+    #[serde(flatten)]
+    pub conversation: Summary,
+    pub transcript: Vec<Message>,
+}
+
+// One WHERE clause for the list and its count; every value is a bind parameter.
+const FILTER: &str = "($1::text IS NULL OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id \
+     AND to_tsvector('simple', m.text) @@ plainto_tsquery('simple', $1))) \
+     AND ($2::date IS NULL OR c.last_message_at >= $2::date) \
+     AND ($3::date IS NULL OR c.started_at < $3::date + 1) \
+     AND ($4::bool IS NULL OR $4 = NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id \
+     AND m.role = 'bot' AND m.faq_id IS NULL))";
+
+const SUMMARY: &str = "c.id, c.session_id, c.origin, c.started_at, c.last_message_at, \
+     (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id), \
+     (SELECT m.text FROM messages m WHERE m.conversation_id = c.id AND m.role = 'visitor' ORDER BY m.id LIMIT 1), \
+     NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.role = 'bot' AND m.faq_id IS NULL)";
+
+fn summary(row: &tokio_postgres::Row) -> Result<Summary, tokio_postgres::Error> {
+    Ok(Summary {
+        id: row.try_get(0)?,
+        session_id: row.try_get(1)?,
+        origin: row.try_get(2)?,
+        started_at: row.try_get(3)?,
+        last_message_at: row.try_get(4)?,
+        messages: row.try_get(5)?,
+        first_message: row.try_get(6)?,
+        answered: row.try_get(7)?,
+    })
+}
+
+/// The newest conversations first, `PAGE_SIZE` a page (pages count from 1).
+pub async fn list(
+    pool: &Pool,
+    schema: &SchemaName,
+    filter: &Filter,
+) -> Result<Page, ConversationError> {
+    let q = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    let page = filter.page.max(1);
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        [&q, &filter.from, &filter.to, &filter.answered];
+    let total: i64 = tx
+        .query_one(
+            &format!("SELECT count(*) FROM conversations c WHERE {FILTER}"),
+            &params,
+        )
+        .await?
+        .try_get(0)?;
+    let offset = (page - 1).saturating_mul(PAGE_SIZE);
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {SUMMARY} FROM conversations c WHERE {FILTER} \
+                 ORDER BY c.last_message_at DESC, c.id DESC LIMIT {PAGE_SIZE} OFFSET $5"
+            ),
+            &[&q, &filter.from, &filter.to, &filter.answered, &offset],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(Page {
+        page,
+        per_page: PAGE_SIZE,
+        total,
+        conversations: rows.iter().map(summary).collect::<Result<_, _>>()?,
+    })
+}
+
+pub async fn transcript(
+    pool: &Pool,
+    schema: &SchemaName,
+    id: i64,
+) -> Result<Transcript, ConversationError> {
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let row = tx
+        .query_opt(
+            &format!("SELECT {SUMMARY} FROM conversations c WHERE c.id = $1"),
+            &[&id],
+        )
+        .await?
+        .ok_or(ConversationError::NotFound(id))?;
+    let rows = tx
+        .query(
+            "SELECT role, text, faq_id, score, created_at FROM messages WHERE conversation_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await?;
+    tx.commit().await?;
+    let transcript = rows
+        .iter()
+        .map(|r| {
+            Ok(Message {
+                role: r.try_get(0)?,
+                text: r.try_get(1)?,
+                faq_id: r.try_get(2)?,
+                score: r.try_get(3)?,
+                created_at: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    Ok(Transcript {
+        conversation: summary(&row)?,
+        transcript,
+    })
+}
+
+/// Erases one conversation and its messages (a visitor's right to erasure).
+pub async fn delete(pool: &Pool, schema: &SchemaName, id: i64) -> Result<(), ConversationError> {
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    if tx
+        .execute("DELETE FROM conversations WHERE id = $1", &[&id])
+        .await?
+        == 0
+    {
+        return Err(ConversationError::NotFound(id));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Every message as CSV rows, oldest conversation first.
+pub async fn export_csv(pool: &Pool, schema: &SchemaName) -> Result<String, ConversationError> {
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let rows = tx
+        .query(
+            "SELECT c.id, c.session_id, m.created_at, m.role, m.text, m.faq_id, m.score \
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id ORDER BY c.id, m.id",
+            &[],
+        )
+        .await?;
+    tx.commit().await?;
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let csv_error = |e: csv::Error| ConversationError::Export(e.to_string());
+    writer
+        .write_record([
+            "conversation_id",
+            "session_id",
+            "created_at",
+            "role",
+            "text",
+            "faq_id",
+            "score",
+        ])
+        .map_err(csv_error)?;
+    for row in rows {
+        let created: DateTime<Utc> = row.try_get(2)?;
+        let faq_id: Option<i64> = row.try_get(5)?;
+        let score: Option<f32> = row.try_get(6)?;
+        writer
+            .write_record([
+                row.try_get::<_, i64>(0)?.to_string(),
+                row.try_get::<_, String>(1)?,
+                created.to_rfc3339(),
+                row.try_get::<_, String>(3)?,
+                row.try_get::<_, String>(4)?,
+                faq_id.map(|f| f.to_string()).unwrap_or_default(),
+                score.map(|s| s.to_string()).unwrap_or_default(),
+            ])
+            .map_err(csv_error)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| ConversationError::Export(e.to_string()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
