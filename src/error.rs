@@ -29,6 +29,8 @@ pub enum AppError {
     UnknownTenant(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
     #[error("{message}")]
     Unavailable {
         message: String,
@@ -58,6 +60,7 @@ impl AppError {
             AppError::MissingTenant => (StatusCode::BAD_REQUEST, "missing_tenant"),
             AppError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Tenancy(e) => match e {
                 TenancyError::InvalidSchema(_)
@@ -91,7 +94,9 @@ impl AppError {
             AppError::Auth(e) => match e {
                 AuthError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
                 AuthError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-                AuthError::Forbidden | AuthError::OwnerOnly => (StatusCode::FORBIDDEN, "forbidden"),
+                AuthError::Forbidden | AuthError::OwnerOnly | AuthError::OperatorOnly => {
+                    (StatusCode::FORBIDDEN, "forbidden")
+                }
                 AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
                 AuthError::EmailTaken(_) => (StatusCode::CONFLICT, "conflict"),
                 AuthError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),

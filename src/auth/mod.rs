@@ -22,6 +22,8 @@ pub enum AuthError {
     Forbidden,
     #[error("only the tenant's owners (or an operator) can change this")]
     OwnerOnly,
+    #[error("only operators can do this")]
+    OperatorOnly,
     #[error("{0}")]
     Invalid(String),
     #[error("a user with email {0:?} already exists")]

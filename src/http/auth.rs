@@ -87,6 +87,26 @@ impl FromRequestParts<AppState> for Member {
     }
 }
 
+/// An operator: runs the whole platform.
+#[derive(Debug, Clone)]
+pub struct Operator(pub AuthUser);
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if user.is_operator {
+            Ok(Self(user))
+        } else {
+            Err(AuthError::OperatorOnly.into())
+        }
+    }
+}
+
 /// A member who may change the tenant's bot: an owner, or an operator.
 #[derive(Debug, Clone)]
 pub struct Owner(pub Member);

@@ -2,7 +2,6 @@
 //! the bot answers with a change at once.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -10,7 +9,7 @@ use serde_json::{Value, json};
 use crate::error::AppError;
 use crate::faq::{self, Faq, NewFaq};
 use crate::http::auth::{Member, Owner};
-use crate::http::json::ApiJson;
+use crate::http::json::{ApiBytes, ApiJson};
 use crate::state::AppState;
 use crate::tenancy::SchemaName;
 use crate::tenancy::events::{ChangeEvent, Signal};
@@ -76,7 +75,7 @@ pub async fn delete(
 pub async fn import(
     State(state): State<AppState>,
     Owner(owner): Owner,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<Value>, AppError> {
     let schema = &owner.tenant.schema;
     let faqs = faq::parse_import(&body)?;

@@ -4,9 +4,28 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
+use crate::http::MAX_BODY_BYTES;
+
+/// A raw body (an import file) with our errors: 413 past the limit.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::body::Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(AppError::TooLarge(MAX_BODY_BYTES))
+            }
+            Err(rejection) => Err(AppError::BadRequest(rejection.body_text())),
+        }
+    }
+}
 
 pub struct ApiJson<T>(pub T);
 
@@ -20,6 +39,9 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(AppError::TooLarge(MAX_BODY_BYTES))
+            }
             Err(rejection) => Err(match rejection {
                 JsonRejection::JsonDataError(e) => AppError::BadRequest(e.body_text()),
                 JsonRejection::JsonSyntaxError(e) => AppError::BadRequest(e.body_text()),

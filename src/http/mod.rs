@@ -9,6 +9,7 @@ pub mod health;
 pub mod hosts;
 pub mod json;
 pub mod metrics;
+pub mod operator;
 pub mod request_log;
 pub mod tenant;
 pub mod widget;
@@ -16,10 +17,14 @@ pub mod widget;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::state::AppState;
+
+/// Request bodies above this are answered 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The whole application. Layers, outermost first: request log (and the
 /// request metrics), allowed hosts (not for `/healthz` and `/metrics`, so
@@ -55,8 +60,22 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/auth/user", get(auth::user))
         .route("/api/auth/password/change", post(auth::change_password))
+        // The platform's: operators only, no tenant.
+        .route(
+            "/api/tenants",
+            get(operator::list_tenants).post(operator::create_tenant),
+        )
+        .route("/api/tenants/{schema}", delete(operator::delete_tenant))
+        .route(
+            "/api/domains",
+            get(operator::list_domains)
+                .post(operator::add_domain)
+                .delete(operator::remove_domain),
+        )
         .merge(tenant_routes)
         .fallback(health::not_found)
+        // Nothing we take is large: refuse bigger bodies before reading them.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), hosts::check));
 
     Router::new()

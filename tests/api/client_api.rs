@@ -313,3 +313,180 @@ async fn faqs_crud_is_answered_by_the_bot_at_once() {
         "a deleted FAQ is not answered: {reply}"
     );
 }
+
+#[tokio::test]
+async fn operators_manage_tenants_and_domains_others_get_403() {
+    let (app, owner, _agent, _other) = setup().await;
+    users::create_user(
+        &app.pool,
+        NewUser {
+            email: "op@platform.test",
+            password: PASSWORD,
+            is_operator: true,
+            membership: None,
+        },
+    )
+    .await
+    .unwrap();
+    let body: Value = app
+        .post("/api/auth/login")
+        .json(&json!({"email": "op@platform.test", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = body["token"].as_str().unwrap().to_string();
+
+    assert_eq!(call(&app, "GET", "/api/tenants", None, None).await.0, 401);
+    assert_eq!(
+        call(&app, "GET", "/api/tenants", Some(&owner), None)
+            .await
+            .0,
+        403
+    );
+    let new = json!({"schema": "newco", "name": "New Co", "domain": "chat.newco.test"});
+    assert_eq!(
+        call(
+            &app,
+            "POST",
+            "/api/tenants",
+            Some(&owner),
+            Some(new.clone())
+        )
+        .await
+        .0,
+        403
+    );
+    let (status, created) = call(&app, "POST", "/api/tenants", Some(&op), Some(new.clone())).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        call(&app, "POST", "/api/tenants", Some(&op), Some(new))
+            .await
+            .0,
+        409
+    );
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/api/tenants",
+        Some(&op),
+        Some(json!({"schema": "Bad;", "name": "x"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // The new tenant routes by its domain at once.
+    let widget = app
+        .get("/api/widget/config")
+        .header("Host", "chat.newco.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(widget.status(), 200);
+
+    let (status, listed) = call(&app, "GET", "/api/tenants", Some(&op), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["schema"] == "newco")
+    );
+    let domain = json!({"domain": "www.newco.test", "tenant": "newco", "primary": true});
+    assert_eq!(
+        call(
+            &app,
+            "POST",
+            "/api/domains",
+            Some(&op),
+            Some(domain.clone())
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        call(&app, "POST", "/api/domains", Some(&op), Some(domain))
+            .await
+            .0,
+        409
+    );
+    let (_, domains) = call(&app, "GET", "/api/domains", Some(&op), None).await;
+    assert!(
+        domains
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["domain"] == "www.newco.test" && d["is_primary"] == true)
+    );
+    assert_eq!(
+        call(
+            &app,
+            "DELETE",
+            "/api/domains",
+            Some(&op),
+            Some(json!({"domain": "www.newco.test"}))
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        call(
+            &app,
+            "DELETE",
+            "/api/domains",
+            Some(&op),
+            Some(json!({"domain": "www.newco.test"}))
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(&app, "DELETE", "/api/tenants/newco", Some(&owner), None)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        call(&app, "DELETE", "/api/tenants/newco", Some(&op), None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        call(&app, "DELETE", "/api/tenants/newco", Some(&op), None)
+            .await
+            .0,
+        404
+    );
+    let gone = app
+        .get("/api/widget/config")
+        .header("X-Client-ID", "newco")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404, "deleted: 404 at once in this process");
+}
+
+#[tokio::test]
+async fn bodies_over_64_kib_are_413() {
+    let (app, owner, _agent, _other) = setup().await;
+    let big = "x".repeat(70 * 1024);
+    let (status, body) = app.chat("shop", json!({"message": big})).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    let response = app
+        .http
+        .post(format!("{}/api/faqs/import", app.addr))
+        .header("X-Client-ID", "shop")
+        .bearer_auth(&owner)
+        .body(format!("question,answer\n{big},a\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+}
