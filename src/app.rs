@@ -148,7 +148,11 @@ impl Application {
             let _ = stopping_tx.send(());
         };
         let app = crate::http::router(state);
-        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
         let server = async move { server.await.map_err(StartupError::Serve) };
         tokio::pin!(server);
         let result = tokio::select! {

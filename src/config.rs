@@ -142,6 +142,9 @@ pub struct AuthSettings {
     pub idle_timeout_secs: u64,
     /// A token this old is dead, however often it is used.
     pub max_age_secs: u64,
+    /// Sign-in attempts a minute for one account from one address; one
+    /// address may make three times as many across accounts.
+    pub login_attempts_per_minute: u32,
 }
 
 impl AuthSettings {
@@ -242,6 +245,7 @@ impl Default for AuthSettings {
         Self {
             idle_timeout_secs: 24 * 60 * 60,
             max_age_secs: 30 * 24 * 60 * 60,
+            login_attempts_per_minute: 10,
         }
     }
 }
@@ -563,6 +567,7 @@ mod tests {
             "max_message_chars",
             "idle_timeout_secs",
             "max_age_secs",
+            "login_attempts_per_minute",
             "format",
             "level",
         ] {
@@ -614,6 +619,7 @@ mod tests {
             "chat.max_message_chars",
             "auth.idle_timeout_secs",
             "auth.max_age_secs",
+            "auth.login_attempts_per_minute",
             "log.format",
             "log.level",
         ];

@@ -31,6 +31,8 @@ pub enum AppError {
     NotFound(String),
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("too many attempts; try again in {0} seconds")]
+    TooManyRequests(u64),
     #[error("{message}")]
     Unavailable {
         message: String,
@@ -61,6 +63,7 @@ impl AppError {
             AppError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            AppError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Tenancy(e) => match e {
                 TenancyError::InvalidSchema(_)
@@ -161,6 +164,7 @@ impl IntoResponse for AppError {
             AppError::Unavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            AppError::TooManyRequests(secs) => Some(*secs),
             _ if self.engine_error().is_some() => {
                 self.engine_error().map(|e| retry_after(e).as_secs())
             }

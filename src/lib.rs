@@ -12,7 +12,8 @@
 //! - `faq`: a tenant's knowledge base; `chat`: answering and storing;
 //!   `conversations`: reading them back.
 //! - `backup`: one tenant as one portable JSON file, exported and imported.
-//! - `cache`: the invalidation-safe map behind every cache.
+//! - `cache`: the invalidation-safe map behind every cache;
+//!   `rate_limit`: token buckets (sign-in attempts).
 //! - `metrics`: the Prometheus registry behind `GET /metrics`.
 // Unsafe only where a dependency forces it (the gemm kernels of `engine::minilm`).
 #![deny(unsafe_code)]
@@ -32,6 +33,7 @@ pub mod error;
 pub mod faq;
 pub mod http;
 pub mod metrics;
+pub mod rate_limit;
 pub mod state;
 pub mod telemetry;
 pub mod tenancy;

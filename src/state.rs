@@ -14,6 +14,7 @@ use crate::error::AppError;
 use crate::faq;
 use crate::http::hosts::AllowedHosts;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 use crate::tenancy::events::{ChangeEvent, Signal};
 use crate::tenancy::{SchemaName, TenantResolver};
 
@@ -27,6 +28,14 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub faq_indexes: Arc<IndexCache>,
     pub metrics: Arc<Metrics>,
+    pub login_limits: Arc<LoginLimits>,
+}
+
+/// Sign-in attempts: per account from one address, and per address. Not
+/// per account alone: that would let anyone lock a user out from anywhere.
+pub struct LoginLimits {
+    pub account_from_address: RateLimiter,
+    pub address: RateLimiter,
 }
 
 impl AppState {
@@ -34,7 +43,15 @@ impl AppState {
     /// the state exists, records into the same registry.
     pub fn new(pool: Pool, settings: Settings, engine: Arc<Engine>, metrics: Arc<Metrics>) -> Self {
         let capacity = settings.tenancy.cache_capacity;
+        let attempts = settings.auth.login_attempts_per_minute;
         Self {
+            login_limits: Arc::new(LoginLimits {
+                account_from_address: RateLimiter::per_minute(attempts, attempts),
+                address: RateLimiter::per_minute(
+                    attempts.saturating_mul(3),
+                    attempts.saturating_mul(3),
+                ),
+            }),
             engine,
             metrics,
             faq_indexes: Arc::new(IndexCache::new(capacity)),

@@ -87,6 +87,30 @@ impl FromRequestParts<AppState> for Member {
     }
 }
 
+/// The client's address: the last `X-Forwarded-For` hop (what the proxy in
+/// front of us, such as Render's, saw), else the TCP peer.
+#[derive(Debug, Clone)]
+pub struct ClientAddress(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip().to_string());
+        Ok(Self(forwarded.or(peer).unwrap_or_else(|| "unknown".into())))
+    }
+}
+
 /// An operator: runs the whole platform.
 #[derive(Debug, Clone)]
 pub struct Operator(pub AuthUser);
@@ -141,8 +165,21 @@ pub struct LoginResponse {
 
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, AppError> {
+    // Checked before any hashing: a refused attempt costs us nothing.
+    let account = body.email.trim().to_lowercase();
+    let limits = &state.login_limits;
+    limits
+        .address
+        .check(&address)
+        .and_then(|()| {
+            limits
+                .account_from_address
+                .check(&format!("{account}\n{address}"))
+        })
+        .map_err(|wait| AppError::TooManyRequests(wait.as_secs().max(1)))?;
     let token = users::authenticate(
         &state.pool,
         &body.email,

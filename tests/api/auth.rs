@@ -406,3 +406,57 @@ async fn user_create_from_the_command_line() {
         .get(0);
     assert_eq!(users, 1, "the failed commands created nobody");
 }
+
+#[tokio::test]
+async fn sign_in_attempts_are_limited_per_account_and_address_without_locking_the_user_out() {
+    let app = spawn_app().await;
+    with_user(&app, None, false).await;
+    let attempt = |address: &'static str, password: &'static str| {
+        app.post("/api/auth/login")
+            .header("X-Forwarded-For", format!("198.51.100.7, {address}"))
+            .json(&json!({"email": EMAIL, "password": password}))
+            .send()
+    };
+    for _ in 0..10 {
+        assert_eq!(
+            attempt("203.0.113.1", "wrong password")
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+    }
+    let refused = attempt("203.0.113.1", PASSWORD).await.unwrap();
+    assert_eq!(
+        refused.status(),
+        429,
+        "the 11th attempt in a minute is refused, even with the right password"
+    );
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // The real user, from another address, still signs in.
+    assert_eq!(
+        attempt("203.0.113.2", PASSWORD).await.unwrap().status(),
+        200
+    );
+    // One address trying many accounts hits its own limit (three times the per-account one).
+    let mut statuses = Vec::new();
+    for i in 0..32 {
+        let response = app
+            .post("/api/auth/login")
+            .header("X-Forwarded-For", "203.0.113.9")
+            .json(&json!({"email": format!("user{i}@example.com"), "password": "whatever123"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert!(statuses[..30].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(statuses[31], 429, "{statuses:?}");
+}

@@ -1,0 +1,95 @@
+//! Token buckets by key, in memory: each key may spend `burst` at once and
+//! earns `per_minute` back over a minute. A refused call learns how long to
+//! wait (the `Retry-After`). Per process: with several replicas each keeps
+//! its own buckets, which bounds abuse per replica.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+pub struct RateLimiter {
+    burst: f64,
+    per_second: f64,
+    // A std lock: one map operation per call, never held across an await.
+    buckets: Mutex<HashMap<String, Bucket>>,
+    max_keys: usize,
+}
+
+impl RateLimiter {
+    pub fn per_minute(per_minute: u32, burst: u32) -> Self {
+        Self {
+            burst: f64::from(burst.max(1)),
+            per_second: f64::from(per_minute.max(1)) / 60.0,
+            buckets: Mutex::new(HashMap::new()),
+            max_keys: 100_000,
+        }
+    }
+
+    /// Spends one token of `key`, or says how long until one is there.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        self.check_at(key, Instant::now())
+    }
+
+    fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= self.max_keys {
+            // Full buckets carry no information: drop them first.
+            let (burst, per_second) = (self.burst, self.per_second);
+            buckets.retain(|_, b| {
+                b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < burst
+            });
+            if buckets.len() >= self.max_keys {
+                buckets.clear();
+            }
+        }
+        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
+            tokens: self.burst,
+            updated: now,
+        });
+        let earned = now.duration_since(bucket.updated).as_secs_f64() * self.per_second;
+        bucket.tokens = (bucket.tokens + earned).min(self.burst);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(
+                Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_second)
+                    .max(Duration::from_secs(1)),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_spends_its_burst_then_waits_for_the_refill() {
+        let limiter = RateLimiter::per_minute(10, 10);
+        let start = Instant::now();
+        for _ in 0..10 {
+            assert!(limiter.check_at("a", start).is_ok());
+        }
+        let wait = limiter.check_at("a", start).unwrap_err();
+        assert!(
+            wait >= Duration::from_secs(5) && wait <= Duration::from_secs(7),
+            "{wait:?}"
+        );
+        assert!(
+            limiter.check_at("b", start).is_ok(),
+            "other keys are not affected"
+        );
+        assert!(
+            limiter
+                .check_at("a", start + Duration::from_secs(7))
+                .is_ok()
+        );
+    }
+}
