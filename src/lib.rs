@@ -10,7 +10,7 @@
 //! - `bot_config`: a tenant's bot settings, cached.
 //! - `engine`: the embedding model, its batching worker, the FAQ index.
 //! - `faq`: a tenant's knowledge base; `chat`: answering and storing;
-//!   `conversations`: reading them back.
+//!   `conversations`: reading them back; `analytics`: the numbers.
 //! - `backup`: one tenant as one portable JSON file, exported and imported.
 //! - `cache`: the invalidation-safe map behind every cache;
 //!   `rate_limit`: token buckets (sign-in attempts).
@@ -18,6 +18,7 @@
 // Unsafe only where a dependency forces it (the gemm kernels of `engine::minilm`).
 #![deny(unsafe_code)]
 
+pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod backup;

@@ -1,5 +1,6 @@
 //! The HTTP surface: the router, its layers, and one file per route group.
 
+pub mod analytics;
 pub mod auth;
 pub mod bot;
 pub mod chat;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/bot/config", get(bot::get_config).put(bot::put_config))
         .route("/api/faqs", get(faqs::list).post(faqs::create))
         .route("/api/faqs/import", post(faqs::import))
+        .route("/api/analytics/summary", get(analytics::summary))
         .route("/api/conversations", get(conversations::list))
         .route("/api/conversations/export.csv", get(conversations::export))
         .route(

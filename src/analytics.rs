@@ -1,0 +1,197 @@
+//! A tenant's numbers for the last N days: conversations, messages,
+//! answered and fallback rates, a per-day series, and the questions the bot
+//! could not answer, grouped by meaning, so the client sees which FAQ to
+//! write next.
+
+use chrono::NaiveDate;
+use deadpool_postgres::Pool;
+use serde::Serialize;
+
+use crate::db::DbError;
+use crate::engine::worker::EmbeddingQueue;
+use crate::tenancy::{SchemaName, TenantTx};
+
+/// Unanswered questions looked at, newest first.
+const MAX_UNANSWERED: i64 = 500;
+/// Questions this close (cosine) ask the same thing.
+const SAME_MEANING: f32 = 0.75;
+const TOP_GROUPS: usize = 10;
+
+#[derive(Debug, Serialize)]
+pub struct Day {
+    pub date: NaiveDate,
+    pub conversations: i64,
+    pub messages: i64,
+    pub answered: i64,
+    pub fallback: i64,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct UnansweredGroup {
+    /// The group's most recent wording.
+    pub question: String,
+    pub count: usize,
+    /// Up to three other wordings.
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub days: i64,
+    pub conversations: i64,
+    pub messages: i64,
+    pub answered: i64,
+    pub fallback: i64,
+    pub answered_rate: f64,
+    pub fallback_rate: f64,
+    pub per_day: Vec<Day>,
+    /// Visitor feedback arrives with the widget; null until then.
+    pub feedback: Option<serde_json::Value>,
+    pub top_unanswered: Vec<UnansweredGroup>,
+}
+
+pub async fn summary(
+    pool: &Pool,
+    schema: &SchemaName,
+    days: i64,
+    queue: Option<&EmbeddingQueue>,
+) -> Result<Summary, DbError> {
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let since = "now() - make_interval(days => $1::int)";
+    let days_param = i32::try_from(days).unwrap_or(i32::MAX);
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT d::date, \
+                   (SELECT count(*) FROM conversations c WHERE c.started_at::date = d::date), \
+                   (SELECT count(*) FROM messages m WHERE m.created_at::date = d::date), \
+                   (SELECT count(*) FROM messages m WHERE m.created_at::date = d::date AND m.role = 'bot' AND m.faq_id IS NOT NULL), \
+                   (SELECT count(*) FROM messages m WHERE m.created_at::date = d::date AND m.role = 'bot' AND m.faq_id IS NULL) \
+                 FROM generate_series(({since})::date, now()::date, interval '1 day') d ORDER BY 1"
+            ),
+            &[&days_param],
+        )
+        .await?;
+    let per_day: Vec<Day> = rows
+        .iter()
+        .map(|r| {
+            Ok(Day {
+                date: r.try_get(0)?,
+                conversations: r.try_get(1)?,
+                messages: r.try_get(2)?,
+                answered: r.try_get(3)?,
+                fallback: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    let unanswered: Vec<String> = tx
+        .query(
+            &format!(
+                "SELECT v.text FROM messages b \
+                 CROSS JOIN LATERAL (SELECT text FROM messages v WHERE v.conversation_id = b.conversation_id \
+                   AND v.id < b.id AND v.role = 'visitor' ORDER BY v.id DESC LIMIT 1) v \
+                 WHERE b.role = 'bot' AND b.faq_id IS NULL AND b.created_at >= {since} \
+                 ORDER BY b.id DESC LIMIT {MAX_UNANSWERED}"
+            ),
+            &[&days_param],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    tx.commit().await?;
+
+    let sum = |f: fn(&Day) -> i64| per_day.iter().map(f).sum::<i64>();
+    let (answered, fallback) = (sum(|d| d.answered), sum(|d| d.fallback));
+    let replies = (answered + fallback).max(1) as f64;
+    // Without the model (still loading), group identical wordings only.
+    let vectors = match queue {
+        Some(queue) => queue.embed(unanswered.clone()).await.ok(),
+        None => None,
+    };
+    Ok(Summary {
+        days,
+        conversations: sum(|d| d.conversations),
+        messages: sum(|d| d.messages),
+        answered,
+        fallback,
+        answered_rate: answered as f64 / replies,
+        fallback_rate: fallback as f64 / replies,
+        per_day,
+        feedback: None,
+        top_unanswered: group_by_meaning(&unanswered, vectors.as_deref()),
+    })
+}
+
+/// Greedy grouping, newest question first: each joins the first group whose
+/// first question is at least `SAME_MEANING` close, else starts its own.
+pub fn group_by_meaning(
+    questions: &[String],
+    vectors: Option<&[Vec<f32>]>,
+) -> Vec<UnansweredGroup> {
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (i, question) in questions.iter().enumerate() {
+        let same = |head: usize| match vectors {
+            Some(v) => v[head].iter().zip(&v[i]).map(|(a, b)| a * b).sum::<f32>() >= SAME_MEANING,
+            None => questions[head].trim().eq_ignore_ascii_case(question.trim()),
+        };
+        match groups.iter_mut().find(|(head, _)| same(*head)) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((i, vec![i])),
+        }
+    }
+    groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+    groups
+        .into_iter()
+        .take(TOP_GROUPS)
+        .map(|(head, members)| {
+            let mut examples: Vec<String> = Vec::new();
+            for &m in &members[1..] {
+                if examples.len() < 3
+                    && questions[m] != questions[head]
+                    && !examples.contains(&questions[m])
+                {
+                    examples.push(questions[m].clone());
+                }
+            }
+            UnansweredGroup {
+                question: questions[head].clone(),
+                count: members.len(),
+                examples,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_questions_group_and_the_biggest_group_comes_first() {
+        let q: Vec<String> = ["bikes?", "tents?", "bicycles?", "cycles?"]
+            .map(String::from)
+            .to_vec();
+        let v = vec![
+            vec![1.0, 0.0],
+            vec![0.0, 1.0],
+            vec![0.9, 0.436],
+            vec![0.8, 0.6],
+        ];
+        let groups = group_by_meaning(&q, Some(&v));
+        assert_eq!(groups[0].question, "bikes?");
+        assert_eq!(groups[0].count, 3);
+        assert_eq!(groups[0].examples, vec!["bicycles?", "cycles?"]);
+        assert_eq!(
+            groups[1],
+            UnansweredGroup {
+                question: "tents?".into(),
+                count: 1,
+                examples: vec![]
+            }
+        );
+        let same_text = group_by_meaning(&["Hi".into(), "hi ".into()], None);
+        assert_eq!(same_text[0].count, 2);
+    }
+}

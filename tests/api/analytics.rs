@@ -1,0 +1,64 @@
+//! The analytics summary: counts, rates, the per-day series, and the
+//! unanswered questions grouped by meaning.
+
+use serde_json::json;
+
+use crate::client_api::{call, setup};
+
+#[tokio::test]
+async fn the_summary_counts_and_groups_what_fell_back() {
+    let (app, _owner, agent, other) = setup().await;
+    app.import_faqs(
+        "shop",
+        &[("What are your opening hours?", "9 to 5 on weekdays.")],
+    )
+    .await;
+    for message in [
+        "what are your opening hours",
+        "opening hours please",
+        "do you sell bicycles",
+        "bicycles do you sell",
+        "tents for rent",
+    ] {
+        let (status, _) = app.chat("shop", json!({"message": message})).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        call(&app, "GET", "/api/analytics/summary", Some(&other), None)
+            .await
+            .0,
+        403
+    );
+    let (status, summary) = call(
+        &app,
+        "GET",
+        "/api/analytics/summary?days=7",
+        Some(&agent),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["conversations"], 5);
+    assert_eq!(summary["messages"], 10);
+    assert_eq!(summary["answered"], 2);
+    assert_eq!(summary["fallback"], 3);
+    assert!((summary["fallback_rate"].as_f64().unwrap() - 0.6).abs() < 1e-9);
+    let days = summary["per_day"].as_array().unwrap();
+    assert_eq!(days.len(), 8, "7 days back and today");
+    assert_eq!(days.last().unwrap()["messages"], 10);
+    let top = &summary["top_unanswered"];
+    assert_eq!(top[0]["count"], 2, "{top}");
+    assert!(top[0]["question"].as_str().unwrap().contains("bicycles"));
+    assert_eq!(top[1]["question"], "tents for rent");
+    for bad in ["?days=0", "?days=999", "?days=x", "?weeks=1"] {
+        let (status, _) = call(
+            &app,
+            "GET",
+            &format!("/api/analytics/summary{bad}"),
+            Some(&agent),
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}");
+    }
+}
