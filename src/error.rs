@@ -103,6 +103,7 @@ impl AppError {
                 AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
                 AuthError::EmailTaken(_) => (StatusCode::CONFLICT, "conflict"),
                 AuthError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),
+                AuthError::UnknownUser(_) => (StatusCode::NOT_FOUND, "not_found"),
                 AuthError::Hash(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 AuthError::Db(db) => db_parts(db),
             },

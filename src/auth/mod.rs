@@ -30,6 +30,8 @@ pub enum AuthError {
     EmailTaken(String),
     #[error("no tenant {0:?}")]
     UnknownTenant(String),
+    #[error("no user {0:?}")]
+    UnknownUser(String),
     #[error("password hashing failed: {0}")]
     Hash(String),
     #[error(transparent)]

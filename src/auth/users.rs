@@ -330,3 +330,87 @@ mod tests {
         assert!("admin".parse::<Role>().is_err());
     }
 }
+
+/// A user as operators see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserSummary {
+    pub email: String,
+    pub is_operator: bool,
+    pub memberships: Vec<Membership>,
+}
+
+/// Every user with their memberships, by email.
+pub async fn list_users(pool: &Pool) -> Result<Vec<UserSummary>, AuthError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT u.email, u.is_operator, t.schema_name, m.role FROM public.users u \
+             LEFT JOIN public.memberships m ON m.user_id = u.id \
+             LEFT JOIN public.tenants t ON t.id = m.tenant_id ORDER BY u.email, t.schema_name",
+            &[],
+        )
+        .await?;
+    let mut users: Vec<UserSummary> = Vec::new();
+    for row in rows {
+        let email: String = row.try_get(0)?;
+        if users.last().is_none_or(|u| u.email != email) {
+            users.push(UserSummary {
+                email,
+                is_operator: row.try_get(1)?,
+                memberships: Vec::new(),
+            });
+        }
+        let (tenant, role): (Option<String>, Option<String>) = (row.try_get(2)?, row.try_get(3)?);
+        if let (Some(tenant), Some(role), Some(user)) = (tenant, role, users.last_mut()) {
+            user.memberships.push(Membership {
+                tenant,
+                role: role.parse()?,
+            });
+        }
+    }
+    Ok(users)
+}
+
+/// Makes `email` a member of `schema` with `role` (or changes the role).
+pub async fn set_membership(
+    pool: &Pool,
+    email: &str,
+    schema: &str,
+    role: Role,
+) -> Result<(), AuthError> {
+    let email = normalize_email(email)?;
+    let client = pool.get().await?;
+    let user: i64 = client
+        .query_opt("SELECT id FROM public.users WHERE email = $1", &[&email])
+        .await?
+        .ok_or_else(|| AuthError::UnknownUser(email.clone()))?
+        .try_get(0)?;
+    let changed = client
+        .execute(
+            "INSERT INTO public.memberships (user_id, tenant_id, role) \
+             SELECT $1, id, $3 FROM public.tenants WHERE schema_name = $2 \
+             ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = EXCLUDED.role",
+            &[&user, &schema, &role.as_str()],
+        )
+        .await?;
+    if changed == 0 {
+        return Err(AuthError::UnknownTenant(schema.to_string()));
+    }
+    Ok(())
+}
+
+pub async fn remove_membership(pool: &Pool, email: &str, schema: &str) -> Result<(), AuthError> {
+    let email = normalize_email(email)?;
+    let client = pool.get().await?;
+    let removed = client
+        .execute(
+            "DELETE FROM public.memberships m USING public.users u, public.tenants t \
+             WHERE m.user_id = u.id AND m.tenant_id = t.id AND u.email = $1 AND t.schema_name = $2",
+            &[&email, &schema],
+        )
+        .await?;
+    if removed == 0 {
+        return Err(AuthError::UnknownUser(format!("{email} in {schema}")));
+    }
+    Ok(())
+}

@@ -69,6 +69,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/tenants/{schema}", delete(operator::delete_tenant))
         .route(
+            "/api/users",
+            get(operator::list_users).post(operator::create_user),
+        )
+        .route(
+            "/api/memberships",
+            post(operator::set_membership).delete(operator::remove_membership),
+        )
+        .route(
             "/api/domains",
             get(operator::list_domains)
                 .post(operator::add_domain)

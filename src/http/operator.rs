@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
+use crate::auth::users::{self, NewUser, Role, UserSummary};
 use crate::error::AppError;
 use crate::http::auth::Operator;
 use crate::http::json::ApiJson;
@@ -98,5 +99,75 @@ pub async fn remove_domain(
 ) -> Result<StatusCode, AppError> {
     provision::remove_domain(&state.pool, &body.domain).await?;
     changed(&state);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserRequest {
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub is_operator: bool,
+    pub tenant: Option<String>,
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipRequest {
+    pub email: String,
+    pub tenant: String,
+    pub role: Option<String>,
+}
+
+pub async fn list_users(
+    State(state): State<AppState>,
+    _: Operator,
+) -> Result<Json<Vec<UserSummary>>, AppError> {
+    Ok(Json(users::list_users(&state.pool).await?))
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    _: Operator,
+    ApiJson(body): ApiJson<NewUserRequest>,
+) -> Result<StatusCode, AppError> {
+    let role: Option<Role> = body.role.as_deref().map(str::parse).transpose()?;
+    let membership = match (body.tenant.as_deref(), role) {
+        (Some(tenant), Some(role)) => Some((tenant, role)),
+        (None, None) => None,
+        _ => return Err(AppError::BadRequest("give tenant and role together".into())),
+    };
+    let new = NewUser {
+        email: &body.email,
+        password: &body.password,
+        is_operator: body.is_operator,
+        membership,
+    };
+    users::create_user(&state.pool, new).await?;
+    Ok(StatusCode::CREATED)
+}
+
+pub async fn set_membership(
+    State(state): State<AppState>,
+    _: Operator,
+    ApiJson(body): ApiJson<MembershipRequest>,
+) -> Result<StatusCode, AppError> {
+    let role: Role = body
+        .role
+        .as_deref()
+        .ok_or_else(|| AppError::BadRequest("role is required: owner or agent".into()))?
+        .parse()?;
+    users::set_membership(&state.pool, &body.email, &body.tenant, role).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn remove_membership(
+    State(state): State<AppState>,
+    _: Operator,
+    ApiJson(body): ApiJson<MembershipRequest>,
+) -> Result<StatusCode, AppError> {
+    users::remove_membership(&state.pool, &body.email, &body.tenant).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -490,3 +490,126 @@ async fn bodies_over_64_kib_are_413() {
         .unwrap();
     assert_eq!(response.status(), 413);
 }
+
+#[tokio::test]
+async fn operators_manage_users_and_memberships() {
+    let (app, owner, _agent, _other) = setup().await;
+    users::create_user(
+        &app.pool,
+        NewUser {
+            email: "op@platform.test",
+            password: PASSWORD,
+            is_operator: true,
+            membership: None,
+        },
+    )
+    .await
+    .unwrap();
+    let login = |email: &'static str| {
+        app.post("/api/auth/login")
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+    };
+    let op: Value = login("op@platform.test")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = op["token"].as_str().unwrap().to_string();
+
+    let new =
+        json!({"email": "new@shop.test", "password": PASSWORD, "tenant": "shop", "role": "agent"});
+    assert_eq!(
+        call(&app, "POST", "/api/users", Some(&owner), Some(new.clone()))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        call(&app, "POST", "/api/users", Some(&op), Some(new.clone()))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        call(&app, "POST", "/api/users", Some(&op), Some(new))
+            .await
+            .0,
+        409
+    );
+    let half = json!({"email": "x@shop.test", "password": PASSWORD, "tenant": "shop"});
+    assert_eq!(
+        call(&app, "POST", "/api/users", Some(&op), Some(half))
+            .await
+            .0,
+        400
+    );
+    let (_, listed) = call(&app, "GET", "/api/users", Some(&op), None).await;
+    let new_user = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "new@shop.test")
+        .unwrap();
+    assert_eq!(
+        new_user["memberships"],
+        json!([{"tenant": "shop", "role": "agent"}])
+    );
+
+    // Promote to owner: the new user may now change the bot.
+    let promote = json!({"email": "new@shop.test", "tenant": "shop", "role": "owner"});
+    assert_eq!(
+        call(&app, "POST", "/api/memberships", Some(&op), Some(promote))
+            .await
+            .0,
+        204
+    );
+    let token: Value = login("new@shop.test").await.unwrap().json().await.unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+    let (status, _) = call(
+        &app,
+        "PUT",
+        "/api/bot/config",
+        Some(&token),
+        Some(json!({"greeting": "Hello!"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let bad_role = json!({"email": "new@shop.test", "tenant": "shop", "role": "king"});
+    assert_eq!(
+        call(&app, "POST", "/api/memberships", Some(&op), Some(bad_role))
+            .await
+            .0,
+        400
+    );
+    let nobody = json!({"email": "nobody@shop.test", "tenant": "shop", "role": "agent"});
+    assert_eq!(
+        call(&app, "POST", "/api/memberships", Some(&op), Some(nobody))
+            .await
+            .0,
+        404
+    );
+
+    let remove = json!({"email": "new@shop.test", "tenant": "shop"});
+    assert_eq!(
+        call(
+            &app,
+            "DELETE",
+            "/api/memberships",
+            Some(&op),
+            Some(remove.clone())
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        call(&app, "DELETE", "/api/memberships", Some(&op), Some(remove))
+            .await
+            .0,
+        404
+    );
+    let (status, _) = call(&app, "GET", "/api/bot/config", Some(&token), None).await;
+    assert_eq!(status, 403, "no longer a member");
+}
