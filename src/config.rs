@@ -79,6 +79,10 @@ pub struct ServerSettings {
     pub allowed_hosts: Vec<String>,
     /// Longest a graceful stop waits for requests in flight.
     pub shutdown_timeout_secs: u64,
+    /// Behind a proxy (Render, nginx) that sets X-Forwarded-For: take the
+    /// client's address from its last hop. Off, the header is ignored, since
+    /// a client talking to us directly could write anything there.
+    pub trust_proxy: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,6 +188,7 @@ impl Default for ServerSettings {
                 "127.0.0.1".into(),
             ],
             shutdown_timeout_secs: 25,
+            trust_proxy: false,
         }
     }
 }
@@ -312,6 +317,9 @@ impl Settings {
         }
         if let Some(v) = get("CHATTER_HOST") {
             self.server.host = v.to_string();
+        }
+        if let Some(v) = get("CHATTER_TRUST_PROXY") {
+            self.server.trust_proxy = parse_bool("CHATTER_TRUST_PROXY", v)?;
         }
         if let Some(v) = get("CHATTER_SHUTDOWN_TIMEOUT_SECS") {
             self.server.shutdown_timeout_secs =
@@ -546,6 +554,7 @@ mod tests {
             "debug",
             "allowed_hosts",
             "shutdown_timeout_secs",
+            "trust_proxy",
             "data_dir",
             "pool_size",
             "wait_timeout_ms",
@@ -593,6 +602,7 @@ mod tests {
             "server.secret_key",
             "server.allowed_hosts",
             "server.shutdown_timeout_secs",
+            "server.trust_proxy",
             "database.url",
             "database.data_dir",
             "database.pool_size",

@@ -66,6 +66,11 @@ fn the_web_service_builds_fetches_the_model_and_serves() {
         Some(true)
     );
     assert_eq!(env_var(web, "DEBUG")["value"].as_str(), Some("False"));
+    assert_eq!(
+        env_var(web, "CHATTER_TRUST_PROXY")["value"].as_str(),
+        Some("true"),
+        "behind Render's proxy"
+    );
     // The model cache the build fills is the one the service reads: inside
     // the project folder, which Render keeps from build to runtime.
     let hf_home = env_var(web, "HF_HOME")["value"].as_str().unwrap();

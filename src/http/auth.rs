@@ -87,18 +87,24 @@ impl FromRequestParts<AppState> for Member {
     }
 }
 
-/// The client's address: the last `X-Forwarded-For` hop (what the proxy in
-/// front of us, such as Render's, saw), else the TCP peer.
+/// The client's address: with `trust_proxy`, the last `X-Forwarded-For` hop
+/// (what the proxy in front of us, such as Render's, saw); else the TCP peer.
 #[derive(Debug, Clone)]
 pub struct ClientAddress(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+impl FromRequestParts<AppState> for ClientAddress {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let forwarded = state
+            .settings
+            .server
+            .trust_proxy
+            .then(|| parts.headers.get("x-forwarded-for"))
+            .flatten()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .map(|v| v.trim().to_string())

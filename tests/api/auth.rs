@@ -409,7 +409,8 @@ async fn user_create_from_the_command_line() {
 
 #[tokio::test]
 async fn sign_in_attempts_are_limited_per_account_and_address_without_locking_the_user_out() {
-    let app = spawn_app().await;
+    // Behind a proxy: addresses come from X-Forwarded-For, as on Render.
+    let app = spawn_app_with(|s| s.server.trust_proxy = true).await;
     with_user(&app, None, false).await;
     let attempt = |address: &'static str, password: &'static str| {
         app.post("/api/auth/login")
@@ -459,4 +460,25 @@ async fn sign_in_attempts_are_limited_per_account_and_address_without_locking_th
     }
     assert!(statuses[..30].iter().all(|s| *s == 401), "{statuses:?}");
     assert_eq!(statuses[31], 429, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn without_a_trusted_proxy_a_forged_forwarded_for_changes_nothing() {
+    let app = spawn_app().await;
+    with_user(&app, None, false).await;
+    let mut statuses = Vec::new();
+    for i in 0..11 {
+        let response = app
+            .post("/api/auth/login")
+            .header("X-Forwarded-For", format!("203.0.113.{i}"))
+            .json(&json!({"email": EMAIL, "password": "wrong password"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(
+        statuses[10], 429,
+        "a new forged address each time must not buy new attempts: {statuses:?}"
+    );
 }
