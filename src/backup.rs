@@ -38,17 +38,7 @@ pub enum BackupError {
     Db(#[from] DbError),
 }
 
-impl From<tokio_postgres::Error> for BackupError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Self::Db(DbError::Postgres(e))
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for BackupError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        Self::Db(DbError::from(e))
-    }
-}
+crate::db::db_error_conversions!(BackupError);
 
 /// One tenant, everything needed to bring it back. No field is optional
 /// (apart from nullable columns): a file missing one is refused, not

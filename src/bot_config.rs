@@ -51,11 +51,7 @@ pub enum BotConfigError {
     Db(#[from] DbError),
 }
 
-impl From<tokio_postgres::Error> for BotConfigError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Self::Db(DbError::Postgres(e))
-    }
-}
+crate::db::db_error_conversions!(BotConfigError);
 
 /// A change to the bot's settings: the fields given are replaced.
 #[derive(Debug, Default, Deserialize)]

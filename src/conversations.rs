@@ -20,17 +20,7 @@ pub enum ConversationError {
     Db(#[from] DbError),
 }
 
-impl From<tokio_postgres::Error> for ConversationError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Self::Db(DbError::Postgres(e))
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for ConversationError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        Self::Db(DbError::from(e))
-    }
-}
+crate::db::db_error_conversions!(ConversationError);
 
 /// What to list: words to search for, a date range (inclusive, UTC days),
 /// and whether every question was answered (`Some(false)`: at least one

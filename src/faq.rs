@@ -31,17 +31,7 @@ pub enum FaqError {
     Engine(#[from] EngineError),
 }
 
-impl From<tokio_postgres::Error> for FaqError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Self::Db(DbError::Postgres(e))
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for FaqError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        Self::Db(DbError::from(e))
-    }
-}
+crate::db::db_error_conversions!(FaqError);
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Faq {

@@ -38,14 +38,4 @@ pub enum AuthError {
     Db(#[from] DbError),
 }
 
-impl From<tokio_postgres::Error> for AuthError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Self::Db(DbError::Postgres(e))
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for AuthError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        Self::Db(DbError::from(e))
-    }
-}
+crate::db::db_error_conversions!(AuthError);

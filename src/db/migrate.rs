@@ -40,11 +40,7 @@ pub enum MigrateError {
     Refinery(#[from] refinery::Error),
 }
 
-impl From<tokio_postgres::Error> for MigrateError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Self::Db(DbError::Postgres(e))
-    }
-}
+crate::db::db_error_conversions!(MigrateError);
 
 /// The result of migrating one tenant schema.
 #[derive(Debug)]

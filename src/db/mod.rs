@@ -6,3 +6,23 @@ pub mod migrate;
 pub mod pool;
 
 pub use pool::{Database, DbError};
+
+/// `?` on a PostgreSQL or pool error in a module whose error type has a
+/// `Db(DbError)` variant: the two conversions every such module needs,
+/// written once.
+macro_rules! db_error_conversions {
+    ($($error:ty),+ $(,)?) => {$(
+        impl From<tokio_postgres::Error> for $error {
+            fn from(e: tokio_postgres::Error) -> Self {
+                Self::Db($crate::db::DbError::Postgres(e))
+            }
+        }
+
+        impl From<deadpool_postgres::PoolError> for $error {
+            fn from(e: deadpool_postgres::PoolError) -> Self {
+                Self::Db($crate::db::DbError::from(e))
+            }
+        }
+    )+};
+}
+pub(crate) use db_error_conversions;

@@ -41,14 +41,4 @@ pub enum TenancyError {
     Migrate(#[from] MigrateError),
 }
 
-impl From<tokio_postgres::Error> for TenancyError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Self::Db(DbError::Postgres(e))
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for TenancyError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        Self::Db(DbError::from(e))
-    }
-}
+crate::db::db_error_conversions!(TenancyError);
