@@ -30,19 +30,40 @@ pub async fn setup() -> (TestApp, String, String, String) {
         )
         .await
         .unwrap();
-        let response = app
-            .post("/api/auth/login")
-            .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        let body: Value = response.json().await.unwrap();
-        tokens.push(body["token"].as_str().unwrap().to_string());
+        tokens.push(sign_in(&app, email).await);
     }
     let other = tokens.pop().unwrap();
     let agent = tokens.pop().unwrap();
     let owner = tokens.pop().unwrap();
     (app, owner, agent, other)
+}
+
+/// A token for `email`, signed in with the shared test password.
+pub async fn sign_in(app: &TestApp, email: &str) -> String {
+    let response = app
+        .post("/api/auth/login")
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    body["token"].as_str().unwrap().to_string()
+}
+
+/// A new operator's token.
+async fn operator(app: &TestApp) -> String {
+    users::create_user(
+        &app.pool,
+        NewUser {
+            email: "op@platform.test",
+            password: PASSWORD,
+            is_operator: true,
+            membership: None,
+        },
+    )
+    .await
+    .unwrap();
+    sign_in(app, "op@platform.test").await
 }
 
 pub async fn call(
@@ -317,27 +338,7 @@ async fn faqs_crud_is_answered_by_the_bot_at_once() {
 #[tokio::test]
 async fn operators_manage_tenants_and_domains_others_get_403() {
     let (app, owner, _agent, _other) = setup().await;
-    users::create_user(
-        &app.pool,
-        NewUser {
-            email: "op@platform.test",
-            password: PASSWORD,
-            is_operator: true,
-            membership: None,
-        },
-    )
-    .await
-    .unwrap();
-    let body: Value = app
-        .post("/api/auth/login")
-        .json(&json!({"email": "op@platform.test", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let op = body["token"].as_str().unwrap().to_string();
+    let op = operator(&app).await;
 
     assert_eq!(call(&app, "GET", "/api/tenants", None, None).await.0, 401);
     assert_eq!(
@@ -494,29 +495,7 @@ async fn bodies_over_64_kib_are_413() {
 #[tokio::test]
 async fn operators_manage_users_and_memberships() {
     let (app, owner, _agent, _other) = setup().await;
-    users::create_user(
-        &app.pool,
-        NewUser {
-            email: "op@platform.test",
-            password: PASSWORD,
-            is_operator: true,
-            membership: None,
-        },
-    )
-    .await
-    .unwrap();
-    let login = |email: &'static str| {
-        app.post("/api/auth/login")
-            .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
-    };
-    let op: Value = login("op@platform.test")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let op = op["token"].as_str().unwrap().to_string();
+    let op = operator(&app).await;
 
     let new =
         json!({"email": "new@shop.test", "password": PASSWORD, "tenant": "shop", "role": "agent"});
@@ -565,8 +544,7 @@ async fn operators_manage_users_and_memberships() {
             .0,
         204
     );
-    let token: Value = login("new@shop.test").await.unwrap().json().await.unwrap();
-    let token = token["token"].as_str().unwrap().to_string();
+    let token = sign_in(&app, "new@shop.test").await;
     let (status, _) = call(
         &app,
         "PUT",
