@@ -347,7 +347,9 @@ pub async fn load_index(
     };
 
     let mut entries = Vec::with_capacity(stored.len());
-    let mut fresh: Vec<(i64, DateTime<Utc>, Vec<f32>)> = Vec::new();
+    // FAQs whose vectors must be made: (position in entries, id, updated_at, texts).
+    let mut stale: Vec<(usize, i64, DateTime<Utc>, usize)> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
     for faq in stored {
         let phrasings = phrasings(&faq.faq, &faq.alternatives);
         let usable = faq.model_id.as_deref() == Some(queue.model_id())
@@ -358,9 +360,9 @@ pub async fn load_index(
         let vectors: Vec<Vec<f32>> = match (usable, faq.embedding) {
             (true, Some(flat)) => flat.chunks_exact(dim).map(<[f32]>::to_vec).collect(),
             _ => {
-                let vectors = queue.embed(phrasings).await?;
-                fresh.push((faq.faq.id, faq.updated_at, vectors.concat()));
-                vectors
+                stale.push((entries.len(), faq.faq.id, faq.updated_at, phrasings.len()));
+                texts.extend(phrasings);
+                Vec::new()
             }
         };
         entries.push(FaqVectors {
@@ -369,7 +371,20 @@ pub async fn load_index(
         });
     }
 
-    if !fresh.is_empty() {
+    if !stale.is_empty() {
+        // Full batches, one job each: the model works at batch speed, and
+        // visitors' questions still get in between two jobs.
+        let mut made = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(queue.max_batch()) {
+            made.extend(queue.embed(chunk.to_vec()).await?);
+        }
+        let mut made = made.into_iter();
+        let mut fresh = Vec::with_capacity(stale.len());
+        for (at, id, updated_at, count) in stale {
+            let vectors: Vec<Vec<f32>> = made.by_ref().take(count).collect();
+            fresh.push((id, updated_at, vectors.concat()));
+            entries[at].vectors = vectors;
+        }
         store_vectors(pool, schema, queue.model_id(), &fresh).await?;
     }
     Ok(FaqIndex::build(dim, entries))

@@ -38,6 +38,7 @@ pub struct EmbeddingQueue {
     sender: SyncSender<Job>,
     depth: Arc<AtomicUsize>,
     dim: usize,
+    max_batch: usize,
     model_id: Arc<str>,
 }
 
@@ -54,6 +55,7 @@ impl EmbeddingQueue {
             sender,
             depth: Arc::clone(&depth),
             dim: embedder.dim(),
+            max_batch: settings.max_batch.max(1),
             model_id: Arc::from(embedder.model_id()),
         };
         std::thread::Builder::new()
@@ -94,6 +96,11 @@ impl EmbeddingQueue {
 
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// Texts the worker embeds in one pass at most.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
     }
 
     pub fn model_id(&self) -> &str {
