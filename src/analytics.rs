@@ -17,7 +17,7 @@ const MAX_UNANSWERED: i64 = 500;
 const SAME_MEANING: f32 = 0.75;
 const TOP_GROUPS: usize = 10;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Day {
     pub date: NaiveDate,
     pub conversations: i64,
@@ -26,7 +26,7 @@ pub struct Day {
     pub fallback: i64,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct UnansweredGroup {
     /// The group's most recent wording.
     pub question: String,
@@ -35,7 +35,8 @@ pub struct UnansweredGroup {
     pub examples: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AnalyticsSummary)]
 pub struct Summary {
     pub days: i64,
     pub conversations: i64,
@@ -46,6 +47,7 @@ pub struct Summary {
     pub fallback_rate: f64,
     pub per_day: Vec<Day>,
     /// Visitor feedback arrives with the widget; null until then.
+    #[schema(value_type = Option<Object>)]
     pub feedback: Option<serde_json::Value>,
     pub top_unanswered: Vec<UnansweredGroup>,
 }

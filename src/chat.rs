@@ -13,7 +13,7 @@ use crate::engine::index::FaqIndex;
 use crate::tenancy::{SchemaName, TenantTx};
 
 /// What the bot says, before it is stored.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Answer {
     pub reply: String,
     pub matched: bool,

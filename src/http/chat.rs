@@ -6,26 +6,44 @@ use axum::http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 
 use crate::chat::{self, Answer};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::http::json::ApiJson;
 use crate::http::tenant::CurrentTenant;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatRequest {
+    /// The visitor's session, from an earlier answer; none starts one.
     #[serde(default)]
     pub session_id: Option<String>,
+    /// The question, up to `chat.max_message_chars` characters (2,000 by default).
+    #[schema(min_length = 1, max_length = 2000)]
     pub message: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChatResponse {
     #[serde(flatten)]
     pub answer: Answer,
     pub session_id: String,
 }
 
+/// A visitor's question and the bot's answer.
+///
+/// The answer is the best-matching FAQ's when its score reaches the bot's
+/// threshold; otherwise the fallback reply, with the nearest questions as
+/// suggestions when they came close.
+#[utoipa::path(
+    post,
+    path = "/api/chat",
+    tag = "visitor",
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The bot's answer", body = ChatResponse),
+        (status = 400, description = "An empty or too long message", body = ErrorBody),
+    )
+)]
 pub async fn chat(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,

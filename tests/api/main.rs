@@ -14,5 +14,6 @@ mod helpers;
 mod isolation;
 mod metrics;
 mod migrations;
+mod openapi;
 mod real_model;
 mod routing;
