@@ -17,3 +17,4 @@ mod migrations;
 mod openapi;
 mod real_model;
 mod routing;
+mod tls;
