@@ -58,6 +58,9 @@ pub enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// The operator console: tenants, domains, conversations and unanswered
+    /// questions in the terminal (logs go to console.log in the data dir).
+    Console,
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +191,8 @@ pub enum CliError {
     Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
     #[error("{0}")]
     App(#[from] crate::error::AppError),
     #[error("{0}")]
@@ -238,6 +243,7 @@ async fn with_database(
         Command::Tenant(cmd) => tenant_command(db, cmd).await,
         Command::Domain(cmd) => domain_command(db, cmd).await,
         Command::User(cmd) => user_command(db, cmd).await,
+        Command::Console => Ok(crate::console::run(db.pool.clone(), settings).await?),
     }
 }
 
