@@ -770,7 +770,11 @@ impl App {
                 return self.send(vec![Request::Domains, Request::Tenants]);
             }
             Response::DomainChanged(Err(e)) => self.form_failed(is_add_domain, e),
-            Response::Conversations(Ok(rows)) => self.conversations.set(rows),
+            // An answer to a filter since changed: the newer one is on its way.
+            Response::Conversations(query, Ok(rows)) if query == self.query => {
+                self.conversations.set(rows)
+            }
+            Response::Conversations(_, Ok(_)) => {}
             Response::Transcript(Ok(transcript)) => self.transcript = Some(transcript),
             Response::Model(result) => {
                 self.model = match result {
@@ -810,7 +814,7 @@ impl App {
             | Response::ActiveSet(Err(e))
             | Response::TenantPage(Err(e))
             | Response::Domains(Err(e))
-            | Response::Conversations(Err(e))
+            | Response::Conversations(_, Err(e))
             | Response::Transcript(Err(e))
             | Response::Unanswered(Err(e)) => self.error(e),
         }
@@ -1062,13 +1066,19 @@ mod tests {
     fn conversations_filter_toggle_refresh_and_transcript() {
         let mut app = loaded_app();
         app.on_key(ch('3'));
-        app.on_response(Response::Conversations(Ok(fixtures::conversations())));
+        app.on_response(Response::Conversations(
+            app.query.clone(),
+            Ok(fixtures::conversations()),
+        ));
         assert_eq!(
             app.on_refresh(),
             vec![Request::Conversations(ConversationQuery::default())],
             "refreshes itself"
         );
-        app.on_response(Response::Conversations(Ok(fixtures::conversations())));
+        app.on_response(Response::Conversations(
+            app.query.clone(),
+            Ok(fixtures::conversations()),
+        ));
         app.on_key(ch('/'));
         type_text(&mut app, "acme");
         app.on_key(key(KeyCode::Tab));
@@ -1083,7 +1093,16 @@ mod tests {
             vec![Request::Conversations(want.clone())]
         );
         assert!(app.on_refresh().is_empty(), "not while a load is pending");
-        app.on_response(Response::Conversations(Ok(fixtures::conversations())));
+        // The answer to the old, unfiltered query is not shown.
+        app.on_response(Response::Conversations(
+            ConversationQuery::default(),
+            Ok(vec![]),
+        ));
+        assert_eq!(app.conversations.items.len(), 3);
+        app.on_response(Response::Conversations(
+            app.query.clone(),
+            Ok(fixtures::conversations()),
+        ));
         let sent = app.on_key(ch('u'));
         assert_eq!(
             sent,
@@ -1092,7 +1111,10 @@ mod tests {
                 ..want
             })]
         );
-        app.on_response(Response::Conversations(Ok(fixtures::conversations())));
+        app.on_response(Response::Conversations(
+            app.query.clone(),
+            Ok(fixtures::conversations()),
+        ));
         app.on_key(ch('j'));
         assert_eq!(
             app.on_key(key(KeyCode::Enter)),

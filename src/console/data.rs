@@ -73,7 +73,8 @@ pub enum Response {
     TenantPage(Result<TenantPage, String>),
     Domains(Result<Vec<DomainRow>, String>),
     DomainChanged(Result<String, String>),
-    Conversations(Result<Vec<TenantConversation>, String>),
+    /// With the filter it answers.
+    Conversations(ConversationQuery, Result<Vec<TenantConversation>, String>),
     Transcript(Result<Transcript, String>),
     Model(Result<(), String>),
     Unanswered(Result<Unanswered, String>),

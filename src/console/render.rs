@@ -663,7 +663,7 @@ mod tests {
         app.on_key(key(KeyCode::Enter));
         let mut acme = fixtures::conversations();
         acme.retain(|c| c.tenant.as_str() == "acme");
-        app.on_response(Response::Conversations(Ok(acme)));
+        app.on_response(Response::Conversations(app.query.clone(), Ok(acme)));
         insta::assert_snapshot!(screen(&app).backend());
     }
 
@@ -671,7 +671,10 @@ mod tests {
     fn transcript() {
         let mut app = loaded_app();
         app.on_key(ch('3'));
-        app.on_response(Response::Conversations(Ok(fixtures::conversations())));
+        app.on_response(Response::Conversations(
+            app.query.clone(),
+            Ok(fixtures::conversations()),
+        ));
         app.on_key(key(KeyCode::Enter));
         app.on_response(Response::Transcript(Ok(fixtures::transcript())));
         insta::assert_snapshot!(screen(&app).backend());

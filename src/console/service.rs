@@ -105,7 +105,8 @@ impl Services {
                     .map_err(message),
             ),
             Request::Conversations(query) => {
-                Response::Conversations(self.conversations(&query).await)
+                let found = self.conversations(&query).await;
+                Response::Conversations(query, found)
             }
             Request::Transcript { tenant, id } => {
                 Response::Transcript(self.transcript(&tenant, id).await)
