@@ -27,19 +27,6 @@ pub enum Screen {
     Unanswered,
 }
 
-impl Screen {
-    pub fn title(self) -> &'static str {
-        match self {
-            Screen::Tenants => "Tenants",
-            Screen::Tenant => "Tenant",
-            Screen::Domains => "Domains",
-            Screen::Conversations => "Conversations",
-            Screen::Transcript => "Transcript",
-            Screen::Unanswered => "Unanswered",
-        }
-    }
-}
-
 /// A list with a cursor that stays on the rows there are.
 #[derive(Debug)]
 pub struct List<T> {

@@ -29,8 +29,15 @@ impl Drop for Restore {
 }
 
 pub async fn run(services: Services) -> Result<(), ConsoleError> {
-    // Raw mode, the alternate screen, and a panic hook that restores the
-    // terminal before the panic message is printed.
+    // A panic goes to the log file too: the screen it is printed on after
+    // the restore may be gone with the SSH session.
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "the console panicked");
+        print(info);
+    }));
+    // Raw mode, the alternate screen, and a panic hook (run before the one
+    // above) that restores the terminal before the panic message is printed.
     let mut terminal = ratatui::try_init().map_err(ConsoleError::Terminal)?;
     let _restore = Restore;
     let (replies, mut answers) = mpsc::unbounded_channel();
