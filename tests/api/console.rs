@@ -283,8 +283,8 @@ async fn the_console_in_tmux_lists_creates_opens_and_quits() {
     let data_dir: PathBuf = dir.path().join("data");
     let status_file = dir.path().join("status");
     let script = format!(
-        "cd {dir} && env DATABASE_URL={url} CHATTER_DATA_DIR={data} DEBUG=True {bin} console; \
-         echo $? > {status}",
+        "cd {dir} && env -u CHATTER_MODEL_PATH DATABASE_URL={url} CHATTER_DATA_DIR={data} \
+         HF_HOME={dir} HF_HUB_OFFLINE=1 {bin} console; echo $? > {status}",
         dir = shell_quote(&dir.path().to_string_lossy()),
         url = shell_quote(&db.url),
         data = shell_quote(&data_dir.to_string_lossy()),
@@ -325,6 +325,21 @@ async fn the_console_in_tmux_lists_creates_opens_and_quits() {
         let transcript = tmux.wait_for(&["acme #", "score 0.87", "FALLBACK, score 0.21"]);
         assert!(transcript.contains("Gift cards?"), "{transcript}");
 
+        // The tenant's page, then its unanswered questions; one becomes a
+        // FAQ. (No model here: offline with an empty hub cache, so the
+        // questions group by wording, and the screen says so.)
+        tmux.send(&["1"]);
+        tmux.send(&["Home"]);
+        tmux.send(&["Enter"]);
+        tmux.wait_for(&["Acme Corp (acme)", "FAQs", "Conversations per day"]);
+        tmux.send(&["u"]);
+        tmux.wait_for(&["Unanswered in acme", "1x Gift cards?", "no model"]);
+        tmux.send(&["a"]);
+        tmux.wait_for(&["New FAQ"]);
+        tmux.send(&["-l", "Yes, at the till."]);
+        tmux.send(&["Enter"]);
+        tmux.wait_for(&["FAQ added to acme: Gift cards?"]);
+
         tmux.send(&["q"]);
         let status = wait_for_file(&status_file);
         assert_eq!(status.trim(), "0", "exit status");
@@ -343,4 +358,7 @@ async fn the_console_in_tmux_lists_creates_opens_and_quits() {
     conversations::count(&pool, &schema, &Filter::default())
         .await
         .unwrap();
+    let faqs = chatter::faq::list(&pool, &acme).await.unwrap();
+    let added = faqs.iter().find(|f| f.question == "Gift cards?").unwrap();
+    assert_eq!(added.answer, "Yes, at the till.");
 }
