@@ -26,7 +26,7 @@ pub struct Day {
     pub fallback: i64,
 }
 
-#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct UnansweredGroup {
     /// The group's most recent wording.
     pub question: String,

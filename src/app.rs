@@ -82,6 +82,7 @@ impl Application {
                     Arc::clone(&engine),
                     settings.model.clone(),
                     Arc::clone(&metrics),
+                    loader::progress(),
                 );
                 engine
             }

@@ -175,6 +175,15 @@ pub async fn update(
     Ok(config)
 }
 
+/// The tenant's settings, read now (the console; servers go through the cache).
+pub async fn get(pool: &Pool, schema: &SchemaName) -> Result<BotConfig, DbError> {
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let config = BotConfig::load(&tx).await?;
+    tx.commit().await?;
+    Ok(config)
+}
+
 pub struct BotConfigCache {
     pool: Pool,
     entries: InvalidatingCache<SchemaName, Arc<BotConfig>>,
@@ -193,10 +202,7 @@ impl BotConfigCache {
             return Ok(hit);
         }
         let ticket = self.entries.ticket();
-        let mut client = self.pool.get().await?;
-        let tx = TenantTx::begin(&mut client, schema).await?;
-        let config = Arc::new(BotConfig::load(&tx).await?);
-        tx.commit().await?;
+        let config = Arc::new(get(&self.pool, schema).await?);
         self.entries
             .insert(ticket, schema.clone(), Arc::clone(&config));
         Ok(config)

@@ -60,6 +60,9 @@ pub enum Command {
     User(UserCommand),
     /// Print the HTTP API's OpenAPI 3.1 document (as `/api/schema.json`).
     Openapi,
+    /// The operator console: tenants, domains, conversations and unanswered
+    /// questions in the terminal (logs go to console.log in the data dir).
+    Console,
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +193,8 @@ pub enum CliError {
     Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
     #[error("{0}")]
     App(#[from] crate::error::AppError),
     #[error("{0}")]
@@ -241,6 +246,7 @@ async fn with_database(
         Command::Tenant(cmd) => tenant_command(db, cmd).await,
         Command::Domain(cmd) => domain_command(db, cmd).await,
         Command::User(cmd) => user_command(db, cmd).await,
+        Command::Console => Ok(crate::console::run(db.pool.clone(), settings).await?),
     }
 }
 

@@ -104,36 +104,124 @@ pub async fn list(
     schema: &SchemaName,
     filter: &Filter,
 ) -> Result<Page, ConversationError> {
-    let q = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let page = filter.page.max(1);
     let mut client = pool.get().await?;
     let tx = TenantTx::begin(&mut client, schema).await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-        [&q, &filter.from, &filter.to, &filter.answered];
-    let total: i64 = tx
-        .query_one(
-            &format!("SELECT count(*) FROM conversations c WHERE {FILTER}"),
-            &params,
-        )
-        .await?
-        .try_get(0)?;
+    let total = count_in(&tx, filter).await?;
     let offset = (page - 1).saturating_mul(PAGE_SIZE);
-    let rows = tx
-        .query(
-            &format!(
-                "SELECT {SUMMARY} FROM conversations c WHERE {FILTER} \
-                 ORDER BY c.last_message_at DESC, c.id DESC LIMIT {PAGE_SIZE} OFFSET $5"
-            ),
-            &[&q, &filter.from, &filter.to, &filter.answered, &offset],
-        )
-        .await?;
+    let conversations = newest_in(&tx, filter, PAGE_SIZE, offset).await?;
     tx.commit().await?;
     Ok(Page {
         page,
         per_page: PAGE_SIZE,
         total,
-        conversations: rows.iter().map(summary).collect::<Result<_, _>>()?,
+        conversations,
     })
+}
+
+/// How many of the tenant's conversations match `filter` (the page is ignored).
+pub async fn count(
+    pool: &Pool,
+    schema: &SchemaName,
+    filter: &Filter,
+) -> Result<i64, ConversationError> {
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let total = count_in(&tx, filter).await?;
+    tx.commit().await?;
+    Ok(total)
+}
+
+/// A conversation and the tenant it belongs to.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct TenantConversation {
+    pub tenant: SchemaName,
+    #[serde(flatten)]
+    pub conversation: Summary,
+}
+
+/// The `limit` newest conversations matching `filter` across `tenants`,
+/// newest first. One transaction per tenant schema (never a query across
+/// two schemas: see DESIGN.md, Scale); a schema dropped meanwhile (its
+/// tenant deleted right now) is skipped rather than hiding the others.
+pub async fn latest_across(
+    pool: &Pool,
+    tenants: &[SchemaName],
+    filter: &Filter,
+    limit: i64,
+) -> Result<Vec<TenantConversation>, ConversationError> {
+    let mut all = Vec::new();
+    for schema in tenants {
+        let mut client = pool.get().await?;
+        let tx = TenantTx::begin(&mut client, schema).await?;
+        let rows = match newest_in(&tx, filter, limit, 0).await {
+            Ok(rows) => rows,
+            Err(ConversationError::Db(DbError::Postgres(e)))
+                if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) =>
+            {
+                tracing::warn!(%schema, error = %e, "skipping a tenant without its tables");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        tx.commit().await?;
+        all.extend(rows.into_iter().map(|conversation| TenantConversation {
+            tenant: schema.clone(),
+            conversation,
+        }));
+    }
+    all.sort_by(|a, b| {
+        b.conversation
+            .last_message_at
+            .cmp(&a.conversation.last_message_at)
+            .then_with(|| a.tenant.as_str().cmp(b.tenant.as_str()))
+            .then_with(|| b.conversation.id.cmp(&a.conversation.id))
+    });
+    all.truncate(usize::try_from(limit.max(0)).unwrap_or(usize::MAX));
+    Ok(all)
+}
+
+fn search_words(filter: &Filter) -> Option<&str> {
+    filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty())
+}
+
+async fn count_in(tx: &TenantTx<'_>, filter: &Filter) -> Result<i64, ConversationError> {
+    let q = search_words(filter);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        [&q, &filter.from, &filter.to, &filter.answered];
+    Ok(tx
+        .query_one(
+            &format!("SELECT count(*) FROM conversations c WHERE {FILTER}"),
+            &params,
+        )
+        .await?
+        .try_get(0)?)
+}
+
+async fn newest_in(
+    tx: &TenantTx<'_>,
+    filter: &Filter,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Summary>, ConversationError> {
+    let q = search_words(filter);
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {SUMMARY} FROM conversations c WHERE {FILTER} \
+                 ORDER BY c.last_message_at DESC, c.id DESC LIMIT $6 OFFSET $5"
+            ),
+            &[
+                &q,
+                &filter.from,
+                &filter.to,
+                &filter.answered,
+                &offset,
+                &limit,
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(summary).collect::<Result<_, _>>()?)
 }
 
 pub async fn transcript(

@@ -286,6 +286,18 @@ pub async fn delete(pool: &Pool, schema: &SchemaName, id: i64) -> Result<(), Faq
     Ok(())
 }
 
+/// How many FAQs the tenant has.
+pub async fn count(pool: &Pool, schema: &SchemaName) -> Result<i64, FaqError> {
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let count: i64 = tx
+        .query_one("SELECT count(*) FROM faqs", &[])
+        .await?
+        .try_get(0)?;
+    tx.commit().await?;
+    Ok(count)
+}
+
 pub async fn list(pool: &Pool, schema: &SchemaName) -> Result<Vec<Faq>, FaqError> {
     let mut client = pool.get().await?;
     let tx = TenantTx::begin(&mut client, schema).await?;

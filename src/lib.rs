@@ -15,6 +15,7 @@
 //! - `cache`: the invalidation-safe map behind every cache;
 //!   `rate_limit`: token buckets (sign-in attempts).
 //! - `metrics`: the Prometheus registry behind `GET /metrics`.
+//! - `console`: `chatter console`, the operator's terminal UI.
 // Unsafe only where a dependency forces it (the gemm kernels of `engine::minilm`).
 #![deny(unsafe_code)]
 
@@ -27,6 +28,7 @@ pub mod cache;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod conversations;
 pub mod db;
 pub mod engine;

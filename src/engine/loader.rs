@@ -96,15 +96,18 @@ pub async fn load(
 
 /// Loads in the background; the engine turns ready (or failed) when done.
 /// The worker records into `metrics`, which also gets the load time.
+/// `progress`: `progress()` for the server; the console, which owns the
+/// screen, takes `Progress::Log` (its log goes to a file).
 pub fn spawn_loading(
     engine: Arc<Engine>,
     settings: ModelSettings,
     metrics: Arc<Metrics>,
+    progress: Progress,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let started = Instant::now();
         let result = async {
-            let embedder = load(&settings, progress()).await?;
+            let embedder = load(&settings, progress).await?;
             // The first forward pass pays for lazy set-up: not a visitor's job.
             let warm = Arc::clone(&embedder);
             tokio::task::spawn_blocking(move || warm.embed(&["warm up"]))

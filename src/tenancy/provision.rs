@@ -256,22 +256,18 @@ pub async fn add_domain(
         .await?
         .ok_or_else(|| TenancyError::UnknownTenant(schema.to_string()))?
         .try_get(0)?;
-    if primary {
-        tx.execute(
-            "UPDATE public.domains SET is_primary = false WHERE tenant_id = $1 AND is_primary",
-            &[&tenant_id],
-        )
-        .await?;
-    }
     tx.execute(
-        "INSERT INTO public.domains (domain, tenant_id, is_primary) VALUES ($1, $2, $3)",
-        &[&domain.as_str(), &tenant_id, &primary],
+        "INSERT INTO public.domains (domain, tenant_id, is_primary) VALUES ($1, $2, false)",
+        &[&domain.as_str(), &tenant_id],
     )
     .await
     .map_err(|e| match is_unique_violation(&e) {
         true => TenancyError::DomainTaken(domain.to_string()),
         false => e.into(),
     })?;
+    if primary {
+        set_primary_in(&tx, tenant_id, &domain).await?;
+    }
     ChangeEvent::Tenancy.notify(&tx).await?;
     tx.commit().await?;
     Ok(DomainRow {
@@ -279,6 +275,54 @@ pub async fn add_domain(
         tenant: schema.to_string(),
         is_primary: primary,
     })
+}
+
+/// Makes `domain` its tenant's primary domain; the tenant's other domains
+/// stay, no longer primary.
+pub async fn make_primary(pool: &Pool, domain: &str) -> Result<DomainRow, TenancyError> {
+    let domain = DomainName::parse(domain).map_err(TenancyError::InvalidDomain)?;
+    let mut client = pool.get().await?;
+    let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    let row = tx
+        .query_opt(
+            "SELECT d.tenant_id, t.schema_name FROM public.domains d \
+             JOIN public.tenants t ON t.id = d.tenant_id WHERE d.domain = $1 FOR UPDATE",
+            &[&domain.as_str()],
+        )
+        .await?
+        .ok_or_else(|| TenancyError::UnknownDomain(domain.to_string()))?;
+    let (tenant_id, schema): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+    set_primary_in(&tx, tenant_id, &domain).await?;
+    ChangeEvent::Tenancy.notify(&tx).await?;
+    tx.commit().await?;
+    Ok(DomainRow {
+        domain: domain.to_string(),
+        tenant: schema,
+        is_primary: true,
+    })
+}
+
+/// One primary domain per tenant: `domain` (already the tenant's) becomes
+/// it, every other one of the tenant's domains stops being it.
+async fn set_primary_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant_id: i64,
+    domain: &DomainName,
+) -> Result<(), TenancyError> {
+    // Two statements: the unique index on a tenant's primary is checked row
+    // by row, so the old primary must be cleared before the new one is set.
+    tx.execute(
+        "UPDATE public.domains SET is_primary = false \
+         WHERE tenant_id = $1 AND is_primary AND domain <> $2",
+        &[&tenant_id, &domain.as_str()],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE public.domains SET is_primary = true WHERE tenant_id = $1 AND domain = $2",
+        &[&tenant_id, &domain.as_str()],
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn remove_domain(pool: &Pool, domain: &str) -> Result<(), TenancyError> {

@@ -7,6 +7,7 @@ mod backup;
 mod chat;
 mod cli;
 mod client_api;
+mod console;
 mod conversations;
 mod embedded;
 mod health;
