@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::Pool;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::db::DbError;
@@ -142,34 +143,28 @@ pub struct TenantConversation {
 
 /// The `limit` newest conversations matching `filter` across `tenants`,
 /// newest first. One transaction per tenant schema (never a query across
-/// two schemas: see DESIGN.md, Scale); a schema dropped meanwhile (its
-/// tenant deleted right now) is skipped rather than hiding the others.
+/// two schemas: see DESIGN.md, Scale), a few schemas at a time so many
+/// tenants do not read one by one; a schema dropped meanwhile (its tenant
+/// deleted right now) is skipped rather than hiding the others.
 pub async fn latest_across(
     pool: &Pool,
     tenants: &[SchemaName],
     filter: &Filter,
     limit: i64,
 ) -> Result<Vec<TenantConversation>, ConversationError> {
-    let mut all = Vec::new();
-    for schema in tenants {
-        let mut client = pool.get().await?;
-        let tx = TenantTx::begin(&mut client, schema).await?;
-        let rows = match newest_in(&tx, filter, limit, 0).await {
-            Ok(rows) => rows,
-            Err(ConversationError::Db(DbError::Postgres(e)))
-                if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) =>
-            {
-                tracing::warn!(%schema, error = %e, "skipping a tenant without its tables");
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        tx.commit().await?;
-        all.extend(rows.into_iter().map(|conversation| TenantConversation {
-            tenant: schema.clone(),
-            conversation,
-        }));
-    }
+    // At most half the pool, so the reads leave room for other work.
+    let concurrency = (pool.status().max_size / 2).clamp(1, 8);
+    // The futures are made first: a closure inside the stream would make
+    // the whole future !Send for tokio::spawn (a known HRTB limitation).
+    let reads: Vec<_> = tenants
+        .iter()
+        .map(|schema| newest_of(pool, schema, filter, limit))
+        .collect();
+    let per_tenant: Vec<_> = futures_util::stream::iter(reads)
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+    let mut all: Vec<TenantConversation> = per_tenant.into_iter().flatten().collect();
     all.sort_by(|a, b| {
         b.conversation
             .last_message_at
@@ -179,6 +174,36 @@ pub async fn latest_across(
     });
     all.truncate(usize::try_from(limit.max(0)).unwrap_or(usize::MAX));
     Ok(all)
+}
+
+/// One tenant's newest conversations for `latest_across`; none when its
+/// schema has gone.
+async fn newest_of(
+    pool: &Pool,
+    schema: &SchemaName,
+    filter: &Filter,
+    limit: i64,
+) -> Result<Vec<TenantConversation>, ConversationError> {
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let rows = match newest_in(&tx, filter, limit, 0).await {
+        Ok(rows) => rows,
+        Err(ConversationError::Db(DbError::Postgres(e)))
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) =>
+        {
+            tracing::warn!(%schema, error = %e, "skipping a tenant without its tables");
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    tx.commit().await?;
+    Ok(rows
+        .into_iter()
+        .map(|conversation| TenantConversation {
+            tenant: schema.clone(),
+            conversation,
+        })
+        .collect())
 }
 
 fn search_words(filter: &Filter) -> Option<&str> {
