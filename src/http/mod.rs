@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bot;
 pub mod chat;
 pub mod conversations;
+pub mod cors;
 pub mod faqs;
 pub mod health;
 pub mod hosts;
@@ -12,6 +13,7 @@ pub mod json;
 pub mod metrics;
 pub mod operator;
 pub mod request_log;
+pub mod static_files;
 pub mod tenant;
 pub mod widget;
 
@@ -30,11 +32,19 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The whole application. Layers, outermost first: request log (and the
 /// request metrics), allowed hosts (not for `/healthz` and `/metrics`, so
 /// load-balancer probes and scrapers by IP work), tenant resolution (tenant
-/// routes only).
+/// routes only; the visitor routes resolve it in their CORS layer).
 pub fn router(state: AppState) -> Router {
-    let tenant_routes = Router::new()
+    // What the widget calls from the client's site: CORS, and the tenant.
+    // `layer`, not `route_layer`: a preflight (OPTIONS) matches no method
+    // here and must still reach the CORS layer.
+    let visitor_routes = Router::new()
         .route("/api/widget/config", get(widget::config))
         .route("/api/chat", post(chat::chat))
+        .route("/api/chat/history", get(chat::history))
+        .route("/api/chat/feedback", post(chat::feedback))
+        .layer(middleware::from_fn_with_state(state.clone(), cors::visitor));
+
+    let tenant_routes = Router::new()
         .route("/api/auth/membership", get(auth::membership))
         .route("/api/bot/config", get(bot::get_config).put(bot::put_config))
         .route("/api/faqs", get(faqs::list).post(faqs::create))
@@ -57,6 +67,9 @@ pub fn router(state: AppState) -> Router {
 
     let checked = Router::new()
         .route("/readyz", get(health::readyz))
+        // The front page and the embedded files (the widget).
+        .route("/", get(static_files::front_page))
+        .route("/static/{*path}", get(static_files::file))
         // Accounts are not a tenant's: no X-Client-ID needed.
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/logout", post(auth::logout))
@@ -83,6 +96,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(operator::remove_domain),
         )
         .merge(tenant_routes)
+        .merge(visitor_routes)
         .fallback(health::not_found)
         // Nothing we take is large: refuse bigger bodies before reading them.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

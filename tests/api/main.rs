@@ -16,3 +16,4 @@ mod metrics;
 mod migrations;
 mod real_model;
 mod routing;
+mod widget;
