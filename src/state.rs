@@ -55,7 +55,8 @@ pub struct ChatLimits {
 
 impl ChatLimits {
     pub fn new(chat: &crate::config::ChatSettings) -> Self {
-        let visitor = || RateLimiter::per_minute(chat.visitor_messages_per_minute, chat.visitor_burst);
+        let visitor =
+            || RateLimiter::per_minute(chat.visitor_messages_per_minute, chat.visitor_burst);
         Self {
             visitor: visitor(),
             tenant: RateLimiter::per_minute(chat.tenant_messages_per_minute, chat.tenant_burst),

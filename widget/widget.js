@@ -116,7 +116,12 @@
   }
   launch.onclick = function () { toggle(launch.getAttribute("aria-expanded") !== "true"); };
 
-  function say(text) { status.textContent = text; status.hidden = !text; }
+  // A line under the transcript: a problem, or (`info`) a plain notice.
+  function say(text, info) {
+    status.textContent = text;
+    status.hidden = !text;
+    status.className = "status" + (info ? " info" : "");
+  }
 
   // A request to the API: resolves to {status, body, retry}; a network
   // failure resolves with status 0.
@@ -205,7 +210,7 @@
           if (res.status !== 204) return failed(res);
           message.helpful = t[0];
           box.querySelectorAll("button").forEach(function (x, i) { x.setAttribute("aria-pressed", String(i === (t[0] ? 0 : 1))); });
-          say("Thanks for your feedback.");
+          say("Thanks for your feedback.", true);
         });
       };
       box.append(b);

@@ -151,7 +151,10 @@ mod tests {
     #[test]
     fn same_origin_compares_host_and_port() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("chat.example.com:8000"));
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_static("chat.example.com:8000"),
+        );
         assert!(same_origin("http://chat.example.com:8000", &headers));
         assert!(!same_origin("http://chat.example.com", &headers));
         assert!(!same_origin("https://shop.example.com", &headers));

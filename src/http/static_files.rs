@@ -61,11 +61,8 @@ impl Asset {
     pub fn new(content: Vec<u8>, content_type: &'static str, cache_control: &'static str) -> Self {
         let hash = hex::encode(&Sha256::digest(&content)[..16]);
         let texty = !content_type.starts_with("image/png");
-        let smaller = |packed: Option<Vec<u8>>| {
-            packed
-                .filter(|p| p.len() < content.len())
-                .map(Bytes::from)
-        };
+        let smaller =
+            |packed: Option<Vec<u8>>| packed.filter(|p| p.len() < content.len()).map(Bytes::from);
         let (gzip, brotli) = if texty {
             (smaller(gzip(&content)), smaller(brotli(&content)))
         } else {
@@ -95,11 +92,7 @@ impl Asset {
             .get(header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let encoding = negotiate(
-            accept,
-            self.brotli.is_some(),
-            self.gzip.is_some(),
-        );
+        let encoding = negotiate(accept, self.brotli.is_some(), self.gzip.is_some());
         let body = match encoding {
             Encoding::Brotli => self.brotli.clone(),
             Encoding::Gzip => self.gzip.clone(),
@@ -154,8 +147,7 @@ impl Asset {
 }
 
 pub fn gzip(content: &[u8]) -> Option<Vec<u8>> {
-    let mut encoder =
-        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(content).ok()?;
     encoder.finish().ok()
 }
@@ -194,10 +186,7 @@ pub fn negotiate(accept: &str, have_brotli: bool, have_gzip: bool) -> Encoding {
     // Codings not listed take the q of `*`, or are not acceptable at all.
     let q = |name: &str| q_of.get(name).copied().or(star).unwrap_or(0.0);
     let mut best = (Encoding::Identity, 0.0f32);
-    for (encoding, have) in [
-        (Encoding::Brotli, have_brotli),
-        (Encoding::Gzip, have_gzip),
-    ] {
+    for (encoding, have) in [(Encoding::Brotli, have_brotli), (Encoding::Gzip, have_gzip)] {
         let q = q(match encoding {
             Encoding::Brotli => "br",
             _ => "gzip",
@@ -298,7 +287,11 @@ pub async fn front_page(State(state): State<AppState>, headers: HeaderMap) -> Re
             "{{public_schema}}",
             &html_escape(&state.settings.tenancy.public_schema),
         );
-        Some(Asset::new(html.into_bytes(), "text/html; charset=utf-8", CACHE_PAGE))
+        Some(Asset::new(
+            html.into_bytes(),
+            "text/html; charset=utf-8",
+            CACHE_PAGE,
+        ))
     });
     match page {
         Some(asset) => asset.respond(&headers),

@@ -89,7 +89,10 @@ async fn widget_files_are_served_typed_cached_and_compressed_once() {
             let again = fetch(
                 &app,
                 &path,
-                &[("if-none-match", tag.as_str()), ("accept-encoding", encoding)],
+                &[
+                    ("if-none-match", tag.as_str()),
+                    ("accept-encoding", encoding),
+                ],
             )
             .await;
             assert_eq!(again.status(), 304, "{name} {encoding}");
@@ -138,7 +141,10 @@ async fn preflight(app: &TestApp, path: &str, origin: &str) -> reqwest::Response
         .request(reqwest::Method::OPTIONS, format!("{}{path}", app.addr))
         .header("Origin", origin)
         .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "content-type, x-client-id")
+        .header(
+            "Access-Control-Request-Headers",
+            "content-type, x-client-id",
+        )
         .send()
         .await
         .unwrap()
@@ -201,7 +207,10 @@ async fn cors_preflight_from_the_origin_real_request_per_tenant() {
     };
     assert_eq!(refused.status(), 403);
     assert!(header(&refused, "vary").contains("Origin"));
-    assert_eq!(crate::helpers::error_code(refused).await, "origin_not_allowed");
+    assert_eq!(
+        crate::helpers::error_code(refused).await,
+        "origin_not_allowed"
+    );
     let allowed = chat_from(&app, "shop", "https://shop.test").await;
     assert_eq!(allowed.status(), 200);
     assert_eq!(
@@ -311,10 +320,7 @@ async fn a_reload_gets_its_own_conversation_back_and_feedback_is_counted() {
     let session = first["session_id"].as_str().unwrap().to_string();
     let answer = first["message_id"].as_i64().unwrap();
     let (_, second) = app
-        .chat(
-            "shop",
-            json!({"session_id": session, "message": "zzz qqq"}),
-        )
+        .chat("shop", json!({"session_id": session, "message": "zzz qqq"}))
         .await;
     assert_eq!(second["session_id"], session.as_str());
     let fallback = second["message_id"].as_i64().unwrap();
@@ -369,7 +375,10 @@ async fn a_reload_gets_its_own_conversation_back_and_feedback_is_counted() {
         204
     );
     // A second click changes the verdict; it does not add one.
-    assert_eq!(feedback(&session, answer, true).await.unwrap().status(), 204);
+    assert_eq!(
+        feedback(&session, answer, true).await.unwrap().status(),
+        204
+    );
     assert_eq!(
         feedback(&session, fallback, false).await.unwrap().status(),
         204
@@ -387,12 +396,20 @@ async fn a_reload_gets_its_own_conversation_back_and_feedback_is_counted() {
         404,
         "the visitor's own message"
     );
-    let body: Value = history(session.clone()).await.unwrap().json().await.unwrap();
+    let body: Value = history(session.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["messages"][1]["helpful"], true);
     assert_eq!(body["messages"][3]["helpful"], false);
     assert_eq!(body["messages"][0]["helpful"], Value::Null);
 
     let (status, summary) = call(&app, "GET", "/api/analytics/summary", Some(&agent), None).await;
     assert_eq!(status, 200, "{summary}");
-    assert_eq!(summary["feedback"], json!({"thumbs_up": 1, "thumbs_down": 1}));
+    assert_eq!(
+        summary["feedback"],
+        json!({"thumbs_up": 1, "thumbs_down": 1})
+    );
 }
