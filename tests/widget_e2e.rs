@@ -3,6 +3,8 @@
 //! carrying the one-line snippet, and Debian's Chromium driven by
 //! `tests/e2e/widget.mjs` (playwright-core). A second page, on an origin
 //! the tenant does not allow, must get no answer and a clear message.
+//! `SCREENSHOT=docs/widget.png` (passed through to node) saves a picture of
+//! the open widget after its first answer.
 //!
 //! Needs PostgreSQL on 127.0.0.1:5432 (or `CHATTER_TEST_DATABASE_URL`),
 //! the test model (`CHATTER_TEST_MODEL_DIR`, as `scripts/test` sets up),
@@ -24,6 +26,8 @@ use tokio_postgres::NoTls;
 
 const TENANT: &str = "acme_outdoor";
 const ANSWER: &str = "We are open 9 to 5, Monday to Friday.";
+const SHIPPING: &str = "Yes, we ship to 40 countries.";
+const RETURNS: &str = "Send it back within 30 days for a full refund.";
 
 fn admin_url() -> String {
     std::env::var("CHATTER_TEST_DATABASE_URL")
@@ -177,8 +181,8 @@ async fn a_visitor_asks_on_a_client_site_and_a_reload_keeps_the_conversation() {
         &faqs,
         serde_json::json!([
             {"question": "What are your opening hours?", "answer": ANSWER},
-            {"question": "Do you ship abroad?", "answer": "Yes, we ship to 40 countries."},
-            {"question": "How do I return an item?", "answer": "Send it back within 30 days for a full refund."}
+            {"question": "Do you ship abroad?", "answer": SHIPPING},
+            {"question": "How do I return an item?", "answer": RETURNS}
         ])
         .to_string(),
     )
@@ -254,6 +258,8 @@ async fn a_visitor_asks_on_a_client_site_and_a_reload_keeps_the_conversation() {
         .env("ALLOWED_PAGE", format!("{allowed_origin}/"))
         .env("DENIED_PAGE", format!("{denied_origin}/"))
         .env("EXPECTED_ANSWER", ANSWER)
+        .env("SHIPPING_ANSWER", SHIPPING)
+        .env("RETURNS_ANSWER", RETURNS)
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(240), node.output())
         .await

@@ -4,14 +4,18 @@
 //   CHATTER_URL      the server, e.g. http://127.0.0.1:8000
 //   ALLOWED_PAGE     a client page on an origin the tenant allows
 //   DENIED_PAGE      the same page on an origin it does not
-//   EXPECTED_ANSWER  the FAQ answer to the question asked
+//   EXPECTED_ANSWER  the FAQ answer to "When are you open?"
+//   SHIPPING_ANSWER, RETURNS_ANSWER  the answers to "Do you ship abroad?"
+//                    and "How do I return an item?"
 //   SCREENSHOT       optional: where to save a picture of the open widget
 // Exits 0 when everything a visitor should see was seen.
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
-const { CHATTER_URL, ALLOWED_PAGE, DENIED_PAGE, EXPECTED_ANSWER, SCREENSHOT } = process.env;
-for (const [name, value] of Object.entries({ CHATTER_URL, ALLOWED_PAGE, DENIED_PAGE, EXPECTED_ANSWER })) {
+const { CHATTER_URL, ALLOWED_PAGE, DENIED_PAGE, EXPECTED_ANSWER, SHIPPING_ANSWER, RETURNS_ANSWER, SCREENSHOT } =
+  process.env;
+const required = { CHATTER_URL, ALLOWED_PAGE, DENIED_PAGE, EXPECTED_ANSWER, SHIPPING_ANSWER, RETURNS_ANSWER };
+for (const [name, value] of Object.entries(required)) {
   if (!value) throw new Error(`${name} is not set (run through tests/widget_e2e.rs)`);
 }
 const TIMEOUT = 60_000;
@@ -66,7 +70,41 @@ try {
   // Closed and opened again by keyboard: Escape, then the launcher.
   await page.getByRole("textbox", { name: "Message" }).press("Escape");
   await page.getByRole("button", { name: "Open chat" }).press("Enter");
-  await page.getByRole("log").getByText(EXPECTED_ANSWER).waitFor();
+  const again = page.getByRole("log");
+  await again.getByText(EXPECTED_ANSWER).waitFor();
+  const box = page.getByRole("textbox", { name: "Message" });
+  const status = page.getByRole("status");
+
+  // 429: the widget says so and sends again after Retry-After.
+  let limited = false;
+  await page.route(`${CHATTER_URL}/api/chat`, (route) => {
+    if (limited || route.request().method() !== "POST") return route.continue();
+    limited = true;
+    return route.fulfill({
+      status: 429,
+      headers: {
+        "Retry-After": "1",
+        "Access-Control-Allow-Origin": new URL(ALLOWED_PAGE).origin,
+        "Access-Control-Expose-Headers": "Retry-After",
+        "Content-Type": "application/json",
+      },
+      body: JSON.stringify({ error: { code: "rate_limited", message: "too many attempts" } }),
+    });
+  });
+  await box.fill("Do you ship abroad?");
+  await box.press("Enter");
+  await status.getByText("sending messages too quickly").waitFor();
+  await again.getByText(SHIPPING_ANSWER).waitFor();
+  assert.ok(limited);
+  await page.unrouteAll();
+
+  // Offline: the widget says so and sends when the connection is back.
+  await context.setOffline(true);
+  await box.fill("How do I return an item?");
+  await box.press("Enter");
+  await status.getByText("You're offline").waitFor();
+  await context.setOffline(false);
+  await again.getByText(RETURNS_ANSWER).waitFor();
 
   // A site the tenant does not allow: no answer, and a clear message.
   const other = await context.newPage();
