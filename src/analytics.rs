@@ -17,7 +17,7 @@ const MAX_UNANSWERED: i64 = 500;
 const SAME_MEANING: f32 = 0.75;
 const TOP_GROUPS: usize = 10;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Day {
     pub date: NaiveDate,
     pub conversations: i64,
@@ -26,7 +26,7 @@ pub struct Day {
     pub fallback: i64,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct UnansweredGroup {
     /// The group's most recent wording.
     pub question: String,
@@ -37,13 +37,14 @@ pub struct UnansweredGroup {
 
 /// Visitors' thumbs on the bot's answers (the widget's 👍/👎), given in the
 /// period.
-#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Feedback {
     pub thumbs_up: i64,
     pub thumbs_down: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AnalyticsSummary)]
 pub struct Summary {
     pub days: i64,
     pub conversations: i64,

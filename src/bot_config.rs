@@ -12,13 +12,16 @@ use crate::db::DbError;
 use crate::tenancy::events::ChangeEvent;
 use crate::tenancy::{SchemaName, TenantTx};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct BotConfig {
     pub bot_name: String,
     pub greeting: String,
     pub fallback_reply: String,
     pub match_threshold: f32,
+    /// Colours and position for the widget, e.g. `{"color": "#2563eb", "position": "right"}`.
+    #[schema(value_type = Object)]
     pub theme: serde_json::Value,
+    /// Sites whose pages may embed the widget; empty: any.
     pub allowed_origins: Vec<String>,
 }
 
@@ -54,13 +57,14 @@ pub enum BotConfigError {
 crate::db::db_error_conversions!(BotConfigError);
 
 /// A change to the bot's settings: the fields given are replaced.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BotConfigUpdate {
     pub bot_name: Option<String>,
     pub greeting: Option<String>,
     pub fallback_reply: Option<String>,
     pub match_threshold: Option<f32>,
+    #[schema(value_type = Option<Object>)]
     pub theme: Option<serde_json::Value>,
     pub allowed_origins: Option<Vec<String>>,
 }

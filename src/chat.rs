@@ -16,7 +16,7 @@ use crate::engine::index::FaqIndex;
 use crate::tenancy::{SchemaName, TenantTx};
 
 /// What the bot says, before it is stored.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Answer {
     pub reply: String,
     pub matched: bool,
@@ -167,7 +167,7 @@ pub async fn store_exchange(
 pub const HISTORY_LIMIT: i64 = 200;
 
 /// One message as the widget shows it again.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct HistoryMessage {
     pub id: i64,
     /// `visitor` or `bot`.

@@ -58,6 +58,8 @@ pub enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Print the HTTP API's OpenAPI 3.1 document (as `/api/schema.json`).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +214,7 @@ async fn dispatch(command: Command, settings: Settings) -> Result<(), CliError> 
         Command::Serve => return serve(settings).await,
         Command::Embed { texts } => return embed(&settings, texts).await,
         Command::Model(ModelCommand::Fetch) => return model_fetch(&settings).await,
+        Command::Openapi => return print_openapi(),
         _ => {}
     }
     // Joins (or starts, then stops) the embedded cluster when there is no
@@ -231,7 +234,7 @@ async fn with_database(
     // this is one quick transaction.
     migrate::migrate_shared(&db.pool).await?;
     match command {
-        Command::Serve | Command::Embed { .. } | Command::Model(_) => Ok(()),
+        Command::Serve | Command::Embed { .. } | Command::Model(_) | Command::Openapi => Ok(()),
         Command::Faq(cmd) => faq_command(db, cmd).await,
         Command::Ask { schema, question } => ask(db, settings, &schema, &question).await,
         Command::Migrate(args) => migrate_command(db, settings, args).await,
@@ -239,6 +242,14 @@ async fn with_database(
         Command::Domain(cmd) => domain_command(db, cmd).await,
         Command::User(cmd) => user_command(db, cmd).await,
     }
+}
+
+fn print_openapi() -> Result<(), CliError> {
+    let json = crate::http::openapi_document()
+        .to_pretty_json()
+        .map_err(|e| CliError::Failed(format!("cannot render the OpenAPI document: {e}")))?;
+    println!("{json}");
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<(), CliError> {

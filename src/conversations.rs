@@ -34,7 +34,8 @@ pub struct Filter {
     pub page: i64,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = ConversationSummary)]
 pub struct Summary {
     pub id: i64,
     pub session_id: String,
@@ -46,7 +47,8 @@ pub struct Summary {
     pub answered: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ConversationPage)]
 pub struct Page {
     pub page: i64,
     pub per_page: i64,
@@ -54,7 +56,7 @@ pub struct Page {
     pub conversations: Vec<Summary>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Message {
     pub role: String,
     pub text: String,
@@ -63,7 +65,7 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Transcript {
     #[serde(flatten)]
     pub conversation: Summary,

@@ -6,7 +6,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::bot_config::BotConfigError;
@@ -17,6 +17,21 @@ use crate::engine::EngineError;
 use crate::engine::status::retry_after;
 use crate::faq::FaqError;
 use crate::tenancy::TenancyError;
+
+/// Every error's body, as clients read it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: `bad_request`, `invalid`, `unauthenticated`,
+    /// `forbidden`, `not_found`, `unknown_tenant`, `conflict`, `rate_limited`, ...
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -129,9 +144,22 @@ impl AppError {
 fn db_parts(err: &DbError) -> (StatusCode, &'static str) {
     match err {
         DbError::Busy | DbError::Unreachable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        _ if is_unstorable_text(err) => (StatusCode::BAD_REQUEST, "invalid"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
+
+/// PostgreSQL refuses text with a NUL character (JSON's `\u0000`), however
+/// it reached a query: the client's input, not our fault.
+fn is_unstorable_text(err: &DbError) -> bool {
+    use tokio_postgres::error::SqlState;
+    matches!(
+        err.sqlstate(),
+        Some(&SqlState::CHARACTER_NOT_IN_REPERTOIRE | &SqlState::UNTRANSLATABLE_CHARACTER)
+    )
+}
+
+const UNSTORABLE_TEXT: &str = "text may not contain NUL (\\u0000) characters";
 
 fn engine_parts(err: &EngineError) -> (StatusCode, &'static str) {
     match err {
@@ -142,6 +170,18 @@ fn engine_parts(err: &EngineError) -> (StatusCode, &'static str) {
 }
 
 impl AppError {
+    fn db_error(&self) -> Option<&DbError> {
+        match self {
+            AppError::Db(e)
+            | AppError::Tenancy(TenancyError::Db(e))
+            | AppError::Faq(FaqError::Db(e))
+            | AppError::BotConfig(BotConfigError::Db(e))
+            | AppError::Conversation(ConversationError::Db(e))
+            | AppError::Auth(AuthError::Db(e)) => Some(e),
+            _ => None,
+        }
+    }
+
     fn engine_error(&self) -> Option<&EngineError> {
         match self {
             AppError::Engine(e) | AppError::Faq(FaqError::Engine(e)) => Some(e),
@@ -164,6 +204,8 @@ impl IntoResponse for AppError {
                     "the bot cannot answer right now; try again later".to_string()
                 }
             }
+        } else if self.db_error().is_some_and(is_unstorable_text) {
+            UNSTORABLE_TEXT.to_string()
         } else if status.is_server_error() {
             // Our fault or the database's: the cause goes to the log only.
             tracing::error!(error = %self, cause = ?self, "request failed");
@@ -187,11 +229,13 @@ impl IntoResponse for AppError {
             _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,
         };
-        let mut response = (
-            status,
-            Json(json!({"error": {"code": code, "message": message}})),
-        )
-            .into_response();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750: a 401 names the scheme that would have worked.
             response

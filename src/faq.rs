@@ -33,7 +33,7 @@ pub enum FaqError {
 
 crate::db::db_error_conversions!(FaqError);
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Faq {
     pub id: i64,
     pub question: String,
@@ -44,12 +44,16 @@ pub struct Faq {
 }
 
 /// A FAQ as a client writes it.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewFaq {
+    #[schema(min_length = 1, max_length = 2000)]
     pub question: String,
+    #[schema(min_length = 1, max_length = 10000)]
     pub answer: String,
+    /// Other wordings of the question, matched like it.
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub alternatives: Vec<String>,
 }
 

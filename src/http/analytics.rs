@@ -6,16 +6,34 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 
 use crate::analytics::{self, Summary};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::http::auth::Member;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Params {
+    /// The last N days, today included: 1 to 365, 30 when absent.
+    #[param(minimum = 1, maximum = 365)]
     pub days: Option<i64>,
 }
 
+/// The tenant's numbers for the last N days (members): conversations,
+/// messages, answered and fallback rates, a series per day, and the
+/// unanswered questions grouped by meaning.
+#[utoipa::path(
+    get,
+    path = "/api/analytics/summary",
+    tag = "bot",
+    security(("bearer" = [])),
+    params(Params),
+    responses(
+        (status = 200, description = "The summary", body = Summary),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not a member of this tenant", body = ErrorBody),
+    )
+)]
 pub async fn summary(
     State(state): State<AppState>,
     member: Member,

@@ -13,10 +13,9 @@ use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::auth::{AuthError, AuthUser, Role, users};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::http::json::ApiJson;
 use crate::http::tenant::CurrentTenant;
 use crate::state::AppState;
@@ -157,18 +156,31 @@ impl FromRequestParts<AppState> for Owner {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
+    /// Send it back as `Authorization: Bearer <token>`.
     pub token: String,
 }
 
+/// Signs in: a token for the API.
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    tag = "account",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = LoginResponse),
+        (status = 401, description = "Wrong email or password", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address or for this account; see `Retry-After`", body = ErrorBody),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -196,6 +208,17 @@ pub async fn login(
     Ok(Json(LoginResponse { token }))
 }
 
+/// Revokes the token sent.
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    tag = "account",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "No live token", body = ErrorBody),
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     PresentedToken(token): PresentedToken,
@@ -204,17 +227,42 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The signed-in user and their tenants.
+#[utoipa::path(
+    get,
+    path = "/api/auth/user",
+    tag = "account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = AuthUser),
+        (status = 401, description = "No live token", body = ErrorBody),
+    )
+)]
 pub async fn user(user: AuthUser) -> Json<AuthUser> {
     Json(user)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub old_password: String,
+    #[schema(min_length = 8, max_length = 1024)]
     pub new_password: String,
 }
 
+/// Changes the password; every other token of the user is revoked.
+#[utoipa::path(
+    post,
+    path = "/api/auth/password/change",
+    tag = "account",
+    security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "The new password is too short or too long", body = ErrorBody),
+        (status = 401, description = "No live token, or the old password is wrong", body = ErrorBody),
+    )
+)]
 pub async fn change_password(
     State(state): State<AppState>,
     user: AuthUser,
@@ -232,12 +280,31 @@ pub async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/auth/membership` (a tenant route): the user's standing in the
-/// request's tenant.
-pub async fn membership(member: Member) -> Json<Value> {
-    Json(json!({
-        "tenant": member.tenant.schema.as_str(),
-        "role": member.role,
-        "is_operator": member.user.is_operator,
-    }))
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MembershipResponse {
+    /// The tenant's client id.
+    pub tenant: String,
+    /// None for an operator who is not also a member.
+    pub role: Option<Role>,
+    pub is_operator: bool,
+}
+
+/// The user's standing in the request's tenant.
+#[utoipa::path(
+    get,
+    path = "/api/auth/membership",
+    tag = "account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user's role here", body = MembershipResponse),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not a member of this tenant", body = ErrorBody),
+    )
+)]
+pub async fn membership(member: Member) -> Json<MembershipResponse> {
+    Json(MembershipResponse {
+        tenant: member.tenant.schema.to_string(),
+        role: member.role,
+        is_operator: member.user.is_operator,
+    })
 }

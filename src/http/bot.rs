@@ -5,12 +5,24 @@ use axum::Json;
 use axum::extract::State;
 
 use crate::bot_config::{self, BotConfig, BotConfigUpdate};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::http::auth::{Member, Owner};
 use crate::http::json::ApiJson;
 use crate::state::AppState;
 use crate::tenancy::events::{ChangeEvent, Signal};
 
+/// The bot's settings (members).
+#[utoipa::path(
+    get,
+    path = "/api/bot/config",
+    tag = "bot",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The settings", body = BotConfig),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not a member of this tenant", body = ErrorBody),
+    )
+)]
 pub async fn get_config(
     State(state): State<AppState>,
     member: Member,
@@ -19,6 +31,20 @@ pub async fn get_config(
     Ok(Json((*config).clone()))
 }
 
+/// Changes the fields given (owners); the bot answers with them at once.
+#[utoipa::path(
+    put,
+    path = "/api/bot/config",
+    tag = "bot",
+    security(("bearer" = [])),
+    request_body = BotConfigUpdate,
+    responses(
+        (status = 200, description = "The settings after the change", body = BotConfig),
+        (status = 400, description = "A value out of range, or an unknown field", body = ErrorBody),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
+    )
+)]
 pub async fn put_config(
     State(state): State<AppState>,
     Owner(owner): Owner,

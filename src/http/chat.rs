@@ -11,29 +11,50 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 
 use crate::chat::{self, Answer, HistoryMessage};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::http::auth::ClientAddress;
 use crate::http::json::ApiJson;
 use crate::http::tenant::CurrentTenant;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatRequest {
+    /// The visitor's session, from an earlier answer; none starts one.
     #[serde(default)]
     pub session_id: Option<String>,
+    /// The question, up to `chat.max_message_chars` characters (2,000 by default).
+    #[schema(min_length = 1, max_length = 2000)]
     pub message: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChatResponse {
     #[serde(flatten)]
     pub answer: Answer,
     pub session_id: String,
-    /// The bot's message, for feedback.
+    /// The bot's message: what `POST /api/chat/feedback` refers to.
     pub message_id: i64,
 }
 
+/// A visitor's question and the bot's answer.
+///
+/// The answer is the best-matching FAQ's when its score reaches the bot's
+/// threshold; otherwise the fallback reply, with the nearest questions as
+/// suggestions when they came close. Limited per visitor (tenant and client
+/// address) and per tenant.
+#[utoipa::path(
+    post,
+    path = "/api/chat",
+    tag = "visitor",
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The bot's answer", body = ChatResponse),
+        (status = 400, description = "An empty or too long message", body = ErrorBody),
+        (status = 403, description = "`origin_not_allowed`: the request's `Origin` is not among the bot's allowed origins", body = ErrorBody),
+        (status = 429, description = "Over the fair-use limit; see `Retry-After`", body = ErrorBody),
+    )
+)]
 pub async fn chat(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
@@ -76,20 +97,36 @@ pub async fn chat(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryParams {
+    /// The session id an answer came with (32 hex digits).
     pub session_id: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryResponse {
     pub session_id: String,
+    /// Oldest first; the latest 200 at most.
     pub messages: Vec<HistoryMessage>,
 }
 
-/// The session's own messages only; 404 for a session this tenant does not
-/// know (the widget then starts afresh).
+/// A visitor's conversation so far, so a reload continues it.
+///
+/// Only that session's messages: the session id is the visitor's secret.
+#[utoipa::path(
+    get,
+    path = "/api/chat/history",
+    tag = "visitor",
+    params(HistoryParams),
+    responses(
+        (status = 200, description = "The session's messages", body = HistoryResponse),
+        (status = 400, description = "Not a session id", body = ErrorBody),
+        (status = 403, description = "`origin_not_allowed`", body = ErrorBody),
+        (status = 404, description = "No conversation with that session id here (the widget starts afresh)", body = ErrorBody),
+    )
+)]
 pub async fn history(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
@@ -103,15 +140,33 @@ pub async fn history(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
     pub session_id: String,
+    /// The `message_id` of one of the bot's answers in that session.
     pub message_id: i64,
+    /// 👍 true, 👎 false.
     pub helpful: bool,
 }
 
-/// 204 once stored; 404 unless the message is a bot answer of that session.
+/// A visitor's thumbs up or down on one of the bot's answers.
+///
+/// A second verdict on the same answer replaces the first. Counted in the
+/// analytics summary.
+#[utoipa::path(
+    post,
+    path = "/api/chat/feedback",
+    tag = "visitor",
+    request_body = FeedbackRequest,
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 400, description = "Not a session id, or a malformed body", body = ErrorBody),
+        (status = 403, description = "`origin_not_allowed`", body = ErrorBody),
+        (status = 404, description = "No such answer in that session's conversation", body = ErrorBody),
+        (status = 429, description = "Over the fair-use limit; see `Retry-After`", body = ErrorBody),
+    )
+)]
 pub async fn feedback(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,

@@ -3,21 +3,26 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
 use crate::conversations::{self, Filter, Page, Transcript};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::http::auth::{Member, Owner};
+use crate::http::json::ApiPath;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Words any message of the conversation contains.
     pub q: Option<String>,
+    /// From 1.
+    #[param(minimum = 1)]
     pub page: Option<i64>,
     /// First day, `YYYY-MM-DD` (UTC).
     pub from: Option<NaiveDate>,
@@ -27,6 +32,19 @@ pub struct ListParams {
     pub answered: Option<bool>,
 }
 
+/// Conversations, latest first, 20 a page (members).
+#[utoipa::path(
+    get,
+    path = "/api/conversations",
+    tag = "bot",
+    security(("bearer" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page", body = Page),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not a member of this tenant", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     member: Member,
@@ -45,25 +63,65 @@ pub async fn list(
     ))
 }
 
+/// One conversation with every message and each answer's score (members).
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}",
+    tag = "bot",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The conversation's id")),
+    responses(
+        (status = 200, description = "The transcript", body = Transcript),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not a member of this tenant", body = ErrorBody),
+        (status = 404, description = "No such conversation", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     member: Member,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Transcript>, AppError> {
     Ok(Json(
         conversations::transcript(&state.pool, &member.tenant.schema, id).await?,
     ))
 }
 
+/// Erases a conversation and its messages (owners): a visitor's right to erasure.
+#[utoipa::path(
+    delete,
+    path = "/api/conversations/{id}",
+    tag = "bot",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The conversation's id")),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
+        (status = 404, description = "No such conversation", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Owner(owner): Owner,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, AppError> {
     conversations::delete(&state.pool, &owner.tenant.schema, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Every message of every conversation as CSV (members).
+#[utoipa::path(
+    get,
+    path = "/api/conversations/export.csv",
+    tag = "bot",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "CSV, one row per message", body = String, content_type = "text/csv"),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not a member of this tenant", body = ErrorBody),
+    )
+)]
 pub async fn export(
     State(state): State<AppState>,
     member: Member,

@@ -2,14 +2,14 @@
 //! the bot answers with a change at once.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::faq::{self, Faq, NewFaq};
 use crate::http::auth::{Member, Owner};
-use crate::http::json::{ApiBytes, ApiJson};
+use crate::http::json::{ApiBytes, ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::tenancy::SchemaName;
 use crate::tenancy::events::{ChangeEvent, Signal};
@@ -19,6 +19,18 @@ fn changed(state: &AppState, schema: &SchemaName) {
     state.apply(&Signal::Event(ChangeEvent::Faqs(schema.clone())));
 }
 
+/// Every FAQ of the tenant (members).
+#[utoipa::path(
+    get,
+    path = "/api/faqs",
+    tag = "bot",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The FAQs, oldest first", body = Vec<Faq>),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not a member of this tenant", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     member: Member,
@@ -26,16 +38,44 @@ pub async fn list(
     Ok(Json(faq::list(&state.pool, &member.tenant.schema).await?))
 }
 
+/// One FAQ (members).
+#[utoipa::path(
+    get,
+    path = "/api/faqs/{id}",
+    tag = "bot",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The FAQ's id")),
+    responses(
+        (status = 200, description = "The FAQ", body = Faq),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not a member of this tenant", body = ErrorBody),
+        (status = 404, description = "No such FAQ", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     member: Member,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Faq>, AppError> {
     Ok(Json(
         faq::get(&state.pool, &member.tenant.schema, id).await?,
     ))
 }
 
+/// Adds a FAQ (owners); the bot answers it at once.
+#[utoipa::path(
+    post,
+    path = "/api/faqs",
+    tag = "bot",
+    security(("bearer" = [])),
+    request_body = NewFaq,
+    responses(
+        (status = 201, description = "The FAQ as stored", body = Faq),
+        (status = 400, description = "Empty or too long text, or an unknown field", body = ErrorBody),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Owner(owner): Owner,
@@ -47,10 +87,26 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+/// Replaces a FAQ (owners); the bot answers with it at once.
+#[utoipa::path(
+    put,
+    path = "/api/faqs/{id}",
+    tag = "bot",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The FAQ's id")),
+    request_body = NewFaq,
+    responses(
+        (status = 200, description = "The FAQ as stored", body = Faq),
+        (status = 400, description = "Empty or too long text, or an unknown field", body = ErrorBody),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
+        (status = 404, description = "No such FAQ", body = ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     Owner(owner): Owner,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(new): ApiJson<NewFaq>,
 ) -> Result<Json<Faq>, AppError> {
     let schema = &owner.tenant.schema;
@@ -59,10 +115,24 @@ pub async fn update(
     Ok(Json(updated))
 }
 
+/// Removes a FAQ (owners).
+#[utoipa::path(
+    delete,
+    path = "/api/faqs/{id}",
+    tag = "bot",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The FAQ's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
+        (status = 404, description = "No such FAQ", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Owner(owner): Owner,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, AppError> {
     let schema = &owner.tenant.schema;
     faq::delete(&state.pool, schema, id).await?;
@@ -70,16 +140,40 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The body is the file itself: a JSON array or CSV text, as `chatter faq
-/// import` takes; all rows or none.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImportResult {
+    /// How many FAQs were added.
+    pub imported: usize,
+}
+
+/// Adds many FAQs at once (owners): all rows or none, the bad rows named.
+///
+/// The body is the file itself, as `chatter faq import` takes it: a JSON
+/// array of FAQs, or CSV text with a `question,answer` header.
+#[utoipa::path(
+    post,
+    path = "/api/faqs/import",
+    tag = "bot",
+    security(("bearer" = [])),
+    request_body(content(
+        (Vec<NewFaq> = "application/json"),
+        (String = "text/csv"),
+    )),
+    responses(
+        (status = 200, description = "Every row was added", body = ImportResult),
+        (status = 400, description = "Not JSON or CSV, or bad rows (named); nothing was added", body = ErrorBody),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
+    )
+)]
 pub async fn import(
     State(state): State<AppState>,
     Owner(owner): Owner,
     ApiBytes(body): ApiBytes,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<ImportResult>, AppError> {
     let schema = &owner.tenant.schema;
     let faqs = faq::parse_import(&body)?;
     let imported = faq::import(&state.pool, schema, &faqs).await?;
     changed(&state, schema);
-    Ok(Json(json!({ "imported": imported })))
+    Ok(Json(ImportResult { imported }))
 }

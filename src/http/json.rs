@@ -1,10 +1,13 @@
-//! `ApiJson`: axum's JSON extractor with our errors. A body that is not
-//! JSON, has the wrong types or unknown fields gets a 400 in the usual
-//! `{"error": ...}` shape, with serde's message naming the field.
+//! axum's extractors with our errors: `ApiJson` (a body that is not JSON,
+//! has the wrong types or unknown fields gets a 400 in the usual
+//! `{"error": ...}` shape, with serde's message naming the field), `ApiBytes`
+//! and `ApiPath` (a path segment of the wrong type is a 400, not axum's
+//! plain-text answer).
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
@@ -51,5 +54,23 @@ where
                 other => AppError::BadRequest(other.body_text()),
             }),
         }
+    }
+}
+
+/// A typed path parameter, such as `/api/faqs/{id}`.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Self(value))
+            .map_err(|rejection| AppError::BadRequest(rejection.body_text()))
     }
 }

@@ -7,6 +7,13 @@ use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
 
+/// The Prometheus scrape: requests, latencies, answers, the pool and the model.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text"))
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match state.metrics.render(&state.engine, &state.pool) {
         Ok(body) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response(),

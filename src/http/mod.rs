@@ -11,6 +11,7 @@ pub mod health;
 pub mod hosts;
 pub mod json;
 pub mod metrics;
+pub mod openapi;
 pub mod operator;
 pub mod request_log;
 pub mod static_files;
@@ -22,7 +23,11 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::http::openapi::Layers;
 
 use crate::state::AppState;
 
@@ -33,82 +38,107 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// request metrics), allowed hosts (not for `/healthz` and `/metrics`, so
 /// load-balancer probes and scrapers by IP work), tenant resolution (tenant
 /// routes only; the visitor routes resolve it in their CORS layer).
+/// `state.openapi_json` must describe these routes: build it with
+/// [`openapi_document`].
 pub fn router(state: AppState) -> Router {
-    // What the widget calls from the client's site: CORS, and the tenant.
+    let (tenant_routes, _) = tenant_routes().split_for_parts();
+    let tenant_routes = tenant_routes.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        tenant::resolve,
+    ));
     // `layer`, not `route_layer`: a preflight (OPTIONS) matches no method
-    // here and must still reach the CORS layer.
-    let visitor_routes = Router::new()
-        .route("/api/widget/config", get(widget::config))
-        .route("/api/chat", post(chat::chat))
-        .route("/api/chat/history", get(chat::history))
-        .route("/api/chat/feedback", post(chat::feedback))
-        .layer(middleware::from_fn_with_state(state.clone(), cors::visitor));
-
-    let tenant_routes = Router::new()
-        .route("/api/auth/membership", get(auth::membership))
-        .route("/api/bot/config", get(bot::get_config).put(bot::put_config))
-        .route("/api/faqs", get(faqs::list).post(faqs::create))
-        .route("/api/faqs/import", post(faqs::import))
-        .route("/api/analytics/summary", get(analytics::summary))
-        .route("/api/conversations", get(conversations::list))
-        .route("/api/conversations/export.csv", get(conversations::export))
-        .route(
-            "/api/conversations/{id}",
-            get(conversations::get).delete(conversations::delete),
-        )
-        .route(
-            "/api/faqs/{id}",
-            get(faqs::get).put(faqs::update).delete(faqs::delete),
-        )
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            tenant::resolve,
-        ));
-
-    let checked = Router::new()
-        .route("/readyz", get(health::readyz))
-        // The front page and the embedded files (the widget).
+    // of these routes and must still reach the CORS layer.
+    let (visitor_routes, _) = visitor_routes().split_for_parts();
+    let visitor_routes =
+        visitor_routes.layer(middleware::from_fn_with_state(state.clone(), cors::visitor));
+    let (checked, _) = checked_routes().split_for_parts();
+    let checked = checked
+        .route("/api/schema.json", get(openapi::schema_json))
+        .route("/api/docs", get(openapi::docs))
+        // The front page and the embedded files (the widget): not API.
         .route("/", get(static_files::front_page))
         .route("/static/{*path}", get(static_files::file))
-        // Accounts are not a tenant's: no X-Client-ID needed.
-        .route("/api/auth/login", post(auth::login))
-        .route("/api/auth/logout", post(auth::logout))
-        .route("/api/auth/user", get(auth::user))
-        .route("/api/auth/password/change", post(auth::change_password))
-        // The platform's: operators only, no tenant.
-        .route(
-            "/api/tenants",
-            get(operator::list_tenants).post(operator::create_tenant),
-        )
-        .route("/api/tenants/{schema}", delete(operator::delete_tenant))
-        .route(
-            "/api/users",
-            get(operator::list_users).post(operator::create_user),
-        )
-        .route(
-            "/api/memberships",
-            post(operator::set_membership).delete(operator::remove_membership),
-        )
-        .route(
-            "/api/domains",
-            get(operator::list_domains)
-                .post(operator::add_domain)
-                .delete(operator::remove_domain),
-        )
         .merge(tenant_routes)
         .merge(visitor_routes)
         .fallback(health::not_found)
         // Nothing we take is large: refuse bigger bodies before reading them.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), hosts::check));
+    let (open, _) = open_routes().split_for_parts();
 
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/metrics", get(metrics::metrics))
-        .merge(checked)
+    open.merge(checked)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
             request_log::log,
         ))
         .with_state(state)
+}
+
+/// The OpenAPI document of [`router`]'s routes, from the same route lists.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let mut paths = utoipa::openapi::OpenApi::default();
+    for (routes, layers) in [
+        (open_routes(), Layers::Open),
+        (checked_routes(), Layers::HostChecked),
+        (tenant_routes(), Layers::Tenant),
+        (visitor_routes(), Layers::Tenant),
+    ] {
+        let mut api = routes.into_openapi();
+        openapi::apply_layers(&mut api, layers);
+        paths.merge(api);
+    }
+    openapi::document(paths)
+}
+
+/// Outside the Host check.
+fn open_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(metrics::metrics))
+}
+
+/// Behind the Host check, with no tenant: accounts and the platform.
+fn checked_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::readyz))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::user))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(operator::list_tenants, operator::create_tenant))
+        .routes(routes!(operator::delete_tenant))
+        .routes(routes!(operator::list_users, operator::create_user))
+        .routes(routes!(
+            operator::set_membership,
+            operator::remove_membership
+        ))
+        .routes(routes!(
+            operator::list_domains,
+            operator::add_domain,
+            operator::remove_domain
+        ))
+}
+
+/// What the widget calls from the client's site: behind the Host check,
+/// CORS (`cors::visitor`) and tenant resolution.
+fn visitor_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(widget::config))
+        .routes(routes!(chat::chat))
+        .routes(routes!(chat::history))
+        .routes(routes!(chat::feedback))
+}
+
+/// Behind the Host check and tenant resolution.
+fn tenant_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(auth::membership))
+        .routes(routes!(bot::get_config, bot::put_config))
+        .routes(routes!(faqs::list, faqs::create))
+        .routes(routes!(faqs::import))
+        .routes(routes!(faqs::get, faqs::update, faqs::delete))
+        .routes(routes!(analytics::summary))
+        .routes(routes!(conversations::list))
+        .routes(routes!(conversations::export))
+        .routes(routes!(conversations::get, conversations::delete))
 }

@@ -2,27 +2,29 @@
 //! same service layer as the CLI (`tenancy::provision`).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
 use crate::auth::users::{self, NewUser, Role, UserSummary};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::http::auth::Operator;
-use crate::http::json::ApiJson;
+use crate::http::json::{ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::tenancy::events::{ChangeEvent, Signal};
 use crate::tenancy::provision::{self, DomainRow, NewTenant, TenantSummary};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenantRequest {
+    /// The client id: `^[a-z][a-z0-9_]{2,62}$`, not `public`, `pg_*` or `information_schema`.
+    #[schema(pattern = "^[a-z][a-z0-9_]{2,62}$")]
     pub schema: String,
     pub name: String,
     pub domain: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDomainRequest {
     pub domain: String,
@@ -31,7 +33,7 @@ pub struct NewDomainRequest {
     pub primary: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainToRemove {
     pub domain: String,
@@ -42,6 +44,18 @@ fn changed(state: &AppState) {
     state.apply(&Signal::Event(ChangeEvent::Tenancy));
 }
 
+/// Every tenant with its domains (operators).
+#[utoipa::path(
+    get,
+    path = "/api/tenants",
+    tag = "operator",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Done", body = Vec<TenantSummary>),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    )
+)]
 pub async fn list_tenants(
     State(state): State<AppState>,
     _: Operator,
@@ -49,6 +63,21 @@ pub async fn list_tenants(
     Ok(Json(provision::list_tenants(&state.pool).await?))
 }
 
+/// Creates a tenant: its schema, migrations and default bot (operators).
+#[utoipa::path(
+    post,
+    path = "/api/tenants",
+    tag = "operator",
+    security(("bearer" = [])),
+    request_body = NewTenantRequest,
+    responses(
+        (status = 201, description = "Done", body = TenantSummary),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 400, description = "A bad schema name, name or domain", body = ErrorBody),
+        (status = 409, description = "The schema or the domain is taken", body = ErrorBody),
+    )
+)]
 pub async fn create_tenant(
     State(state): State<AppState>,
     _: Operator,
@@ -65,16 +94,43 @@ pub async fn create_tenant(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+/// Deletes a tenant and all its data (operators).
+#[utoipa::path(
+    delete,
+    path = "/api/tenants/{schema}",
+    tag = "operator",
+    security(("bearer" = [])),
+    params(("schema" = String, Path, description = "The tenant's schema name")),
+    responses(
+        (status = 204, description = "Done"),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "The public tenant cannot be deleted", body = ErrorBody),
+    )
+)]
 pub async fn delete_tenant(
     State(state): State<AppState>,
     _: Operator,
-    Path(schema): Path<String>,
+    ApiPath(schema): ApiPath<String>,
 ) -> Result<StatusCode, AppError> {
     provision::delete_tenant(&state.pool, &schema).await?;
     changed(&state);
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Every domain with its tenant (operators).
+#[utoipa::path(
+    get,
+    path = "/api/domains",
+    tag = "operator",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Done", body = Vec<DomainRow>),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    )
+)]
 pub async fn list_domains(
     State(state): State<AppState>,
     _: Operator,
@@ -82,6 +138,22 @@ pub async fn list_domains(
     Ok(Json(provision::list_domains(&state.pool).await?))
 }
 
+/// Routes a domain to a tenant (operators).
+#[utoipa::path(
+    post,
+    path = "/api/domains",
+    tag = "operator",
+    security(("bearer" = [])),
+    request_body = NewDomainRequest,
+    responses(
+        (status = 201, description = "Done", body = DomainRow),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 400, description = "A bad domain", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "The domain is taken", body = ErrorBody),
+    )
+)]
 pub async fn add_domain(
     State(state): State<AppState>,
     _: Operator,
@@ -92,6 +164,20 @@ pub async fn add_domain(
     Ok((StatusCode::CREATED, Json(row)))
 }
 
+/// Stops routing a domain (operators).
+#[utoipa::path(
+    delete,
+    path = "/api/domains",
+    tag = "operator",
+    security(("bearer" = [])),
+    request_body = DomainToRemove,
+    responses(
+        (status = 204, description = "Done"),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 404, description = "No such domain", body = ErrorBody),
+    )
+)]
 pub async fn remove_domain(
     State(state): State<AppState>,
     _: Operator,
@@ -102,25 +188,42 @@ pub async fn remove_domain(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserRequest {
     pub email: String,
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     #[serde(default)]
     pub is_operator: bool,
+    /// A tenant the user joins, with `role`.
     pub tenant: Option<String>,
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MembershipRequest {
     pub email: String,
     pub tenant: String,
+    /// Required to add or change; ignored to remove.
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
 }
 
+/// Every user with their memberships (operators).
+#[utoipa::path(
+    get,
+    path = "/api/users",
+    tag = "operator",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Done", body = Vec<UserSummary>),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    )
+)]
 pub async fn list_users(
     State(state): State<AppState>,
     _: Operator,
@@ -128,6 +231,22 @@ pub async fn list_users(
     Ok(Json(users::list_users(&state.pool).await?))
 }
 
+/// Creates a user, optionally a member of one tenant (operators).
+#[utoipa::path(
+    post,
+    path = "/api/users",
+    tag = "operator",
+    security(("bearer" = [])),
+    request_body = NewUserRequest,
+    responses(
+        (status = 201, description = "Done"),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 400, description = "A bad email, password or role", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "The email is taken", body = ErrorBody),
+    )
+)]
 pub async fn create_user(
     State(state): State<AppState>,
     _: Operator,
@@ -149,6 +268,21 @@ pub async fn create_user(
     Ok(StatusCode::CREATED)
 }
 
+/// Makes a user a member of a tenant, or changes their role (operators).
+#[utoipa::path(
+    post,
+    path = "/api/memberships",
+    tag = "operator",
+    security(("bearer" = [])),
+    request_body = MembershipRequest,
+    responses(
+        (status = 204, description = "Done"),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 400, description = "A bad role", body = ErrorBody),
+        (status = 404, description = "No such user or tenant", body = ErrorBody),
+    )
+)]
 pub async fn set_membership(
     State(state): State<AppState>,
     _: Operator,
@@ -163,6 +297,20 @@ pub async fn set_membership(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Removes a user from a tenant (operators).
+#[utoipa::path(
+    delete,
+    path = "/api/memberships",
+    tag = "operator",
+    security(("bearer" = [])),
+    request_body = MembershipRequest,
+    responses(
+        (status = 204, description = "Done"),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 404, description = "No such user or tenant", body = ErrorBody),
+    )
+)]
 pub async fn remove_membership(
     State(state): State<AppState>,
     _: Operator,

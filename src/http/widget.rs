@@ -8,14 +8,22 @@ use crate::error::AppError;
 use crate::http::tenant::CurrentTenant;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WidgetConfig {
     pub client_id: String,
     pub bot_name: String,
     pub greeting: String,
+    #[schema(value_type = Object)]
     pub theme: serde_json::Value,
 }
 
+/// The bot's public face, for the widget before the visitor types.
+#[utoipa::path(
+    get,
+    path = "/api/widget/config",
+    tag = "visitor",
+    responses((status = 200, description = "Bot name, greeting and theme", body = WidgetConfig))
+)]
 pub async fn config(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,

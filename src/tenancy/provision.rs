@@ -12,7 +12,7 @@ use crate::db::migrate::migrate_tenant_in;
 use crate::tenancy::events::ChangeEvent;
 use crate::tenancy::{DomainName, SchemaName, TenancyError, TenantTx};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TenantSummary {
     pub schema: String,
     pub name: String,
@@ -22,7 +22,7 @@ pub struct TenantSummary {
     pub domains: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DomainRow {
     pub domain: String,
     pub tenant: String,

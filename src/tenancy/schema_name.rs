@@ -18,6 +18,9 @@ pub enum SchemaNameError {
     Reserved(String),
 }
 
+/// The grammar `parse` accepts, for documents that describe it (OpenAPI).
+pub const PATTERN: &str = "^[a-z][a-z0-9_]{2,62}$";
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct SchemaName(String);

@@ -51,7 +51,7 @@ pub async fn sign_in(app: &TestApp, email: &str) -> String {
 }
 
 /// A new operator's token.
-async fn operator(app: &TestApp) -> String {
+pub async fn operator(app: &TestApp) -> String {
     users::create_user(
         &app.pool,
         NewUser {

@@ -14,6 +14,7 @@ mod helpers;
 mod isolation;
 mod metrics;
 mod migrations;
+mod openapi;
 mod real_model;
 mod routing;
 mod widget;
