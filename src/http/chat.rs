@@ -102,6 +102,7 @@ pub async fn chat(
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// The session id an answer came with (32 hex digits).
+    #[param(pattern = "^[0-9a-f]{32}$")]
     pub session_id: String,
 }
 
@@ -143,6 +144,8 @@ pub async fn history(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
+    /// The session id the answer came with (32 hex digits).
+    #[schema(pattern = "^[0-9a-f]{32}$")]
     pub session_id: String,
     /// The `message_id` of one of the bot's answers in that session.
     pub message_id: i64,
