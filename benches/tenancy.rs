@@ -8,12 +8,12 @@
 //! database unless BENCH_KEEP_DB=1 (bench/http.sh keeps it to load the
 //! server with that many tenants).
 
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use chatter::config::DatabaseSettings;
 use chatter::db::migrate;
 use chatter::db::pool::build_pool;
+use chatter::db::tls::PgTarget;
 use chatter::tenancy::TenancyError;
 use chatter::tenancy::provision::{self, NewTenant};
 use deadpool_postgres::Pool;
@@ -59,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pool_size: 8,
         ..DatabaseSettings::default()
     };
-    let pool = build_pool(tokio_postgres::Config::from_str(&url)?, &settings)?;
+    let pool = build_pool(PgTarget::from_url(&url)?, &settings)?;
     migrate::migrate_shared(&pool).await?;
 
     let mut times = Vec::new();

@@ -91,7 +91,7 @@ impl Application {
         let (listener_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let subscriber_state = state.clone();
         let change_listener = events::spawn_listener(
-            database.pg_config.clone(),
+            database.target.clone(),
             Arc::new(move |signal: Signal| subscriber_state.apply(&signal)),
             shutdown_rx,
         );

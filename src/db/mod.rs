@@ -4,6 +4,7 @@
 pub mod embedded;
 pub mod migrate;
 pub mod pool;
+pub mod tls;
 
 pub use pool::{Database, DbError};
 

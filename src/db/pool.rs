@@ -1,16 +1,15 @@
 //! The connection pool. Every wait is bounded: an exhausted pool answers
 //! "busy" (503) after `wait_timeout_ms` instead of queueing forever.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
 };
-use tokio_postgres::NoTls;
 
 use crate::config::DatabaseSettings;
 use crate::db::embedded::{EmbeddedError, EmbeddedPostgres};
+use crate::db::tls::PgTarget;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -51,19 +50,15 @@ impl DbError {
 /// cluster stops when the last `Database` handle holding it is dropped.
 pub struct Database {
     pub pool: Pool,
-    pub pg_config: tokio_postgres::Config,
+    pub target: PgTarget,
     embedded: Option<EmbeddedPostgres>,
 }
 
 impl Database {
     /// Connects to `url`, or starts (or joins) the embedded cluster.
     pub async fn open(settings: &DatabaseSettings) -> Result<Self, DbError> {
-        let (pg_config, embedded) = match &settings.url {
-            Some(url) => (
-                tokio_postgres::Config::from_str(url.expose())
-                    .map_err(|e| DbError::BadUrl(e.to_string()))?,
-                None,
-            ),
+        let (target, embedded) = match &settings.url {
+            Some(url) => (PgTarget::from_url(url.expose())?, None),
             None => {
                 let data_dir = settings.data_dir.clone();
                 let cluster =
@@ -72,13 +67,13 @@ impl Database {
                         .map_err(|e| DbError::Unreachable(e.to_string()))??;
                 let config = cluster.connection_config();
                 cluster.ensure_database().await?;
-                (config, Some(cluster))
+                (PgTarget::plain(config)?, Some(cluster))
             }
         };
-        let pool = build_pool(pg_config.clone(), settings)?;
+        let pool = build_pool(target.clone(), settings)?;
         Ok(Self {
             pool,
-            pg_config,
+            target,
             embedded,
         })
     }
@@ -92,13 +87,10 @@ impl Database {
     }
 }
 
-pub fn build_pool(
-    pg_config: tokio_postgres::Config,
-    settings: &DatabaseSettings,
-) -> Result<Pool, DbError> {
+pub fn build_pool(target: PgTarget, settings: &DatabaseSettings) -> Result<Pool, DbError> {
     let manager = Manager::from_config(
-        pg_config,
-        NoTls,
+        target.config,
+        target.tls,
         // Fast: nothing we do leaves session state behind (tenant SQL only
         // uses SET LOCAL), so no per-checkout DISCARD is needed.
         ManagerConfig {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio_postgres::{AsyncMessage, GenericClient, NoTls};
+use tokio_postgres::{AsyncMessage, GenericClient};
+
+use crate::db::tls::PgTarget;
 
 use crate::tenancy::SchemaName;
 
@@ -64,7 +66,7 @@ pub type Subscriber = Arc<dyn Fn(Signal) + Send + Sync>;
 /// Listens on its own connection (LISTEN needs a session, so not a pooled
 /// one) until `shutdown` fires, reconnecting with a back-off.
 pub fn spawn_listener(
-    config: tokio_postgres::Config,
+    target: PgTarget,
     subscriber: Subscriber,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -72,7 +74,7 @@ pub fn spawn_listener(
         let mut backoff = Duration::from_millis(100);
         loop {
             tokio::select! {
-                result = listen_once(&config, &subscriber) => {
+                result = listen_once(&target, &subscriber) => {
                     if let Err(e) = result {
                         tracing::warn!(error = %e, "change listener lost its connection; reconnecting");
                     }
@@ -91,10 +93,11 @@ pub fn spawn_listener(
 }
 
 async fn listen_once(
-    config: &tokio_postgres::Config,
+    target: &PgTarget,
     subscriber: &Subscriber,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    // Its own session (LISTEN), with the pool's TLS.
+    let (client, mut connection) = target.config.connect(target.tls.clone()).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -12,6 +12,7 @@ use std::time::Duration;
 use chatter::app::{Application, ModelChoice};
 use chatter::config::{Secret, Settings};
 use chatter::db::pool::build_pool;
+use chatter::db::tls::PgTarget;
 use chatter::engine::Engine;
 use chatter::engine::hashing::HashingEmbedder;
 use chatter::engine::worker::{EmbeddingQueue, WorkerSettings};
@@ -64,11 +65,7 @@ impl TestDb {
     pub fn pool(&self, size: usize) -> Pool {
         let mut settings = Settings::default().database;
         settings.pool_size = size;
-        build_pool(
-            tokio_postgres::Config::from_str(&self.url).expect("url"),
-            &settings,
-        )
-        .expect("pool")
+        build_pool(PgTarget::from_url(&self.url).expect("url"), &settings).expect("pool")
     }
 }
 

@@ -17,4 +17,5 @@ mod migrations;
 mod openapi;
 mod real_model;
 mod routing;
+mod tls;
 mod widget;
