@@ -35,6 +35,14 @@ pub struct UnansweredGroup {
     pub examples: Vec<String>,
 }
 
+/// Visitors' thumbs on the bot's answers (the widget's 👍/👎), given in the
+/// period.
+#[derive(Debug, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Feedback {
+    pub thumbs_up: i64,
+    pub thumbs_down: i64,
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = AnalyticsSummary)]
 pub struct Summary {
@@ -46,9 +54,7 @@ pub struct Summary {
     pub answered_rate: f64,
     pub fallback_rate: f64,
     pub per_day: Vec<Day>,
-    /// Visitor feedback arrives with the widget; null until then.
-    #[schema(value_type = Option<Object>)]
-    pub feedback: Option<serde_json::Value>,
+    pub feedback: Feedback,
     pub top_unanswered: Vec<UnansweredGroup>,
 }
 
@@ -102,6 +108,19 @@ pub async fn summary(
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
+    let row = tx
+        .query_one(
+            &format!(
+                "SELECT count(*) FILTER (WHERE helpful), count(*) FILTER (WHERE NOT helpful) \
+                 FROM feedback WHERE updated_at >= {since}"
+            ),
+            &[&days_param],
+        )
+        .await?;
+    let feedback = Feedback {
+        thumbs_up: row.try_get(0)?,
+        thumbs_down: row.try_get(1)?,
+    };
     tx.commit().await?;
 
     let sum = |f: fn(&Day) -> i64| per_day.iter().map(f).sum::<i64>();
@@ -121,7 +140,7 @@ pub async fn summary(
         answered_rate: answered as f64 / replies,
         fallback_rate: fallback as f64 / replies,
         per_day,
-        feedback: None,
+        feedback,
         top_unanswered: group_by_meaning(&unanswered, vectors.as_deref()),
     })
 }

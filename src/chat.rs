@@ -1,7 +1,10 @@
 //! Answering a visitor: embed the message, find the nearest FAQ in the
 //! tenant's index, decide between its answer, a fallback with suggestions,
-//! and a plain fallback; then store the exchange.
+//! and a plain fallback; then store the exchange. Also what the widget asks
+//! of a stored conversation: its messages back (a reload continues the
+//! conversation) and the visitor's thumbs up or down on an answer.
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use rand::RngCore;
 use serde::Serialize;
@@ -69,16 +72,38 @@ pub fn new_session_id() -> String {
     hex::encode(bytes)
 }
 
-fn is_session_id(raw: &str) -> bool {
+pub fn is_session_id(raw: &str) -> bool {
     raw.len() == 32
         && raw
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("session_id must be the 32 hex digits the chat answered with")]
+    InvalidSession,
+    #[error("no conversation with that session id")]
+    UnknownSession,
+    #[error("no answer {0} in this conversation")]
+    UnknownMessage(i64),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+crate::db::db_error_conversions!(ChatError);
+
+/// Where an exchange was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub session_id: String,
+    /// The bot's message: what feedback refers to.
+    pub message_id: i64,
+}
+
 /// Stores the visitor's message and the bot's answer in the conversation
 /// of `session_id`, or in a new conversation with a new id when that one is
-/// missing, malformed or unknown here. Returns the session id in use.
+/// missing, malformed or unknown here.
 pub async fn store_exchange(
     pool: &Pool,
     schema: &SchemaName,
@@ -86,7 +111,7 @@ pub async fn store_exchange(
     origin: Option<&str>,
     message: &str,
     answer: &Answer,
-) -> Result<String, DbError> {
+) -> Result<Stored, DbError> {
     let mut client = pool.get().await?;
     let tx = TenantTx::begin(&mut client, schema).await?;
     let existing = match session_id.filter(|s| is_session_id(s)) {
@@ -115,21 +140,114 @@ pub async fn store_exchange(
     };
     // The FAQ may have been deleted since the index was built: keep the
     // message, drop the link.
-    tx.execute(
-        "INSERT INTO messages (conversation_id, role, text, faq_id, score) VALUES \
-         ($1, 'visitor', $2, NULL, NULL), \
-         ($1, 'bot', $3, (SELECT id FROM faqs WHERE id = $4), $5)",
-        &[
-            &conversation,
-            &message,
-            &answer.reply,
-            &answer.faq_id,
-            &answer.score,
-        ],
-    )
-    .await?;
+    let row = tx
+        .query_one(
+            "WITH inserted AS (INSERT INTO messages (conversation_id, role, text, faq_id, score) VALUES \
+             ($1, 'visitor', $2, NULL, NULL), \
+             ($1, 'bot', $3, (SELECT id FROM faqs WHERE id = $4), $5) RETURNING id, role) \
+             SELECT id FROM inserted WHERE role = 'bot'",
+            &[
+                &conversation,
+                &message,
+                &answer.reply,
+                &answer.faq_id,
+                &answer.score,
+            ],
+        )
+        .await?;
+    let message_id = row.try_get(0)?;
     tx.commit().await?;
-    Ok(session_id)
+    Ok(Stored {
+        session_id,
+        message_id,
+    })
+}
+
+/// Messages a reload shows at most: the latest ones.
+pub const HISTORY_LIMIT: i64 = 200;
+
+/// One message as the widget shows it again.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct HistoryMessage {
+    pub id: i64,
+    /// `visitor` or `bot`.
+    pub role: String,
+    pub text: String,
+    /// The visitor's feedback on a bot answer, if any.
+    pub helpful: Option<bool>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The conversation of `session_id`, oldest message first (the latest
+/// `HISTORY_LIMIT`). Only that session's: the id is the visitor's secret.
+pub async fn history(
+    pool: &Pool,
+    schema: &SchemaName,
+    session_id: &str,
+) -> Result<Vec<HistoryMessage>, ChatError> {
+    if !is_session_id(session_id) {
+        return Err(ChatError::InvalidSession);
+    }
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let conversation: i64 = tx
+        .query_opt(
+            "SELECT id FROM conversations WHERE session_id = $1",
+            &[&session_id],
+        )
+        .await?
+        .ok_or(ChatError::UnknownSession)?
+        .try_get(0)?;
+    let rows = tx
+        .query(
+            "SELECT * FROM (SELECT m.id, m.role, m.text, f.helpful, m.created_at FROM messages m \
+             LEFT JOIN feedback f ON f.message_id = m.id \
+             WHERE m.conversation_id = $1 ORDER BY m.id DESC LIMIT $2) latest ORDER BY id",
+            &[&conversation, &HISTORY_LIMIT],
+        )
+        .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|row| -> Result<HistoryMessage, ChatError> {
+            Ok(HistoryMessage {
+                id: row.try_get(0)?,
+                role: row.try_get(1)?,
+                text: row.try_get(2)?,
+                helpful: row.try_get(3)?,
+                created_at: row.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// Records the visitor's verdict on one bot answer of their own
+/// conversation; a second verdict replaces the first.
+pub async fn record_feedback(
+    pool: &Pool,
+    schema: &SchemaName,
+    session_id: &str,
+    message_id: i64,
+    helpful: bool,
+) -> Result<(), ChatError> {
+    if !is_session_id(session_id) {
+        return Err(ChatError::InvalidSession);
+    }
+    let mut client = pool.get().await?;
+    let tx = TenantTx::begin(&mut client, schema).await?;
+    let stored = tx
+        .execute(
+            "INSERT INTO feedback (message_id, helpful) \
+             SELECT m.id, $3 FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE c.session_id = $1 AND m.id = $2 AND m.role = 'bot' \
+             ON CONFLICT (message_id) DO UPDATE SET helpful = excluded.helpful, updated_at = now()",
+            &[&session_id, &message_id, &helpful],
+        )
+        .await?;
+    if stored == 0 {
+        return Err(ChatError::UnknownMessage(message_id));
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -137,6 +137,16 @@ pub struct ChatSettings {
     pub suggestion_margin: f32,
     pub max_suggestions: usize,
     pub max_message_chars: usize,
+    /// Fair use, token buckets: one visitor (a tenant and a client address)
+    /// may send `visitor_burst` messages at once and earns
+    /// `visitor_messages_per_minute` back a minute; then 429. Feedback has
+    /// buckets of the same size of its own.
+    pub visitor_messages_per_minute: u32,
+    pub visitor_burst: u32,
+    /// All visitors of one tenant together, so one busy (or attacked)
+    /// tenant cannot take the model from the others.
+    pub tenant_messages_per_minute: u32,
+    pub tenant_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -241,6 +251,10 @@ impl Default for ChatSettings {
             suggestion_margin: 0.10,
             max_suggestions: 3,
             max_message_chars: 2_000,
+            visitor_messages_per_minute: 20,
+            visitor_burst: 10,
+            tenant_messages_per_minute: 3_000,
+            tenant_burst: 300,
         }
     }
 }
@@ -574,6 +588,10 @@ mod tests {
             "suggestion_margin",
             "max_suggestions",
             "max_message_chars",
+            "visitor_messages_per_minute",
+            "visitor_burst",
+            "tenant_messages_per_minute",
+            "tenant_burst",
             "idle_timeout_secs",
             "max_age_secs",
             "login_attempts_per_minute",
@@ -627,6 +645,10 @@ mod tests {
             "chat.suggestion_margin",
             "chat.max_suggestions",
             "chat.max_message_chars",
+            "chat.visitor_messages_per_minute",
+            "chat.visitor_burst",
+            "chat.tenant_messages_per_minute",
+            "chat.tenant_burst",
             "auth.idle_timeout_secs",
             "auth.max_age_secs",
             "auth.login_attempts_per_minute",

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::bot_config::BotConfigError;
+use crate::chat::ChatError;
 use crate::conversations::ConversationError;
 use crate::db::DbError;
 use crate::engine::EngineError;
@@ -48,6 +49,10 @@ pub enum AppError {
     TooLarge(usize),
     #[error("too many attempts; try again in {0} seconds")]
     TooManyRequests(u64),
+    #[error(
+        "the origin {0} may not use this chat: the bot's owner can add it to the allowed origins"
+    )]
+    OriginNotAllowed(String),
     #[error("{message}")]
     Unavailable {
         message: String,
@@ -67,6 +72,8 @@ pub enum AppError {
     Conversation(#[from] ConversationError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Chat(#[from] ChatError),
 }
 
 impl AppError {
@@ -79,6 +86,7 @@ impl AppError {
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            AppError::OriginNotAllowed(_) => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             AppError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Tenancy(e) => match e {
                 TenancyError::InvalidSchema(_)
@@ -103,6 +111,13 @@ impl AppError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
             AppError::Conversation(ConversationError::Db(db)) => db_parts(db),
+            AppError::Chat(e) => match e {
+                ChatError::InvalidSession => (StatusCode::BAD_REQUEST, "invalid"),
+                ChatError::UnknownSession | ChatError::UnknownMessage(_) => {
+                    (StatusCode::NOT_FOUND, "not_found")
+                }
+                ChatError::Db(db) => db_parts(db),
+            },
             AppError::Faq(e) => match e {
                 FaqError::Invalid(_) | FaqError::BadRows(_) => (StatusCode::BAD_REQUEST, "invalid"),
                 FaqError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -245,6 +260,12 @@ mod tests {
         let response = AppError::Db(DbError::Busy).into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(response.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn a_refused_origin_is_403_with_its_own_code() {
+        let response = AppError::OriginNotAllowed("https://evil.test".into()).into_response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
     }
 
     #[test]

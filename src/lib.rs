@@ -7,13 +7,14 @@
 //! - `state`: the handles every request shares.
 //! - `tenancy`: schema names, tenant routing, provisioning, `TenantTx`.
 //! - `db`: the pool, the embedded PostgreSQL, migrations.
-//! - `bot_config`: a tenant's bot settings, cached.
+//! - `bot_config`: a tenant's bot settings, cached; `origins`: which sites
+//!   may use the widget (CORS), per tenant and across tenants.
 //! - `engine`: the embedding model, its batching worker, the FAQ index.
 //! - `faq`: a tenant's knowledge base; `chat`: answering and storing;
 //!   `conversations`: reading them back; `analytics`: the numbers.
 //! - `backup`: one tenant as one portable JSON file, exported and imported.
 //! - `cache`: the invalidation-safe map behind every cache;
-//!   `rate_limit`: token buckets (sign-in attempts).
+//!   `rate_limit`: token buckets (sign-in attempts, chat fair use).
 //! - `metrics`: the Prometheus registry behind `GET /metrics`.
 //! - `console`: `chatter console`, the operator's terminal UI.
 // Unsafe only where a dependency forces it (the gemm kernels of `engine::minilm`).
@@ -36,6 +37,7 @@ pub mod error;
 pub mod faq;
 pub mod http;
 pub mod metrics;
+pub mod origins;
 pub mod rate_limit;
 pub mod state;
 pub mod telemetry;

@@ -13,7 +13,9 @@ use crate::engine::index::IndexCache;
 use crate::error::AppError;
 use crate::faq;
 use crate::http::hosts::AllowedHosts;
+use crate::http::static_files::FrontPage;
 use crate::metrics::Metrics;
+use crate::origins::OriginUnionCache;
 use crate::rate_limit::RateLimiter;
 use crate::tenancy::events::{ChangeEvent, Signal};
 use crate::tenancy::{SchemaName, TenantResolver};
@@ -29,6 +31,10 @@ pub struct AppState {
     pub faq_indexes: Arc<IndexCache>,
     pub metrics: Arc<Metrics>,
     pub login_limits: Arc<LoginLimits>,
+    pub chat_limits: Arc<ChatLimits>,
+    /// The origins any tenant allows: what a CORS preflight is answered from.
+    pub widget_origins: Arc<OriginUnionCache>,
+    pub front_page: Arc<FrontPage>,
 }
 
 /// Sign-in attempts: per account from one address, and per address. Not
@@ -36,6 +42,42 @@ pub struct AppState {
 pub struct LoginLimits {
     pub account_from_address: RateLimiter,
     pub address: RateLimiter,
+}
+
+/// Fair use of the chat: per visitor (tenant and client address) and per
+/// tenant; feedback per visitor, apart, so rating answers never costs a
+/// question.
+pub struct ChatLimits {
+    pub visitor: RateLimiter,
+    pub tenant: RateLimiter,
+    pub feedback: RateLimiter,
+}
+
+impl ChatLimits {
+    pub fn new(chat: &crate::config::ChatSettings) -> Self {
+        let visitor =
+            || RateLimiter::per_minute(chat.visitor_messages_per_minute, chat.visitor_burst);
+        Self {
+            visitor: visitor(),
+            tenant: RateLimiter::per_minute(chat.tenant_messages_per_minute, chat.tenant_burst),
+            feedback: visitor(),
+        }
+    }
+
+    /// Spends a chat message of `address` at `schema`, or says how many
+    /// seconds to wait.
+    pub fn check_message(&self, schema: &SchemaName, address: &str) -> Result<(), u64> {
+        self.visitor
+            .check(&format!("{schema}\n{address}"))
+            .and_then(|()| self.tenant.check(schema.as_str()))
+            .map_err(|wait| wait.as_secs().max(1))
+    }
+
+    pub fn check_feedback(&self, schema: &SchemaName, address: &str) -> Result<(), u64> {
+        self.feedback
+            .check(&format!("{schema}\n{address}"))
+            .map_err(|wait| wait.as_secs().max(1))
+    }
 }
 
 impl AppState {
@@ -52,6 +94,9 @@ impl AppState {
                     attempts.saturating_mul(3),
                 ),
             }),
+            chat_limits: Arc::new(ChatLimits::new(&settings.chat)),
+            widget_origins: Arc::new(OriginUnionCache::new(pool.clone())),
+            front_page: Arc::new(FrontPage::new()),
             engine,
             metrics,
             faq_indexes: Arc::new(IndexCache::new(capacity)),
@@ -84,17 +129,23 @@ impl AppState {
     pub fn apply(&self, signal: &Signal) {
         match signal {
             Signal::Resync => {
+                self.widget_origins.invalidate();
                 self.tenants.invalidate();
                 self.bot_configs.invalidate_all();
                 self.faq_indexes.invalidate_all();
             }
             Signal::Event(ChangeEvent::Tenancy) => {
+                // A new tenant may keep the open list; a deleted one took its origins.
+                self.widget_origins.invalidate();
                 self.tenants.invalidate();
                 // A deleted and re-created schema must not answer with old data.
                 self.bot_configs.invalidate_all();
                 self.faq_indexes.invalidate_all();
             }
-            Signal::Event(ChangeEvent::BotConfig(schema)) => self.bot_configs.invalidate(schema),
+            Signal::Event(ChangeEvent::BotConfig(schema)) => {
+                self.bot_configs.invalidate(schema);
+                self.widget_origins.invalidate();
+            }
             Signal::Event(ChangeEvent::Faqs(schema)) => self.faq_indexes.invalidate(schema),
         }
     }

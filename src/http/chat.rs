@@ -1,12 +1,18 @@
-//! `POST /api/chat`: a visitor's question, the bot's answer.
+//! The visitor's routes: `POST /api/chat` (a question, the bot's answer),
+//! `GET /api/chat/history` (a conversation back after a reload) and
+//! `POST /api/chat/feedback` (thumbs up or down on an answer). Chat and
+//! feedback are limited per visitor (tenant and client address) and chat
+//! per tenant too: over the limit, 429 with `Retry-After`.
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 
-use crate::chat::{self, Answer};
+use crate::chat::{self, Answer, HistoryMessage};
 use crate::error::{AppError, ErrorBody};
+use crate::http::auth::ClientAddress;
 use crate::http::json::ApiJson;
 use crate::http::tenant::CurrentTenant;
 use crate::state::AppState;
@@ -27,13 +33,16 @@ pub struct ChatResponse {
     #[serde(flatten)]
     pub answer: Answer,
     pub session_id: String,
+    /// The bot's message: what `POST /api/chat/feedback` refers to.
+    pub message_id: i64,
 }
 
 /// A visitor's question and the bot's answer.
 ///
 /// The answer is the best-matching FAQ's when its score reaches the bot's
 /// threshold; otherwise the fallback reply, with the nearest questions as
-/// suggestions when they came close.
+/// suggestions when they came close. Limited per visitor (tenant and client
+/// address) and per tenant.
 #[utoipa::path(
     post,
     path = "/api/chat",
@@ -42,14 +51,22 @@ pub struct ChatResponse {
     responses(
         (status = 200, description = "The bot's answer", body = ChatResponse),
         (status = 400, description = "An empty or too long message", body = ErrorBody),
+        (status = 403, description = "`origin_not_allowed`: the request's `Origin` is not among the bot's allowed origins", body = ErrorBody),
+        (status = 429, description = "Over the fair-use limit; see `Retry-After`", body = ErrorBody),
     )
 )]
 pub async fn chat(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Json<ChatResponse>, AppError> {
+    // Refused before any work: a flood costs us a map look-up.
+    state
+        .chat_limits
+        .check_message(&tenant.schema, &address)
+        .map_err(AppError::TooManyRequests)?;
     let message = request.message.trim();
     if message.is_empty() {
         return Err(AppError::BadRequest("message is empty".into()));
@@ -62,7 +79,7 @@ pub async fn chat(
     }
     let answer = state.answer(&tenant.schema, message).await?;
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let session_id = chat::store_exchange(
+    let stored = chat::store_exchange(
         &state.pool,
         &tenant.schema,
         request.session_id.as_deref(),
@@ -73,5 +90,103 @@ pub async fn chat(
     .await?;
     // Counted once stored: a reply that failed to save was never given.
     state.metrics.record_chat_answer(answer.matched);
-    Ok(Json(ChatResponse { answer, session_id }))
+    Ok(Json(ChatResponse {
+        answer,
+        session_id: stored.session_id,
+        message_id: stored.message_id,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// The session id an answer came with (32 hex digits).
+    #[param(pattern = "^[0-9a-f]{32}$")]
+    pub session_id: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HistoryResponse {
+    pub session_id: String,
+    /// Oldest first; the latest 200 at most.
+    pub messages: Vec<HistoryMessage>,
+}
+
+/// A visitor's conversation so far, so a reload continues it.
+///
+/// Only that session's messages: the session id is the visitor's secret.
+#[utoipa::path(
+    get,
+    path = "/api/chat/history",
+    tag = "visitor",
+    params(HistoryParams),
+    responses(
+        (status = 200, description = "The session's messages", body = HistoryResponse),
+        (status = 400, description = "Not a session id", body = ErrorBody),
+        (status = 403, description = "`origin_not_allowed`", body = ErrorBody),
+        (status = 404, description = "No conversation with that session id here (the widget starts afresh)", body = ErrorBody),
+    )
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> Result<Json<HistoryResponse>, AppError> {
+    let Query(params) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let messages = chat::history(&state.pool, &tenant.schema, &params.session_id).await?;
+    Ok(Json(HistoryResponse {
+        session_id: params.session_id,
+        messages,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    /// The session id the answer came with (32 hex digits).
+    #[schema(pattern = "^[0-9a-f]{32}$")]
+    pub session_id: String,
+    /// The `message_id` of one of the bot's answers in that session.
+    pub message_id: i64,
+    /// 👍 true, 👎 false.
+    pub helpful: bool,
+}
+
+/// A visitor's thumbs up or down on one of the bot's answers.
+///
+/// A second verdict on the same answer replaces the first. Counted in the
+/// analytics summary.
+#[utoipa::path(
+    post,
+    path = "/api/chat/feedback",
+    tag = "visitor",
+    request_body = FeedbackRequest,
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 400, description = "Not a session id, or a malformed body", body = ErrorBody),
+        (status = 403, description = "`origin_not_allowed`", body = ErrorBody),
+        (status = 404, description = "No such answer in that session's conversation", body = ErrorBody),
+        (status = 429, description = "Over the fair-use limit; see `Retry-After`", body = ErrorBody),
+    )
+)]
+pub async fn feedback(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    ClientAddress(address): ClientAddress,
+    ApiJson(request): ApiJson<FeedbackRequest>,
+) -> Result<StatusCode, AppError> {
+    state
+        .chat_limits
+        .check_feedback(&tenant.schema, &address)
+        .map_err(AppError::TooManyRequests)?;
+    chat::record_feedback(
+        &state.pool,
+        &tenant.schema,
+        &request.session_id,
+        request.message_id,
+        request.helpful,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bot;
 pub mod chat;
 pub mod conversations;
+pub mod cors;
 pub mod faqs;
 pub mod health;
 pub mod hosts;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod operator;
 pub mod request_log;
+pub mod static_files;
 pub mod tenant;
 pub mod widget;
 
@@ -35,19 +37,29 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The whole application. Layers, outermost first: request log (and the
 /// request metrics), allowed hosts (not for `/healthz` and `/metrics`, so
 /// load-balancer probes and scrapers by IP work), tenant resolution (tenant
-/// routes only). `state.openapi_json` must describe these routes: build it
-/// with [`openapi_document`].
+/// routes only; the visitor routes resolve it in their CORS layer).
+/// `state.openapi_json` must describe these routes: build it with
+/// [`openapi_document`].
 pub fn router(state: AppState) -> Router {
     let (tenant_routes, _) = tenant_routes().split_for_parts();
     let tenant_routes = tenant_routes.route_layer(middleware::from_fn_with_state(
         state.clone(),
         tenant::resolve,
     ));
+    // `layer`, not `route_layer`: a preflight (OPTIONS) matches no method
+    // of these routes and must still reach the CORS layer.
+    let (visitor_routes, _) = visitor_routes().split_for_parts();
+    let visitor_routes =
+        visitor_routes.layer(middleware::from_fn_with_state(state.clone(), cors::visitor));
     let (checked, _) = checked_routes().split_for_parts();
     let checked = checked
         .route("/api/schema.json", get(openapi::schema_json))
         .route("/api/docs", get(openapi::docs))
+        // The front page and the embedded files (the widget): not API.
+        .route("/", get(static_files::front_page))
+        .route("/static/{*path}", get(static_files::file))
         .merge(tenant_routes)
+        .merge(visitor_routes)
         .fallback(health::not_found)
         // Nothing we take is large: refuse bigger bodies before reading them.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -69,6 +81,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         (open_routes(), Layers::Open),
         (checked_routes(), Layers::HostChecked),
         (tenant_routes(), Layers::Tenant),
+        (visitor_routes(), Layers::Tenant),
     ] {
         let mut api = routes.into_openapi();
         openapi::apply_layers(&mut api, layers);
@@ -106,11 +119,19 @@ fn checked_routes() -> OpenApiRouter<AppState> {
         ))
 }
 
-/// Behind the Host check and tenant resolution.
-fn tenant_routes() -> OpenApiRouter<AppState> {
+/// What the widget calls from the client's site: behind the Host check,
+/// CORS (`cors::visitor`) and tenant resolution.
+fn visitor_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(widget::config))
         .routes(routes!(chat::chat))
+        .routes(routes!(chat::history))
+        .routes(routes!(chat::feedback))
+}
+
+/// Behind the Host check and tenant resolution.
+fn tenant_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(auth::membership))
         .routes(routes!(bot::get_config, bot::put_config))
         .routes(routes!(faqs::list, faqs::create))

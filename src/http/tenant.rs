@@ -24,17 +24,27 @@ pub struct CurrentTenant(pub Arc<Tenant>);
 #[derive(Debug, Clone)]
 pub struct TenantTag(pub SchemaName);
 
-pub async fn resolve(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    // Read what we need first: a &Request held across an await is not Send.
-    let client_id = request
-        .headers()
-        .get(CLIENT_ID_HEADER)
-        .map(|v| v.to_str().unwrap_or_default().trim().to_string());
-    let host = request_host(&request);
+pub async fn resolve(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let (client_id, host) = names(&request);
     let tenant = match find(&state, client_id, host).await {
         Ok(tenant) => tenant,
         Err(e) => return e.into_response(),
     };
+    run_for(tenant, request, next).await
+}
+
+/// What a request names its tenant by: `X-Client-ID` and `Host`. Read
+/// before any await: a &Request held across one is not Send.
+pub fn names(request: &Request) -> (Option<String>, Option<String>) {
+    let client_id = request
+        .headers()
+        .get(CLIENT_ID_HEADER)
+        .map(|v| v.to_str().unwrap_or_default().trim().to_string());
+    (client_id, request_host(request))
+}
+
+/// Runs the request as `tenant`'s: handlers get `CurrentTenant`, the log its tag.
+pub async fn run_for(tenant: Arc<Tenant>, mut request: Request, next: Next) -> Response {
     let tag = TenantTag(tenant.schema.clone());
     request.extensions_mut().insert(CurrentTenant(tenant));
     let mut response = next.run(request).await;
@@ -42,7 +52,8 @@ pub async fn resolve(State(state): State<AppState>, mut request: Request, next: 
     response
 }
 
-async fn find(
+/// The active tenant named by `client_id`, else by `host`.
+pub async fn find(
     state: &AppState,
     client_id: Option<String>,
     host: Option<String>,

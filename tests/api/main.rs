@@ -19,3 +19,4 @@ mod openapi;
 mod real_model;
 mod routing;
 mod tls;
+mod widget;

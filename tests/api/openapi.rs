@@ -37,6 +37,8 @@ async fn the_document_is_openapi_3_1_and_describes_the_contract() {
     let ops = operations(&doc);
     for (method, path) in [
         ("post", "/api/chat"),
+        ("get", "/api/chat/history"),
+        ("post", "/api/chat/feedback"),
         ("get", "/api/widget/config"),
         ("post", "/api/auth/login"),
         ("post", "/api/auth/logout"),
@@ -91,6 +93,15 @@ async fn the_document_is_openapi_3_1_and_describes_the_contract() {
     assert!(faqs["responses"]["404"].is_object(), "unknown tenant");
     assert!(op("post", "/api/faqs")["responses"]["413"].is_object());
     assert!(op("post", "/api/auth/login")["responses"]["429"].is_object());
+    // The widget's routes: fair use, CORS, and the tenant header.
+    for (method, path) in [("post", "/api/chat"), ("post", "/api/chat/feedback")] {
+        assert!(op(method, path)["responses"]["429"].is_object(), "{path}");
+        assert!(op(method, path)["responses"]["403"].is_object(), "{path}");
+    }
+    assert_eq!(
+        header_names(&op("get", "/api/chat/history")),
+        ["X-Client-ID"]
+    );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     app.stop().await;
 }
