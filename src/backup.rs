@@ -20,7 +20,9 @@ use crate::tenancy::{SchemaName, TenancyError, TenantTx};
 /// such rather than failing on some missing field.
 pub const FORMAT: &str = "chatter-tenant";
 /// Bumped whenever an older reader could not restore a newer file exactly.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added the visitors' feedback; version 1 files (none) still load.
+pub const FORMAT_VERSION: u32 = 2;
+const OLDEST_READABLE_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -28,7 +30,10 @@ pub enum BackupError {
     NotJson(serde_json::Error),
     #[error("the file is not a chatter tenant archive (no \"format\": \"{FORMAT}\")")]
     NotAnArchive,
-    #[error("the archive has format version {0}; this chatter reads version {FORMAT_VERSION} only")]
+    #[error(
+        "the archive has format version {0}; this chatter reads versions \
+         {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}"
+    )]
     UnsupportedVersion(String),
     #[error("the archive is malformed: {0}")]
     Malformed(serde_json::Error),
@@ -102,6 +107,17 @@ pub struct MessageRow {
     pub faq_id: Option<i64>,
     pub score: Option<f32>,
     pub created_at: DateTime<Utc>,
+    /// The visitor's thumbs on a bot answer (absent from version 1 files).
+    #[serde(default)]
+    pub feedback: Option<FeedbackRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRow {
+    pub helpful: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 impl TenantArchive {
@@ -118,7 +134,10 @@ impl TenantArchive {
             return Err(BackupError::NotAnArchive);
         }
         match value.get("version") {
-            Some(v) if v.as_u64() == Some(u64::from(FORMAT_VERSION)) => {}
+            Some(v)
+                if v.as_u64().is_some_and(|v| {
+                    (u64::from(OLDEST_READABLE_VERSION)..=u64::from(FORMAT_VERSION)).contains(&v)
+                }) => {}
             Some(v) => return Err(BackupError::UnsupportedVersion(v.to_string())),
             None => return Err(BackupError::UnsupportedVersion("(none)".into())),
         }
@@ -211,8 +230,10 @@ pub async fn export(pool: &Pool, schema: &SchemaName) -> Result<TenantArchive, B
     // sorted by conversation id, so each message goes to the current one.
     let messages = tx
         .query(
-            "SELECT conversation_id, id, role, text, faq_id, score, created_at \
-             FROM messages ORDER BY conversation_id, id",
+            "SELECT m.conversation_id, m.id, m.role, m.text, m.faq_id, m.score, m.created_at, \
+                    f.helpful, f.created_at, f.updated_at \
+             FROM messages m LEFT JOIN feedback f ON f.message_id = m.id \
+             ORDER BY m.conversation_id, m.id",
             &[],
         )
         .await?;
@@ -226,6 +247,14 @@ pub async fn export(pool: &Pool, schema: &SchemaName) -> Result<TenantArchive, B
             faq_id: row.try_get(4)?,
             score: row.try_get(5)?,
             created_at: row.try_get(6)?,
+            feedback: match row.try_get::<_, Option<bool>>(7)? {
+                Some(helpful) => Some(FeedbackRow {
+                    helpful,
+                    created_at: row.try_get(8)?,
+                    updated_at: row.try_get(9)?,
+                }),
+                None => None,
+            },
         };
         // The foreign key guarantees a conversation; only ids before it are skipped.
         while slots.next_if(|c| c.id < conversation_id).is_some() {}
@@ -329,6 +358,12 @@ async fn write_data(tx: &TenantTx<'_>, archive: &TenantArchive) -> Result<(), Ba
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .await?;
+    let insert_feedback = tx
+        .prepare(
+            "INSERT INTO feedback (message_id, helpful, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .await?;
     for conversation in &archive.conversations {
         tx.execute(
             &insert_conversation,
@@ -355,6 +390,18 @@ async fn write_data(tx: &TenantTx<'_>, archive: &TenantArchive) -> Result<(), Ba
                 ],
             )
             .await?;
+            if let Some(feedback) = &message.feedback {
+                tx.execute(
+                    &insert_feedback,
+                    &[
+                        &message.id,
+                        &feedback.helpful,
+                        &feedback.created_at,
+                        &feedback.updated_at,
+                    ],
+                )
+                .await?;
+            }
         }
     }
 
@@ -407,6 +454,20 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_file_loads_with_no_feedback() {
+        let mut v1 = archive_json();
+        v1["version"] = serde_json::json!(1);
+        v1["conversations"] = serde_json::json!([{
+            "id": 1, "session_id": "s", "origin": null,
+            "started_at": "2024-05-01T10:00:00Z", "last_message_at": "2024-05-01T10:00:00Z",
+            "messages": [{"id": 1, "role": "bot", "text": "Hi", "faq_id": null, "score": null,
+                          "created_at": "2024-05-01T10:00:00Z"}]
+        }]);
+        let archive = TenantArchive::from_json(&serde_json::to_vec(&v1).unwrap()).unwrap();
+        assert_eq!(archive.conversations[0].messages[0].feedback, None);
+    }
+
+    #[test]
     fn bad_files_are_named() {
         let bytes = serde_json::to_vec(&archive_json()).unwrap();
         let err = TenantArchive::from_json(&bytes[..bytes.len() / 2]).unwrap_err();
@@ -416,10 +477,14 @@ mod tests {
         let err = TenantArchive::from_json(b"[1, 2]").unwrap_err();
         assert!(matches!(err, BackupError::NotAnArchive), "{err}");
 
-        let mut v2 = archive_json();
-        v2["version"] = serde_json::json!(2);
-        let err = TenantArchive::from_json(&serde_json::to_vec(&v2).unwrap()).unwrap_err();
-        assert!(err.to_string().contains("format version 2"), "{err}");
+        let mut newer = archive_json();
+        newer["version"] = serde_json::json!(FORMAT_VERSION + 1);
+        let err = TenantArchive::from_json(&serde_json::to_vec(&newer).unwrap()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("format version {}", FORMAT_VERSION + 1)),
+            "{err}"
+        );
 
         let mut missing = archive_json();
         missing.as_object_mut().unwrap().remove("faqs");

@@ -11,14 +11,21 @@ use serde_json::json;
 use crate::cli::chatter;
 use crate::helpers::{TestApp, TestDb, spawn_app};
 
-const TABLES: [&str; 4] = ["bot_config", "faqs", "conversations", "messages"];
+const TABLES: [&str; 5] = [
+    "bot_config",
+    "faqs",
+    "conversations",
+    "messages",
+    "feedback",
+];
 
-/// Every row of `table` in `schema`, every column (ids included), in id order.
+/// Every row of `table` in `schema`, every column (ids included), in one
+/// order for equal contents (not every table has an `id`).
 async fn rows(pool: &Pool, schema: &str, table: &str) -> Vec<serde_json::Value> {
     let client = pool.get().await.unwrap();
     client
         .query(
-            &format!("SELECT to_jsonb(t) FROM {schema}.{table} t ORDER BY t.id"),
+            &format!("SELECT to_jsonb(t) FROM {schema}.{table} t ORDER BY to_jsonb(t)::text"),
             &[],
         )
         .await
@@ -99,6 +106,14 @@ async fn app_with_a_lived_in_tenant() -> TestApp {
     client
         .batch_execute(
             "INSERT INTO orig.faqs (question, answer) VALUES ('Do you ship abroad?', 'Yes.')",
+        )
+        .await
+        .unwrap();
+    // A visitor's thumbs on the first answer.
+    client
+        .batch_execute(
+            "INSERT INTO orig.feedback (message_id, helpful) \
+             SELECT id, true FROM orig.messages WHERE role = 'bot' ORDER BY id LIMIT 1",
         )
         .await
         .unwrap();
