@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # HTTP figures with wrk on loopback (each run bounded by -d): widget config
-# throughput, chat throughput with the real model and 50 FAQs, RSS, time to
+# and widget script throughput, chat throughput with the real model and 50 FAQs, RSS, time to
 # the first answer, and routing with 10,000 tenants against 1.
 #
 #   bench/http.sh            everything (the 10,000 tenants take a few minutes to create)
@@ -20,7 +20,8 @@ cargo build --release --quiet
 bin="$CARGO_TARGET_DIR/release/chatter"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-db_url() { echo "${admin%/*}/$1"; }
+# DB_QUERY: e.g. "?sslmode=disable" to compare with TLS to the database off.
+db_url() { echo "${admin%/*}/$1${DB_QUERY:-}"; }
 pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -73,6 +74,9 @@ echo "first chat (builds the index: embeds 50 FAQs) $(python3 -c "print(f'{($(da
 echo "== GET /api/widget/config, 16 connections, $duration"
 wrk -t2 -c16 -d"$duration" --latency -H 'X-Client-ID: bench' "http://127.0.0.1:$port/api/widget/config" | summary
 
+echo "== GET /static/widget.js (brotli, precompressed), 16 connections, $duration"
+wrk -t2 -c16 -d"$duration" --latency -H 'Accept-Encoding: br, gzip' "http://127.0.0.1:$port/static/widget.js" | summary
+
 echo "== POST /api/chat, 16 connections, 50 FAQs, $duration"
 wrk -t2 -c16 -d"$duration" --latency -s bench/chat.lua "http://127.0.0.1:$port/api/chat" | summary
 echo "RSS after the chat load: $(( $(ps -o rss= -p "$pid") / 1024 )) MB"
@@ -82,7 +86,7 @@ echo "== restart with the FAQ vectors stored: time to the first answer"
 start=$(date +%s.%N)
 port=$(free_port)
 DATABASE_URL="$url" DEBUG=True PORT="$port" CHATTER_HOST=127.0.0.1 CHATTER_MODEL_PATH="$model" \
-  "$bin" serve 2>/dev/null &
+  "$bin" --config bench/config.toml serve 2>/dev/null &
 pid=$!
 until curl -fs -o /dev/null -H 'X-Client-ID: bench' -H 'Content-Type: application/json' \
   -d '{"message":"when do you open"}' "http://127.0.0.1:$port/api/chat"; do sleep 0.01; done
