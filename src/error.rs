@@ -47,8 +47,9 @@ pub enum AppError {
     NotFound(String),
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
-    #[error("too many attempts; try again in {0} seconds")]
-    TooManyRequests(u64),
+    /// A rate limiter's refusal, with how long until it allows again.
+    #[error("too many attempts; try again in {} seconds", retry_after_secs(*.0))]
+    TooManyRequests(std::time::Duration),
     #[error(
         "the origin {0} may not use this chat: the bot's owner can add it to the allowed origins"
     )]
@@ -141,6 +142,11 @@ impl AppError {
     }
 }
 
+/// `Retry-After` for a limiter's wait: whole seconds, at least one.
+fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs().max(1)
+}
+
 fn db_parts(err: &DbError) -> (StatusCode, &'static str) {
     match err {
         DbError::Busy | DbError::Unreachable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -222,7 +228,7 @@ impl IntoResponse for AppError {
             AppError::Unavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
-            AppError::TooManyRequests(secs) => Some(*secs),
+            AppError::TooManyRequests(wait) => Some(retry_after_secs(*wait)),
             _ if self.engine_error().is_some() => {
                 self.engine_error().map(|e| retry_after(e).as_secs())
             }

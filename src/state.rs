@@ -1,6 +1,7 @@
 //! `AppState`: cheap, cloneable handles shared by every request.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
@@ -64,19 +65,16 @@ impl ChatLimits {
         }
     }
 
-    /// Spends a chat message of `address` at `schema`, or says how many
-    /// seconds to wait.
-    pub fn check_message(&self, schema: &SchemaName, address: &str) -> Result<(), u64> {
+    /// Spends a chat message of `address` at `schema`, or says how long
+    /// to wait.
+    pub fn check_message(&self, schema: &SchemaName, address: &str) -> Result<(), Duration> {
         self.visitor
             .check(&format!("{schema}\n{address}"))
             .and_then(|()| self.tenant.check(schema.as_str()))
-            .map_err(|wait| wait.as_secs().max(1))
     }
 
-    pub fn check_feedback(&self, schema: &SchemaName, address: &str) -> Result<(), u64> {
-        self.feedback
-            .check(&format!("{schema}\n{address}"))
-            .map_err(|wait| wait.as_secs().max(1))
+    pub fn check_feedback(&self, schema: &SchemaName, address: &str) -> Result<(), Duration> {
+        self.feedback.check(&format!("{schema}\n{address}"))
     }
 }
 

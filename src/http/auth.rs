@@ -197,7 +197,7 @@ pub async fn login(
                 .account_from_address
                 .check(&format!("{account}\n{address}"))
         })
-        .map_err(|wait| AppError::TooManyRequests(wait.as_secs().max(1)))?;
+        .map_err(AppError::TooManyRequests)?;
     let token = users::authenticate(
         &state.pool,
         &body.email,

@@ -38,8 +38,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// request metrics), allowed hosts (not for `/healthz` and `/metrics`, so
 /// load-balancer probes and scrapers by IP work), tenant resolution (tenant
 /// routes only; the visitor routes resolve it in their CORS layer).
-/// `state.openapi_json` must describe these routes: build it with
-/// [`openapi_document`].
+/// [`openapi_document`] describes these routes from the same route lists.
 pub fn router(state: AppState) -> Router {
     let (tenant_routes, _) = tenant_routes().split_for_parts();
     let tenant_routes = tenant_routes.route_layer(middleware::from_fn_with_state(
