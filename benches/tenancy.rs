@@ -11,12 +11,11 @@
 use std::time::{Duration, Instant};
 
 use chatter::config::DatabaseSettings;
+use chatter::db::Db;
 use chatter::db::migrate;
-use chatter::db::pool::build_pool;
 use chatter::db::tls::PgTarget;
 use chatter::tenancy::TenancyError;
 use chatter::tenancy::provision::{self, NewTenant};
-use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use tokio_postgres::NoTls;
 
@@ -25,7 +24,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Tenant number `i`, named as bench/random_tenant.lua expects.
-async fn create(pool: &Pool, i: usize) -> Result<(), TenancyError> {
+async fn create(pool: &Db, i: usize) -> Result<(), TenancyError> {
     let schema = format!("tenant_{i}");
     let new = NewTenant {
         schema: &schema,
@@ -59,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pool_size: 8,
         ..DatabaseSettings::default()
     };
-    let pool = build_pool(PgTarget::from_url(&url)?, &settings)?;
+    let pool = Db::connect(PgTarget::from_url(&url)?, &settings)?;
     migrate::migrate_shared(&pool).await?;
 
     let mut times = Vec::new();
@@ -93,7 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let started = Instant::now();
-    let outcomes = migrate::migrate_tenants(&pool, settings.migrate_parallelism).await?;
+    let outcomes = provision::migrate_all(&pool, settings.migrate_parallelism).await?;
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     println!(
         "migrate --tenants over {} up-to-date tenants: {:.2} s ({failed} failed)",

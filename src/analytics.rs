@@ -3,13 +3,13 @@
 //! could not answer, grouped by meaning, so the client sees which FAQ to
 //! write next.
 
+use crate::db::Db;
 use chrono::NaiveDate;
-use deadpool_postgres::Pool;
 use serde::Serialize;
 
 use crate::db::DbError;
 use crate::engine::worker::EmbeddingQueue;
-use crate::tenancy::{SchemaName, TenantTx};
+use crate::tenancy::SchemaName;
 
 /// Unanswered questions looked at, newest first.
 const MAX_UNANSWERED: i64 = 500;
@@ -59,13 +59,12 @@ pub struct Summary {
 }
 
 pub async fn summary(
-    pool: &Pool,
+    db: &Db,
     schema: &SchemaName,
     days: i64,
     queue: Option<&EmbeddingQueue>,
 ) -> Result<Summary, DbError> {
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+    let tx = db.tenant(schema).await?;
     let since = "now() - make_interval(days => $1::int)";
     let days_param = i32::try_from(days).unwrap_or(i32::MAX);
     let rows = tx

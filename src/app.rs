@@ -14,8 +14,8 @@ use crate::config::{ConfigError, Settings};
 use crate::db::migrate::{self, MigrateError};
 use crate::db::{Database, DbError};
 use crate::engine::{Engine, loader};
+use crate::http::state::AppState;
 use crate::metrics::Metrics;
-use crate::state::AppState;
 use crate::tenancy::events::{self, Signal};
 use crate::tenancy::{TenancyError, provision};
 
@@ -88,7 +88,7 @@ impl Application {
             }
         };
         crate::auth::password::prepare();
-        let state = AppState::new(database.pool.clone(), settings, engine, metrics);
+        let state = AppState::new(database.db().clone(), settings, engine, metrics);
         let (listener_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let subscriber_state = state.clone();
         let change_listener = events::spawn_listener(
@@ -180,13 +180,13 @@ pub async fn prepare_database(
     database: &Database,
     settings: &Settings,
 ) -> Result<(), StartupError> {
-    let applied = migrate::migrate_shared(&database.pool).await?;
+    let db = database.db();
+    let applied = migrate::migrate_shared(db).await?;
     if applied > 0 {
         tracing::info!(applied, "applied shared migrations");
     }
-    provision::bootstrap_public_tenant(&database.pool, &settings.tenancy).await?;
-    let outcomes =
-        migrate::migrate_tenants(&database.pool, settings.database.migrate_parallelism).await?;
+    provision::bootstrap_public_tenant(db, &settings.tenancy).await?;
+    let outcomes = provision::migrate_all(db, settings.database.migrate_parallelism).await?;
     for outcome in &outcomes {
         match &outcome.result {
             Ok(0) => {}

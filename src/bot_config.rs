@@ -4,13 +4,16 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
+use crate::db::Db;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::InvalidatingCache;
 use crate::db::DbError;
+use crate::db::TenantTx;
+use crate::error_kind::{Classify, Kind};
+use crate::tenancy::SchemaName;
 use crate::tenancy::events::ChangeEvent;
-use crate::tenancy::{SchemaName, TenantTx};
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct BotConfig {
@@ -27,7 +30,7 @@ pub struct BotConfig {
 
 impl BotConfig {
     /// Reads the tenant's row inside its transaction.
-    pub async fn load(tx: &TenantTx<'_>) -> Result<Self, DbError> {
+    pub async fn load(tx: &TenantTx) -> Result<Self, DbError> {
         let row = tx
             .query_one(
                 "SELECT bot_name, greeting, fallback_reply, match_threshold, theme, allowed_origins \
@@ -55,6 +58,15 @@ pub enum BotConfigError {
 }
 
 crate::db::db_error_conversions!(BotConfigError);
+
+impl Classify for BotConfigError {
+    fn kind(&self) -> Kind {
+        match self {
+            BotConfigError::Invalid(_) => Kind::bad_input(),
+            BotConfigError::Db(e) => e.kind(),
+        }
+    }
+}
 
 /// A change to the bot's settings: the fields given are replaced.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -148,13 +160,12 @@ impl BotConfigUpdate {
 
 /// Applies a validated update and announces it; returns the new settings.
 pub async fn update(
-    pool: &Pool,
+    db: &Db,
     schema: &SchemaName,
     update: BotConfigUpdate,
 ) -> Result<BotConfig, BotConfigError> {
     let update = update.validated()?;
-    let mut client = pool.get().await.map_err(DbError::from)?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+    let tx = db.tenant(schema).await?;
     tx.execute(
         "UPDATE bot_config SET bot_name = coalesce($1, bot_name), greeting = coalesce($2, greeting), \
          fallback_reply = coalesce($3, fallback_reply), match_threshold = coalesce($4, match_threshold), \
@@ -170,29 +181,28 @@ pub async fn update(
     )
     .await?;
     let config = BotConfig::load(&tx).await?;
-    ChangeEvent::BotConfig(schema.clone()).notify(&*tx).await?;
+    ChangeEvent::BotConfig(schema.clone()).notify(&tx).await?;
     tx.commit().await?;
     Ok(config)
 }
 
 /// The tenant's settings, read now (the console; servers go through the cache).
-pub async fn get(pool: &Pool, schema: &SchemaName) -> Result<BotConfig, DbError> {
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+pub async fn get(db: &Db, schema: &SchemaName) -> Result<BotConfig, DbError> {
+    let tx = db.tenant(schema).await?;
     let config = BotConfig::load(&tx).await?;
     tx.commit().await?;
     Ok(config)
 }
 
 pub struct BotConfigCache {
-    pool: Pool,
+    db: Db,
     entries: InvalidatingCache<SchemaName, Arc<BotConfig>>,
 }
 
 impl BotConfigCache {
-    pub fn new(pool: Pool, capacity: usize) -> Self {
+    pub fn new(db: Db, capacity: usize) -> Self {
         Self {
-            pool,
+            db,
             entries: InvalidatingCache::new(capacity),
         }
     }
@@ -202,7 +212,7 @@ impl BotConfigCache {
             return Ok(hit);
         }
         let ticket = self.entries.ticket();
-        let config = Arc::new(get(&self.pool, schema).await?);
+        let config = Arc::new(get(&self.db, schema).await?);
         self.entries
             .insert(ticket, schema.clone(), Arc::clone(&config));
         Ok(config)
@@ -215,4 +225,58 @@ impl BotConfigCache {
     pub fn invalidate_all(&self) {
         self.entries.clear();
     }
+}
+
+// --- The row whole, as a backup carries it ---
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotConfigRow {
+    pub bot_name: String,
+    pub greeting: String,
+    pub fallback_reply: String,
+    pub match_threshold: f32,
+    pub theme: serde_json::Value,
+    pub allowed_origins: Vec<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The settings row, read inside a tenant's (snapshot) transaction.
+pub async fn export_in(tx: &TenantTx) -> Result<BotConfigRow, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            "SELECT bot_name, greeting, fallback_reply, match_threshold, theme, \
+                    allowed_origins, updated_at FROM bot_config",
+            &[],
+        )
+        .await?;
+    Ok(BotConfigRow {
+        bot_name: row.try_get(0)?,
+        greeting: row.try_get(1)?,
+        fallback_reply: row.try_get(2)?,
+        match_threshold: row.try_get(3)?,
+        theme: row.try_get(4)?,
+        allowed_origins: row.try_get(5)?,
+        updated_at: row.try_get(6)?,
+    })
+}
+
+/// Writes a restored settings row over a new tenant's default one.
+pub async fn restore_in(tx: &TenantTx, bot: &BotConfigRow) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "UPDATE bot_config SET bot_name = $1, greeting = $2, fallback_reply = $3, \
+                match_threshold = $4, theme = $5, allowed_origins = $6, updated_at = $7",
+        &[
+            &bot.bot_name,
+            &bot.greeting,
+            &bot.fallback_reply,
+            &bot.match_threshold,
+            &bot.theme,
+            &bot.allowed_origins,
+            &bot.updated_at,
+        ],
+    )
+    .await?;
+
+    Ok(())
 }

@@ -11,13 +11,14 @@ use serde::Serialize;
 use crate::app::{Application, StartupError};
 use crate::auth::{NewUser, Role, users};
 use crate::backup::{self, TenantArchive};
+use crate::bot_config::BotConfigCache;
+use crate::chat::{self, Answerer};
 use crate::config::Settings;
 use crate::db::Database;
 use crate::db::migrate;
 use crate::engine::worker::EmbeddingQueue;
 use crate::engine::{Engine, loader, model_files};
 use crate::faq;
-use crate::state::AppState;
 use crate::tenancy::provision::{self, NewTenant};
 
 #[derive(Debug, Parser)]
@@ -195,8 +196,8 @@ pub enum CliError {
     Auth(#[from] crate::auth::AuthError),
     #[error(transparent)]
     Console(#[from] crate::console::ConsoleError),
-    #[error("{0}")]
-    App(#[from] crate::error::AppError),
+    #[error(transparent)]
+    Chat(#[from] crate::chat::ChatError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -219,7 +220,7 @@ async fn dispatch(command: Command, settings: Settings) -> Result<(), CliError> 
         Command::Serve => return serve(settings).await,
         Command::Embed { texts } => return embed(&settings, texts).await,
         Command::Model(ModelCommand::Fetch) => return model_fetch(&settings).await,
-        Command::Openapi => return print_openapi(),
+        Command::Openapi => return print_openapi(&settings),
         _ => {}
     }
     // Joins (or starts, then stops) the embedded cluster when there is no
@@ -237,7 +238,7 @@ async fn with_database(
 ) -> Result<(), CliError> {
     // Every command needs the shared tables; on an up-to-date database
     // this is one quick transaction.
-    migrate::migrate_shared(&db.pool).await?;
+    migrate::migrate_shared(db.db()).await?;
     match command {
         Command::Serve | Command::Embed { .. } | Command::Model(_) | Command::Openapi => Ok(()),
         Command::Faq(cmd) => faq_command(db, cmd).await,
@@ -246,12 +247,12 @@ async fn with_database(
         Command::Tenant(cmd) => tenant_command(db, cmd).await,
         Command::Domain(cmd) => domain_command(db, cmd).await,
         Command::User(cmd) => user_command(db, cmd).await,
-        Command::Console => Ok(crate::console::run(db.pool.clone(), settings).await?),
+        Command::Console => Ok(crate::console::run(db.db().clone(), settings).await?),
     }
 }
 
-fn print_openapi() -> Result<(), CliError> {
-    let json = crate::http::openapi_document()
+fn print_openapi(settings: &Settings) -> Result<(), CliError> {
+    let json = crate::http::openapi_document(&settings.chat)
         .to_pretty_json()
         .map_err(|e| CliError::Failed(format!("cannot render the OpenAPI document: {e}")))?;
     println!("{json}");
@@ -292,7 +293,7 @@ async fn migrate_command(
     if let Some(schema) = args.tenant {
         let schema = crate::tenancy::SchemaName::parse(&schema)
             .map_err(crate::tenancy::TenancyError::from)?;
-        let applied = migrate::migrate_tenant(&db.pool, &schema).await?;
+        let applied = migrate::migrate_tenant(db.db(), &schema).await?;
         println!("{schema}: {applied} migration(s) applied");
         return Ok(());
     }
@@ -303,8 +304,7 @@ async fn migrate_command(
     if args.shared {
         return Ok(());
     }
-    let outcomes =
-        migrate::migrate_tenants(&db.pool, settings.database.migrate_parallelism).await?;
+    let outcomes = provision::migrate_all(db.db(), settings.database.migrate_parallelism).await?;
     let mut failed = Vec::new();
     let mut applied_total = 0;
     for outcome in &outcomes {
@@ -340,7 +340,7 @@ async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<(), CliErro
             domain,
         } => {
             let tenant = provision::create_tenant(
-                &db.pool,
+                db.db(),
                 NewTenant {
                     schema: &schema,
                     name: &name,
@@ -352,7 +352,7 @@ async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<(), CliErro
             println!("created tenant {} ({})", tenant.schema, tenant.name);
         }
         TenantCommand::List { json } => {
-            let tenants = provision::list_tenants(&db.pool).await?;
+            let tenants = provision::list_tenants(db.db()).await?;
             if json {
                 print_json(&tenants)?;
             } else {
@@ -374,7 +374,7 @@ async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<(), CliErro
         TenantCommand::Export { schema } => {
             let schema = crate::tenancy::SchemaName::parse(&schema)
                 .map_err(crate::tenancy::TenancyError::from)?;
-            let archive = backup::export(&db.pool, &schema).await?;
+            let archive = backup::export(db.db(), &schema).await?;
             write_archive(&archive)?;
             eprintln!(
                 "exported tenant {schema}: {} FAQ(s), {} conversation(s), {} message(s)",
@@ -387,7 +387,7 @@ async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<(), CliErro
             let bytes = std::fs::read(&file)
                 .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", file.display())))?;
             let archive = TenantArchive::from_json(&bytes)?;
-            let schema = backup::import(&db.pool, &archive, as_schema.as_deref()).await?;
+            let schema = backup::import(db.db(), &archive, as_schema.as_deref()).await?;
             println!(
                 "imported tenant {schema} ({}): {} FAQ(s), {} conversation(s), {} message(s)",
                 archive.name,
@@ -413,7 +413,7 @@ async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<(), CliErro
                     "deleting {schema} drops its schema and all its data; add --yes to confirm"
                 )));
             }
-            provision::delete_tenant(&db.pool, &schema).await?;
+            provision::delete_tenant(db.db(), &schema).await?;
             println!("deleted tenant {schema}");
         }
     }
@@ -427,7 +427,7 @@ async fn domain_command(db: &Database, cmd: DomainCommand) -> Result<(), CliErro
             tenant,
             primary,
         } => {
-            let row = provision::add_domain(&db.pool, &domain, &tenant, primary).await?;
+            let row = provision::add_domain(db.db(), &domain, &tenant, primary).await?;
             println!(
                 "{} -> {}{}",
                 row.domain,
@@ -436,7 +436,7 @@ async fn domain_command(db: &Database, cmd: DomainCommand) -> Result<(), CliErro
             );
         }
         DomainCommand::List { json } => {
-            let domains = provision::list_domains(&db.pool).await?;
+            let domains = provision::list_domains(db.db()).await?;
             if json {
                 print_json(&domains)?;
             } else {
@@ -454,7 +454,7 @@ async fn domain_command(db: &Database, cmd: DomainCommand) -> Result<(), CliErro
             }
         }
         DomainCommand::Remove { domain } => {
-            provision::remove_domain(&db.pool, &domain).await?;
+            provision::remove_domain(db.db(), &domain).await?;
             println!("removed {domain}");
         }
     }
@@ -478,7 +478,7 @@ async fn user_command(db: &Database, cmd: UserCommand) -> Result<(), CliError> {
                 .await
                 .map_err(|e| CliError::Failed(e.to_string()))??;
             users::create_user(
-                &db.pool,
+                db.db(),
                 NewUser {
                     email: &email,
                     password: &password,
@@ -523,16 +523,16 @@ fn read_password() -> Result<String, CliError> {
 async fn faq_command(db: &Database, cmd: FaqCommand) -> Result<(), CliError> {
     match cmd {
         FaqCommand::Import { schema, file } => {
-            let schema = provision::existing_tenant(&db.pool, &schema).await?;
+            let schema = provision::existing_tenant(db.db(), &schema).await?;
             let bytes = std::fs::read(&file)
                 .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", file.display())))?;
             let faqs = faq::parse_import(&bytes)?;
-            let count = faq::import(&db.pool, &schema, &faqs).await?;
+            let count = faq::import(db.db(), &schema, &faqs).await?;
             println!("imported {count} FAQ(s) into {schema}");
         }
         FaqCommand::List { schema, json } => {
-            let schema = provision::existing_tenant(&db.pool, &schema).await?;
-            let faqs = faq::list(&db.pool, &schema).await?;
+            let schema = provision::existing_tenant(db.db(), &schema).await?;
+            let faqs = faq::list(db.db(), &schema).await?;
             if json {
                 print_json(&faqs)?;
             } else {
@@ -580,14 +580,15 @@ async fn ask(
     schema: &str,
     question: &str,
 ) -> Result<(), CliError> {
-    let schema = provision::existing_tenant(&db.pool, schema).await?;
-    let question = question.trim();
-    if question.is_empty() {
-        return Err(CliError::Usage("the question is empty".into()));
-    }
+    let schema = provision::existing_tenant(db.db(), schema).await?;
+    // Checked before the model loads: a bad question fails at once.
+    let question = chat::check_message(question, &settings.chat)
+        .map_err(|e| CliError::Usage(format!("the question cannot be asked: {e}")))?;
     let engine = ready_engine(settings).await?;
-    let state = AppState::new(db.pool.clone(), settings.clone(), engine, Arc::default());
-    let answer = state.answer(&schema, question).await?;
+    let db = db.db().clone();
+    let bot_configs = Arc::new(BotConfigCache::new(db.clone(), 1));
+    let answerer = Answerer::new(db, engine, bot_configs, settings.chat.clone(), 1);
+    let answer = answerer.answer(&schema, question).await?;
     print_json(&answer)
 }
 

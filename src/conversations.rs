@@ -1,13 +1,15 @@
 //! A tenant's conversations for its members: a paged, searchable list, a
 //! transcript, erasure of one conversation, and a CSV export.
 
+use crate::db::Db;
 use chrono::{DateTime, NaiveDate, Utc};
-use deadpool_postgres::Pool;
 use futures_util::{StreamExt, TryStreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::db::DbError;
-use crate::tenancy::{SchemaName, TenantTx};
+use crate::db::TenantTx;
+use crate::error_kind::{Classify, Kind};
+use crate::tenancy::SchemaName;
 
 pub const PAGE_SIZE: i64 = 20;
 
@@ -22,6 +24,16 @@ pub enum ConversationError {
 }
 
 crate::db::db_error_conversions!(ConversationError);
+
+impl Classify for ConversationError {
+    fn kind(&self) -> Kind {
+        match self {
+            ConversationError::NotFound(_) => Kind::not_found(),
+            ConversationError::Export(_) => Kind::internal(),
+            ConversationError::Db(e) => e.kind(),
+        }
+    }
+}
 
 /// What to list: words to search for, a date range (inclusive, UTC days),
 /// and whether every question was answered (`Some(false)`: at least one
@@ -101,13 +113,12 @@ fn summary(row: &tokio_postgres::Row) -> Result<Summary, tokio_postgres::Error> 
 
 /// The newest conversations first, `PAGE_SIZE` a page (pages count from 1).
 pub async fn list(
-    pool: &Pool,
+    db: &Db,
     schema: &SchemaName,
     filter: &Filter,
 ) -> Result<Page, ConversationError> {
     let page = filter.page.max(1);
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+    let tx = db.tenant(schema).await?;
     let total = count_in(&tx, filter).await?;
     let offset = (page - 1).saturating_mul(PAGE_SIZE);
     let conversations = newest_in(&tx, filter, PAGE_SIZE, offset).await?;
@@ -122,12 +133,11 @@ pub async fn list(
 
 /// How many of the tenant's conversations match `filter` (the page is ignored).
 pub async fn count(
-    pool: &Pool,
+    db: &Db,
     schema: &SchemaName,
     filter: &Filter,
 ) -> Result<i64, ConversationError> {
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+    let tx = db.tenant(schema).await?;
     let total = count_in(&tx, filter).await?;
     tx.commit().await?;
     Ok(total)
@@ -147,18 +157,18 @@ pub struct TenantConversation {
 /// tenants do not read one by one; a schema dropped meanwhile (its tenant
 /// deleted right now) is skipped rather than hiding the others.
 pub async fn latest_across(
-    pool: &Pool,
+    db: &Db,
     tenants: &[SchemaName],
     filter: &Filter,
     limit: i64,
 ) -> Result<Vec<TenantConversation>, ConversationError> {
     // At most half the pool, so the reads leave room for other work.
-    let concurrency = (pool.status().max_size / 2).clamp(1, 8);
+    let concurrency = (db.status().max_size / 2).clamp(1, 8);
     // The futures are made first: a closure inside the stream would make
     // the whole future !Send for tokio::spawn (a known HRTB limitation).
     let reads: Vec<_> = tenants
         .iter()
-        .map(|schema| newest_of(pool, schema, filter, limit))
+        .map(|schema| newest_of(db, schema, filter, limit))
         .collect();
     let per_tenant: Vec<_> = futures_util::stream::iter(reads)
         .buffer_unordered(concurrency)
@@ -179,13 +189,12 @@ pub async fn latest_across(
 /// One tenant's newest conversations for `latest_across`; none when its
 /// schema has gone.
 async fn newest_of(
-    pool: &Pool,
+    db: &Db,
     schema: &SchemaName,
     filter: &Filter,
     limit: i64,
 ) -> Result<Vec<TenantConversation>, ConversationError> {
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+    let tx = db.tenant(schema).await?;
     let rows = match newest_in(&tx, filter, limit, 0).await {
         Ok(rows) => rows,
         Err(ConversationError::Db(DbError::Postgres(e)))
@@ -210,7 +219,7 @@ fn search_words(filter: &Filter) -> Option<&str> {
     filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty())
 }
 
-async fn count_in(tx: &TenantTx<'_>, filter: &Filter) -> Result<i64, ConversationError> {
+async fn count_in(tx: &TenantTx, filter: &Filter) -> Result<i64, ConversationError> {
     let q = search_words(filter);
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
         [&q, &filter.from, &filter.to, &filter.answered];
@@ -224,7 +233,7 @@ async fn count_in(tx: &TenantTx<'_>, filter: &Filter) -> Result<i64, Conversatio
 }
 
 async fn newest_in(
-    tx: &TenantTx<'_>,
+    tx: &TenantTx,
     filter: &Filter,
     limit: i64,
     offset: i64,
@@ -250,12 +259,11 @@ async fn newest_in(
 }
 
 pub async fn transcript(
-    pool: &Pool,
+    db: &Db,
     schema: &SchemaName,
     id: i64,
 ) -> Result<Transcript, ConversationError> {
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+    let tx = db.tenant(schema).await?;
     let row = tx
         .query_opt(
             &format!("SELECT {SUMMARY} FROM conversations c WHERE c.id = $1"),
@@ -289,9 +297,8 @@ pub async fn transcript(
 }
 
 /// Erases one conversation and its messages (a visitor's right to erasure).
-pub async fn delete(pool: &Pool, schema: &SchemaName, id: i64) -> Result<(), ConversationError> {
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+pub async fn delete(db: &Db, schema: &SchemaName, id: i64) -> Result<(), ConversationError> {
+    let tx = db.tenant(schema).await?;
     if tx
         .execute("DELETE FROM conversations WHERE id = $1", &[&id])
         .await?
@@ -304,9 +311,8 @@ pub async fn delete(pool: &Pool, schema: &SchemaName, id: i64) -> Result<(), Con
 }
 
 /// Every message as CSV rows, oldest conversation first.
-pub async fn export_csv(pool: &Pool, schema: &SchemaName) -> Result<String, ConversationError> {
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+pub async fn export_csv(db: &Db, schema: &SchemaName) -> Result<String, ConversationError> {
+    let tx = db.tenant(schema).await?;
     let rows = tx
         .query(
             "SELECT c.id, c.session_id, m.created_at, m.role, m.text, m.faq_id, m.score \
@@ -348,4 +354,178 @@ pub async fn export_csv(pool: &Pool, schema: &SchemaName) -> Result<String, Conv
         .into_inner()
         .map_err(|e| ConversationError::Export(e.to_string()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+// --- The rows whole, as a backup carries them ---
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationRow {
+    pub id: i64,
+    pub session_id: String,
+    pub origin: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub last_message_at: DateTime<Utc>,
+    pub messages: Vec<MessageRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRow {
+    pub id: i64,
+    pub role: String,
+    pub text: String,
+    pub faq_id: Option<i64>,
+    pub score: Option<f32>,
+    pub created_at: DateTime<Utc>,
+    /// The visitor's thumbs on a bot answer (absent from version 1 files).
+    #[serde(default)]
+    pub feedback: Option<FeedbackRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRow {
+    pub helpful: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every conversation with its messages and their feedback, read inside a
+/// tenant's (snapshot) transaction.
+pub async fn export_in(tx: &TenantTx) -> Result<Vec<ConversationRow>, tokio_postgres::Error> {
+    let mut conversations = tx
+        .query(
+            "SELECT id, session_id, origin, started_at, last_message_at \
+             FROM conversations ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(ConversationRow {
+                id: row.try_get(0)?,
+                session_id: row.try_get(1)?,
+                origin: row.try_get(2)?,
+                started_at: row.try_get(3)?,
+                last_message_at: row.try_get(4)?,
+                messages: Vec::new(),
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+
+    // One pass over the messages, in conversation order: both lists are
+    // sorted by conversation id, so each message goes to the current one.
+    let messages = tx
+        .query(
+            "SELECT m.conversation_id, m.id, m.role, m.text, m.faq_id, m.score, m.created_at, \
+                    f.helpful, f.created_at, f.updated_at \
+             FROM messages m LEFT JOIN feedback f ON f.message_id = m.id \
+             ORDER BY m.conversation_id, m.id",
+            &[],
+        )
+        .await?;
+    let mut slots = conversations.iter_mut().peekable();
+    for row in &messages {
+        let conversation_id: i64 = row.try_get(0)?;
+        let message = MessageRow {
+            id: row.try_get(1)?,
+            role: row.try_get(2)?,
+            text: row.try_get(3)?,
+            faq_id: row.try_get(4)?,
+            score: row.try_get(5)?,
+            created_at: row.try_get(6)?,
+            feedback: match row.try_get::<_, Option<bool>>(7)? {
+                Some(helpful) => Some(FeedbackRow {
+                    helpful,
+                    created_at: row.try_get(8)?,
+                    updated_at: row.try_get(9)?,
+                }),
+                None => None,
+            },
+        };
+        // The foreign key guarantees a conversation; only ids before it are skipped.
+        while slots.next_if(|c| c.id < conversation_id).is_some() {}
+        if let Some(conversation) = slots.peek_mut() {
+            conversation.messages.push(message);
+        }
+    }
+    Ok(conversations)
+}
+
+/// Writes restored conversations, ids and all, into a new tenant.
+pub async fn restore_in(
+    tx: &TenantTx,
+    conversations: &[ConversationRow],
+) -> Result<(), tokio_postgres::Error> {
+    let insert_conversation = tx
+        .prepare(
+            "INSERT INTO conversations (id, session_id, origin, started_at, last_message_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .await?;
+    let insert_message = tx
+        .prepare(
+            "INSERT INTO messages (id, conversation_id, role, text, faq_id, score, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?;
+    let insert_feedback = tx
+        .prepare(
+            "INSERT INTO feedback (message_id, helpful, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .await?;
+    for conversation in conversations {
+        tx.execute(
+            &insert_conversation,
+            &[
+                &conversation.id,
+                &conversation.session_id,
+                &conversation.origin,
+                &conversation.started_at,
+                &conversation.last_message_at,
+            ],
+        )
+        .await?;
+        for message in &conversation.messages {
+            tx.execute(
+                &insert_message,
+                &[
+                    &message.id,
+                    &conversation.id,
+                    &message.role,
+                    &message.text,
+                    &message.faq_id,
+                    &message.score,
+                    &message.created_at,
+                ],
+            )
+            .await?;
+            if let Some(feedback) = &message.feedback {
+                tx.execute(
+                    &insert_feedback,
+                    &[
+                        &message.id,
+                        &feedback.helpful,
+                        &feedback.created_at,
+                        &feedback.updated_at,
+                    ],
+                )
+                .await?;
+            }
+        }
+    }
+
+    // The rows came with their ids, so the sequences never moved: the next
+    // row written by the app must come after the largest restored id.
+    tx.execute(
+        "SELECT setval(pg_get_serial_sequence('conversations', 'id'), \
+                       coalesce((SELECT max(id) FROM conversations), 0) + 1, false), \
+                setval(pg_get_serial_sequence('messages', 'id'), \
+                       coalesce((SELECT max(id) FROM messages), 0) + 1, false)",
+        &[],
+    )
+    .await?;
+    Ok(())
 }

@@ -1,12 +1,15 @@
 //! The one place where errors become HTTP responses. Each module has its own
-//! error type; here each is given its status and a stable code. Clients get
-//! `{"error": {"code", "message"}}` with a plain message; the log gets the
-//! cause for anything that is our fault.
+//! error type and says its kind (`crate::error_kind`); here a kind becomes a
+//! status, a stable code and a body. Clients get `{"error": {"code",
+//! "message"}}` with a plain message; the log gets the cause for anything
+//! that is our fault.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+use std::time::Duration;
 
 use crate::auth::AuthError;
 use crate::bot_config::BotConfigError;
@@ -14,7 +17,7 @@ use crate::chat::ChatError;
 use crate::conversations::ConversationError;
 use crate::db::DbError;
 use crate::engine::EngineError;
-use crate::engine::status::retry_after;
+use crate::error_kind::{Class, Classify, Kind};
 use crate::faq::FaqError;
 use crate::tenancy::TenancyError;
 
@@ -49,7 +52,7 @@ pub enum AppError {
     TooLarge(usize),
     /// A rate limiter's refusal, with how long until it allows again.
     #[error("too many attempts; try again in {} seconds", retry_after_secs(*.0))]
-    TooManyRequests(std::time::Duration),
+    TooManyRequests(Duration),
     #[error(
         "the origin {0} may not use this chat: the bot's owner can add it to the allowed origins"
     )]
@@ -77,167 +80,80 @@ pub enum AppError {
     Chat(#[from] ChatError),
 }
 
-impl AppError {
-    fn parts(&self) -> (StatusCode, &'static str) {
+impl Classify for AppError {
+    /// The one table of statuses: the errors of this layer, and every
+    /// module's error by its own `kind()`. No catch-all arm.
+    fn kind(&self) -> Kind {
         match self {
-            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            AppError::DisallowedHost(_) => (StatusCode::BAD_REQUEST, "disallowed_host"),
-            AppError::MissingTenant => (StatusCode::BAD_REQUEST, "missing_tenant"),
-            AppError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),
-            AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            AppError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            AppError::OriginNotAllowed(_) => (StatusCode::FORBIDDEN, "origin_not_allowed"),
-            AppError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            AppError::Tenancy(e) => match e {
-                TenancyError::InvalidSchema(_)
-                | TenancyError::InvalidDomain(_)
-                | TenancyError::InvalidName => (StatusCode::BAD_REQUEST, "invalid"),
-                TenancyError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),
-                TenancyError::UnknownDomain(_) => (StatusCode::NOT_FOUND, "not_found"),
-                TenancyError::TenantExists(_)
-                | TenancyError::DomainTaken(_)
-                | TenancyError::PublicTenant(_) => (StatusCode::CONFLICT, "conflict"),
-                TenancyError::Db(db) => db_parts(db),
-                TenancyError::Migrate(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            },
-            AppError::Db(db) => db_parts(db),
-            AppError::Engine(e) => engine_parts(e),
-            AppError::BotConfig(BotConfigError::Invalid(_)) => (StatusCode::BAD_REQUEST, "invalid"),
-            AppError::BotConfig(BotConfigError::Db(db)) => db_parts(db),
-            AppError::Conversation(ConversationError::NotFound(_)) => {
-                (StatusCode::NOT_FOUND, "not_found")
-            }
-            AppError::Conversation(ConversationError::Export(_)) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
-            AppError::Conversation(ConversationError::Db(db)) => db_parts(db),
-            AppError::Chat(e) => match e {
-                ChatError::InvalidSession => (StatusCode::BAD_REQUEST, "invalid"),
-                ChatError::UnknownSession | ChatError::UnknownMessage(_) => {
-                    (StatusCode::NOT_FOUND, "not_found")
-                }
-                ChatError::Db(db) => db_parts(db),
-            },
-            AppError::Faq(e) => match e {
-                FaqError::Invalid(_) | FaqError::BadRows(_) => (StatusCode::BAD_REQUEST, "invalid"),
-                FaqError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-                FaqError::Db(db) => db_parts(db),
-                FaqError::Engine(e) => engine_parts(e),
-            },
-            AppError::Auth(e) => match e {
-                AuthError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
-                AuthError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-                AuthError::Forbidden | AuthError::OwnerOnly | AuthError::OperatorOnly => {
-                    (StatusCode::FORBIDDEN, "forbidden")
-                }
-                AuthError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
-                AuthError::EmailTaken(_) => (StatusCode::CONFLICT, "conflict"),
-                AuthError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),
-                AuthError::UnknownUser(_) => (StatusCode::NOT_FOUND, "not_found"),
-                AuthError::Hash(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-                AuthError::Db(db) => db_parts(db),
-            },
+            AppError::BadRequest(_) => Kind::new(Class::BadInput, "bad_request"),
+            AppError::DisallowedHost(_) => Kind::new(Class::BadInput, "disallowed_host"),
+            AppError::MissingTenant => Kind::new(Class::BadInput, "missing_tenant"),
+            AppError::UnknownTenant(_) => Kind::new(Class::NotFound, "unknown_tenant"),
+            AppError::NotFound(_) => Kind::not_found(),
+            AppError::TooLarge(_) => Kind::new(Class::TooLarge, "payload_too_large"),
+            AppError::TooManyRequests(wait) => Kind::new(Class::TooMany, "rate_limited")
+                .retry_after(*wait)
+                .expected(),
+            AppError::OriginNotAllowed(_) => Kind::new(Class::Forbidden, "origin_not_allowed"),
+            AppError::Unavailable {
+                retry_after_secs, ..
+            } => Kind::new(Class::Unavailable, "unavailable")
+                .retry_after(Duration::from_secs(*retry_after_secs))
+                .expected(),
+            AppError::Tenancy(e) => e.kind(),
+            AppError::Db(e) => e.kind(),
+            AppError::Engine(e) => e.kind(),
+            AppError::Faq(e) => e.kind(),
+            AppError::BotConfig(e) => e.kind(),
+            AppError::Conversation(e) => e.kind(),
+            AppError::Auth(e) => e.kind(),
+            AppError::Chat(e) => e.kind(),
         }
     }
 }
 
-/// `Retry-After` for a limiter's wait: whole seconds, at least one.
-fn retry_after_secs(wait: std::time::Duration) -> u64 {
+fn status_of(class: Class) -> StatusCode {
+    match class {
+        Class::BadInput => StatusCode::BAD_REQUEST,
+        Class::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Class::Forbidden => StatusCode::FORBIDDEN,
+        Class::NotFound => StatusCode::NOT_FOUND,
+        Class::Conflict => StatusCode::CONFLICT,
+        Class::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Class::TooMany => StatusCode::TOO_MANY_REQUESTS,
+        Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Class::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// `Retry-After` for a wait: whole seconds, at least one.
+fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs().max(1)
-}
-
-fn db_parts(err: &DbError) -> (StatusCode, &'static str) {
-    match err {
-        DbError::Busy | DbError::Unreachable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        _ if is_unstorable_text(err) => (StatusCode::BAD_REQUEST, "invalid"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-    }
-}
-
-/// PostgreSQL refuses text with a NUL character (JSON's `\u0000`), however
-/// it reached a query: the client's input, not our fault.
-fn is_unstorable_text(err: &DbError) -> bool {
-    use tokio_postgres::error::SqlState;
-    matches!(
-        err.sqlstate(),
-        Some(&SqlState::CHARACTER_NOT_IN_REPERTOIRE | &SqlState::UNTRANSLATABLE_CHARACTER)
-    )
-}
-
-const UNSTORABLE_TEXT: &str = "text may not contain NUL (\\u0000) characters";
-
-fn engine_parts(err: &EngineError) -> (StatusCode, &'static str) {
-    match err {
-        EngineError::Loading => (StatusCode::SERVICE_UNAVAILABLE, "model_loading"),
-        EngineError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable"),
-    }
-}
-
-impl AppError {
-    fn db_error(&self) -> Option<&DbError> {
-        match self {
-            AppError::Db(e)
-            | AppError::Tenancy(TenancyError::Db(e))
-            | AppError::Faq(FaqError::Db(e))
-            | AppError::BotConfig(BotConfigError::Db(e))
-            | AppError::Conversation(ConversationError::Db(e))
-            | AppError::Auth(AuthError::Db(e)) => Some(e),
-            _ => None,
-        }
-    }
-
-    fn engine_error(&self) -> Option<&EngineError> {
-        match self {
-            AppError::Engine(e) | AppError::Faq(FaqError::Engine(e)) => Some(e),
-            _ => None,
-        }
-    }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, code) = self.parts();
-        let message = if let AppError::Unavailable { message, .. } = &self {
-            message.clone()
-        } else if let Some(e) = self.engine_error() {
-            // Loading and busy are expected states, not faults: say which.
-            match e {
-                EngineError::Loading | EngineError::Busy => e.to_string(),
-                _ => {
-                    tracing::error!(error = %e, "the engine cannot answer");
-                    "the bot cannot answer right now; try again later".to_string()
-                }
-            }
-        } else if self.db_error().is_some_and(is_unstorable_text) {
-            UNSTORABLE_TEXT.to_string()
-        } else if status.is_server_error() {
+        let kind = self.kind();
+        let status = status_of(kind.class);
+        let is_fault = matches!(kind.class, Class::Internal | Class::Unavailable);
+        if is_fault && !kind.expected {
             // Our fault or the database's: the cause goes to the log only.
-            tracing::error!(error = %self, cause = ?self, "request failed");
-            match status {
-                StatusCode::SERVICE_UNAVAILABLE => {
-                    "the service is busy; try again shortly".to_string()
-                }
-                _ => "internal error".to_string(),
-            }
-        } else {
-            self.to_string()
+            tracing::error!(error = %self, cause = ?self, code = kind.code, "request failed");
+        }
+        let message = match (kind.message, kind.class) {
+            (Some(message), _) => message.to_string(),
+            (None, Class::Unavailable) if kind.expected => self.to_string(),
+            (None, Class::Unavailable) => "the service is busy; try again shortly".to_string(),
+            (None, Class::Internal) => "internal error".to_string(),
+            (None, _) => self.to_string(),
         };
-        let retry_after = match &self {
-            AppError::Unavailable {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
-            AppError::TooManyRequests(wait) => Some(retry_after_secs(*wait)),
-            _ if self.engine_error().is_some() => {
-                self.engine_error().map(|e| retry_after(e).as_secs())
-            }
-            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+        let retry_after = kind.retry_after.or(match kind.class {
+            Class::Unavailable => Some(Duration::from_secs(1)),
             _ => None,
-        };
+        });
         let body = ErrorBody {
             error: ErrorDetail {
-                code: code.to_string(),
+                code: kind.code.to_string(),
                 message,
             },
         };
@@ -248,10 +164,11 @@ impl IntoResponse for AppError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Some(secs) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        if let Some(wait) = retry_after {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(wait)),
+            );
         }
         response
     }
@@ -272,6 +189,86 @@ mod tests {
     fn a_refused_origin_is_403_with_its_own_code() {
         let response = AppError::OriginNotAllowed("https://evil.test".into()).into_response();
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    }
+
+    async fn body_of(error: AppError) -> (StatusCode, String) {
+        let response = error.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Whatever a fault's own text holds (paths, hosts, SQL), the client
+    /// reads a plain message; the details go to the log only.
+    #[tokio::test]
+    async fn internal_details_never_reach_the_body() {
+        use crate::conversations::ConversationError;
+        use crate::db::migrate::MigrateError;
+        let secret = "/srv/secret/path host=db.internal password=hunter2";
+        for error in [
+            AppError::Conversation(ConversationError::Export(secret.into())),
+            AppError::Db(DbError::Unreachable(secret.into())),
+            AppError::Db(DbError::BadUrl(secret.into())),
+            AppError::Tenancy(TenancyError::Migrate(MigrateError::Db(
+                DbError::Unreachable(secret.into()),
+            ))),
+            AppError::Auth(AuthError::Hash(secret.into())),
+            AppError::Engine(EngineError::Failed(secret.into())),
+            AppError::Faq(FaqError::Engine(EngineError::Failed(secret.into()))),
+            AppError::Chat(ChatError::Engine(EngineError::Stopped)),
+        ] {
+            let (status, body) = body_of(error).await;
+            assert!(status.is_server_error(), "{status}");
+            assert!(
+                !body.contains("secret") && !body.contains("hunter2"),
+                "{body}"
+            );
+        }
+        // A client's own mistake is told as it is.
+        let (status, body) =
+            body_of(AppError::Faq(FaqError::Invalid("question is empty".into()))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("question is empty"), "{body}");
+    }
+
+    #[test]
+    fn every_module_error_keeps_its_status() {
+        let cases = [
+            (AppError::Chat(ChatError::UnknownSession), 404, "not_found"),
+            (AppError::Chat(ChatError::EmptyMessage), 400, "bad_request"),
+            (
+                AppError::Chat(ChatError::Db(DbError::Busy)),
+                503,
+                "unavailable",
+            ),
+            (
+                AppError::Auth(AuthError::InvalidCredentials),
+                401,
+                "invalid_credentials",
+            ),
+            (AppError::Auth(AuthError::OwnerOnly), 403, "forbidden"),
+            (
+                AppError::Tenancy(TenancyError::DomainTaken("a".into())),
+                409,
+                "conflict",
+            ),
+            (AppError::Engine(EngineError::Loading), 503, "model_loading"),
+            (
+                AppError::BotConfig(BotConfigError::Invalid("x".into())),
+                400,
+                "invalid",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let kind = error.kind();
+            assert_eq!(
+                (status_of(kind.class).as_u16(), kind.code),
+                (status, code),
+                "{error}"
+            );
+        }
     }
 
     #[test]

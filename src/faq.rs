@@ -2,16 +2,18 @@
 //! door. Shared by the CLI, the HTTP API and the console. Every change sends
 //! a FAQ change event, so every process rebuilds that tenant's index.
 
+use crate::db::Db;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
 
 use crate::db::DbError;
+use crate::db::TenantTx;
 use crate::engine::EngineError;
 use crate::engine::index::{FaqIndex, FaqVectors, IndexedFaq};
 use crate::engine::worker::EmbeddingQueue;
+use crate::error_kind::{Classify, Kind};
+use crate::tenancy::SchemaName;
 use crate::tenancy::events::ChangeEvent;
-use crate::tenancy::{SchemaName, TenantTx};
 
 pub const MAX_QUESTION_CHARS: usize = 2_000;
 pub const MAX_ANSWER_CHARS: usize = 10_000;
@@ -32,6 +34,17 @@ pub enum FaqError {
 }
 
 crate::db::db_error_conversions!(FaqError);
+
+impl Classify for FaqError {
+    fn kind(&self) -> Kind {
+        match self {
+            FaqError::Invalid(_) | FaqError::BadRows(_) => Kind::bad_input(),
+            FaqError::NotFound(_) => Kind::not_found(),
+            FaqError::Db(e) => e.kind(),
+            FaqError::Engine(e) => e.kind(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Faq {
@@ -191,9 +204,8 @@ fn parse_csv(text: &str) -> Result<Vec<Row>, FaqError> {
 }
 
 /// Adds `faqs` in one transaction: all of them or none.
-pub async fn import(pool: &Pool, schema: &SchemaName, faqs: &[NewFaq]) -> Result<usize, FaqError> {
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+pub async fn import(db: &Db, schema: &SchemaName, faqs: &[NewFaq]) -> Result<usize, FaqError> {
+    let tx = db.tenant(schema).await?;
     let statement = tx
         .prepare("INSERT INTO faqs (question, answer, alternatives) VALUES ($1, $2, $3)")
         .await?;
@@ -201,7 +213,7 @@ pub async fn import(pool: &Pool, schema: &SchemaName, faqs: &[NewFaq]) -> Result
         tx.execute(&statement, &[&faq.question, &faq.answer, &faq.alternatives])
             .await?;
     }
-    ChangeEvent::Faqs(schema.clone()).notify(&*tx).await?;
+    ChangeEvent::Faqs(schema.clone()).notify(&tx).await?;
     tx.commit().await?;
     Ok(faqs.len())
 }
@@ -219,9 +231,8 @@ fn faq_from_row(row: &tokio_postgres::Row) -> Result<Faq, tokio_postgres::Error>
     })
 }
 
-pub async fn get(pool: &Pool, schema: &SchemaName, id: i64) -> Result<Faq, FaqError> {
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+pub async fn get(db: &Db, schema: &SchemaName, id: i64) -> Result<Faq, FaqError> {
+    let tx = db.tenant(schema).await?;
     let row = tx
         .query_opt(
             &format!("SELECT {FAQ_COLUMNS} FROM faqs WHERE id = $1"),
@@ -234,31 +245,24 @@ pub async fn get(pool: &Pool, schema: &SchemaName, id: i64) -> Result<Faq, FaqEr
 }
 
 /// Adds one FAQ (validated); its vectors are made when the index is next built.
-pub async fn create(pool: &Pool, schema: &SchemaName, faq: NewFaq) -> Result<Faq, FaqError> {
+pub async fn create(db: &Db, schema: &SchemaName, faq: NewFaq) -> Result<Faq, FaqError> {
     let faq = faq.validated().map_err(FaqError::Invalid)?;
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+    let tx = db.tenant(schema).await?;
     let row = tx
         .query_one(
             &format!("INSERT INTO faqs (question, answer, alternatives) VALUES ($1, $2, $3) RETURNING {FAQ_COLUMNS}"),
             &[&faq.question, &faq.answer, &faq.alternatives],
         )
         .await?;
-    ChangeEvent::Faqs(schema.clone()).notify(&*tx).await?;
+    ChangeEvent::Faqs(schema.clone()).notify(&tx).await?;
     tx.commit().await?;
     Ok(faq_from_row(&row)?)
 }
 
 /// Replaces a FAQ's texts; its old vectors are dropped with them.
-pub async fn update(
-    pool: &Pool,
-    schema: &SchemaName,
-    id: i64,
-    faq: NewFaq,
-) -> Result<Faq, FaqError> {
+pub async fn update(db: &Db, schema: &SchemaName, id: i64, faq: NewFaq) -> Result<Faq, FaqError> {
     let faq = faq.validated().map_err(FaqError::Invalid)?;
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+    let tx = db.tenant(schema).await?;
     let row = tx
         .query_opt(
             &format!(
@@ -269,27 +273,25 @@ pub async fn update(
         )
         .await?
         .ok_or(FaqError::NotFound(id))?;
-    ChangeEvent::Faqs(schema.clone()).notify(&*tx).await?;
+    ChangeEvent::Faqs(schema.clone()).notify(&tx).await?;
     tx.commit().await?;
     Ok(faq_from_row(&row)?)
 }
 
 /// Deletes a FAQ; messages that it answered keep their text, without the link.
-pub async fn delete(pool: &Pool, schema: &SchemaName, id: i64) -> Result<(), FaqError> {
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+pub async fn delete(db: &Db, schema: &SchemaName, id: i64) -> Result<(), FaqError> {
+    let tx = db.tenant(schema).await?;
     if tx.execute("DELETE FROM faqs WHERE id = $1", &[&id]).await? == 0 {
         return Err(FaqError::NotFound(id));
     }
-    ChangeEvent::Faqs(schema.clone()).notify(&*tx).await?;
+    ChangeEvent::Faqs(schema.clone()).notify(&tx).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// How many FAQs the tenant has.
-pub async fn count(pool: &Pool, schema: &SchemaName) -> Result<i64, FaqError> {
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+pub async fn count(db: &Db, schema: &SchemaName) -> Result<i64, FaqError> {
+    let tx = db.tenant(schema).await?;
     let count: i64 = tx
         .query_one("SELECT count(*) FROM faqs", &[])
         .await?
@@ -298,9 +300,8 @@ pub async fn count(pool: &Pool, schema: &SchemaName) -> Result<i64, FaqError> {
     Ok(count)
 }
 
-pub async fn list(pool: &Pool, schema: &SchemaName) -> Result<Vec<Faq>, FaqError> {
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+pub async fn list(db: &Db, schema: &SchemaName) -> Result<Vec<Faq>, FaqError> {
+    let tx = db.tenant(schema).await?;
     let rows = tx
         .query(&format!("SELECT {FAQ_COLUMNS} FROM faqs ORDER BY id"), &[])
         .await?;
@@ -323,7 +324,7 @@ fn phrasings(faq: &IndexedFaq, alternatives: &[String]) -> Vec<String> {
 /// Reads the tenant's FAQs and their vectors, embeds those that have none
 /// or were made by another model, writes those back, and builds the index.
 pub async fn load_index(
-    pool: &Pool,
+    db: &Db,
     schema: &SchemaName,
     queue: &EmbeddingQueue,
 ) -> Result<FaqIndex, FaqError> {
@@ -336,8 +337,7 @@ pub async fn load_index(
     }
     let dim = queue.dim();
     let stored: Vec<Stored> = {
-        let mut client = pool.get().await?;
-        let tx = TenantTx::begin(&mut client, schema).await?;
+        let tx = db.tenant(schema).await?;
         let rows = tx
             .query(
                 "SELECT id, question, answer, alternatives, embedding, model_id, updated_at FROM faqs ORDER BY id",
@@ -401,7 +401,7 @@ pub async fn load_index(
             fresh.push((id, updated_at, vectors.concat()));
             entries[at].vectors = vectors;
         }
-        store_vectors(pool, schema, queue.model_id(), &fresh).await?;
+        store_vectors(db, schema, queue.model_id(), &fresh).await?;
     }
     Ok(FaqIndex::build(dim, entries))
 }
@@ -409,13 +409,12 @@ pub async fn load_index(
 /// Saves freshly made vectors, unless the FAQ changed meanwhile (then its
 /// change event rebuilds the index anyway).
 async fn store_vectors(
-    pool: &Pool,
+    db: &Db,
     schema: &SchemaName,
     model_id: &str,
     fresh: &[(i64, DateTime<Utc>, Vec<f32>)],
 ) -> Result<(), FaqError> {
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+    let tx = db.tenant(schema).await?;
     let statement = tx
         .prepare("UPDATE faqs SET embedding = $2, model_id = $3 WHERE id = $1 AND updated_at = $4")
         .await?;
@@ -425,6 +424,82 @@ async fn store_vectors(
     }
     tx.commit().await?;
     tracing::info!(schema = %schema, count = fresh.len(), model_id, "embedded FAQs");
+    Ok(())
+}
+
+// --- The rows whole, as a backup carries them ---
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaqRow {
+    pub id: i64,
+    pub question: String,
+    pub answer: String,
+    pub alternatives: Vec<String>,
+    pub embedding: Option<Vec<f32>>,
+    pub model_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every FAQ row, read inside a tenant's (snapshot) transaction.
+pub async fn export_in(tx: &TenantTx) -> Result<Vec<FaqRow>, tokio_postgres::Error> {
+    tx.query(
+        "SELECT id, question, answer, alternatives, embedding, model_id, created_at, \
+                    updated_at FROM faqs ORDER BY id",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(FaqRow {
+            id: row.try_get(0)?,
+            question: row.try_get(1)?,
+            answer: row.try_get(2)?,
+            alternatives: row.try_get(3)?,
+            embedding: row.try_get(4)?,
+            model_id: row.try_get(5)?,
+            created_at: row.try_get(6)?,
+            updated_at: row.try_get(7)?,
+        })
+    })
+    .collect()
+}
+
+/// Writes restored FAQ rows, ids and all, into a new tenant.
+pub async fn restore_in(tx: &TenantTx, faqs: &[FaqRow]) -> Result<(), tokio_postgres::Error> {
+    let insert_faq = tx
+        .prepare(
+            "INSERT INTO faqs (id, question, answer, alternatives, embedding, model_id, \
+                               created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await?;
+    for faq in faqs {
+        tx.execute(
+            &insert_faq,
+            &[
+                &faq.id,
+                &faq.question,
+                &faq.answer,
+                &faq.alternatives,
+                &faq.embedding,
+                &faq.model_id,
+                &faq.created_at,
+                &faq.updated_at,
+            ],
+        )
+        .await?;
+    }
+
+    // The rows came with their ids, so the sequence never moved: the next
+    // FAQ written by the app must come after the largest restored id.
+    tx.execute(
+        "SELECT setval(pg_get_serial_sequence('faqs', 'id'), \
+                       coalesce((SELECT max(id) FROM faqs), 0) + 1, false)",
+        &[],
+    )
+    .await?;
     Ok(())
 }
 

@@ -1,12 +1,26 @@
 //! Chatter: a multi-tenant FAQ chatbot platform in one binary.
 //!
+//! Where to look first:
+//! - **The door to the data** is `db::door`: `Db` holds the pool privately;
+//!   `db.tenant(&schema)` opens a `TenantTx` (the tenant's schema alone on
+//!   its `search_path`), `db.shared()` / `db.shared_tx()` reach the public
+//!   tables. Nothing else touches a pool or a raw client.
+//! - **The error table** is `error_kind` (each module's error says its
+//!   `Kind` in an exhaustive `impl Classify`) and `error.rs` (a kind
+//!   becomes a status and a JSON body, in one place).
+//! - **The chat use case** is `chat::Answerer`: check, embed, decide, store;
+//!   the HTTP route, `chatter ask` and the console share it.
+//!
+//! The modules:
 //! - `config`: typed settings (defaults < config.toml < environment).
 //! - `app`: `Application`, what `chatter serve` runs; `cli`: the commands.
+//! - `http`: router, layers, extractors and routes; `http::state::AppState`,
+//!   the handles every request shares; `error`: errors become responses.
+//! - `db`: the door (`Db`, `TenantTx`, `Shared`), `SchemaName`, the pool,
+//!   the embedded PostgreSQL, migrations, TLS.
+//! - `tenancy`: tenant routing (`TenantResolver`), provisioning and the
+//!   `public.tenants` / `public.domains` tables, change events.
 //! - `auth`: accounts, passwords, sign-in tokens.
-//! - `http`: router, layers and routes; `error`: errors become responses.
-//! - `state`: the handles every request shares.
-//! - `tenancy`: schema names, tenant routing, provisioning, `TenantTx`.
-//! - `db`: the pool, the embedded PostgreSQL, migrations.
 //! - `bot_config`: a tenant's bot settings, cached; `origins`: which sites
 //!   may use the widget (CORS), per tenant and across tenants.
 //! - `engine`: the embedding model, its batching worker, the FAQ index.
@@ -14,7 +28,7 @@
 //!   `conversations`: reading them back; `analytics`: the numbers.
 //! - `backup`: one tenant as one portable JSON file, exported and imported.
 //! - `cache`: the invalidation-safe map behind every cache;
-//!   `rate_limit`: token buckets (sign-in attempts, chat fair use).
+//!   `rate_limit`: token buckets and the sign-in and chat limits.
 //! - `metrics`: the Prometheus registry behind `GET /metrics`.
 //! - `console`: `chatter console`, the operator's terminal UI.
 // Unsafe only where a dependency forces it (the gemm kernels of `engine::minilm`).
@@ -34,11 +48,11 @@ pub mod conversations;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod error_kind;
 pub mod faq;
 pub mod http;
 pub mod metrics;
 pub mod origins;
 pub mod rate_limit;
-pub mod state;
 pub mod telemetry;
 pub mod tenancy;

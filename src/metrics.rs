@@ -9,7 +9,7 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
+use crate::db::Db;
 use prometheus_client::encoding::{EncodeLabelSet, text};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
@@ -181,10 +181,10 @@ impl Metrics {
 
     /// The text exposition (OpenMetrics), with the scrape-time gauges read
     /// from `engine` and `pool` first.
-    pub fn render(&self, engine: &Engine, pool: &Pool) -> Result<String, MetricsError> {
+    pub fn render(&self, engine: &Engine, db: &Db) -> Result<String, MetricsError> {
         let depth = engine.queue().map_or(0, |queue| queue.depth());
         self.queue_depth.set(saturating_i64(depth));
-        let status = pool.status();
+        let status = db.status();
         self.pool_in_use
             .set(saturating_i64(status.size.saturating_sub(status.available)));
         self.pool_idle.set(saturating_i64(status.available));

@@ -8,16 +8,15 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
+use futures_util::StreamExt;
 
-use crate::bot_config::parse_origin;
+use crate::bot_config::{self, parse_origin};
 use crate::cache::InvalidatingCache;
-use crate::db::DbError;
-use crate::tenancy::SchemaName;
+use crate::db::{Db, DbError};
+use crate::tenancy::provision;
 
-/// Schemas read in one `UNION ALL` (cross-tenant work goes through
-/// `UNION ALL`, never a join between tenant schemas: DESIGN.md, Scale).
-const SCHEMAS_PER_QUERY: usize = 200;
+/// Tenants whose settings are read at once when the union is rebuilt.
+const READ_CONCURRENCY: usize = 8;
 
 /// An origin as it is compared: what `Origin` says, normalised; None for
 /// `null` (sandboxed frames, files) and anything malformed, which no list
@@ -56,14 +55,14 @@ impl OriginUnion {
 }
 
 pub struct OriginUnionCache {
-    pool: Pool,
+    db: Db,
     entry: InvalidatingCache<(), Arc<OriginUnion>>,
 }
 
 impl OriginUnionCache {
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(db: Db) -> Self {
         Self {
-            pool,
+            db,
             entry: InvalidatingCache::new(1),
         }
     }
@@ -83,50 +82,28 @@ impl OriginUnionCache {
         self.entry.clear();
     }
 
+    /// Each tenant's list through the door, one tenant per transaction, a
+    /// few at a time (never a query across tenant schemas: DESIGN.md, Scale).
     async fn load(&self) -> Result<OriginUnion, DbError> {
-        let client = self.pool.get().await?;
-        let schemas: Vec<SchemaName> = client
-            .query(
-                "SELECT schema_name FROM public.tenants WHERE is_active ORDER BY schema_name",
-                &[],
-            )
-            .await?
-            .iter()
-            .filter_map(|row| row.try_get::<_, String>(0).ok())
-            .filter_map(|name| SchemaName::parse(&name).ok())
-            .collect();
+        let schemas = provision::active_schemas(&self.db).await?;
+        let mut lists = futures_util::stream::iter(schemas.into_iter().map(|schema| {
+            let db = self.db.clone();
+            async move {
+                let config = bot_config::get(&db, &schema).await;
+                (schema, config)
+            }
+        }))
+        .buffer_unordered(READ_CONCURRENCY);
         let mut union = OriginUnion::default();
-        for chunk in schemas.chunks(SCHEMAS_PER_QUERY) {
-            let sql = chunk
-                .iter()
-                .map(|s| format!("SELECT allowed_origins FROM {}.bot_config", s.quoted()))
-                .collect::<Vec<_>>()
-                .join(" UNION ALL ");
-            match client.query(&sql, &[]).await {
-                Ok(rows) => {
-                    for row in rows {
-                        union.add(row.try_get(0)?);
-                    }
-                }
+        while let Some((schema, config)) = lists.next().await {
+            match config {
+                Ok(config) => union.add(config.allowed_origins),
                 // One broken tenant (a failed migration) must not close
-                // every site's widget: read this chunk schema by schema.
-                Err(_) => {
-                    for schema in chunk {
-                        let sql =
-                            format!("SELECT allowed_origins FROM {}.bot_config", schema.quoted());
-                        match client.query(&sql, &[]).await {
-                            Ok(rows) => {
-                                for row in rows {
-                                    union.add(row.try_get(0)?);
-                                }
-                            }
-                            Err(e) => tracing::warn!(
-                                %schema, error = %e,
-                                "cannot read the allowed origins of a tenant; leaving it out"
-                            ),
-                        }
-                    }
-                }
+                // every site's widget.
+                Err(e) => tracing::warn!(
+                    %schema, error = %e,
+                    "cannot read the allowed origins of a tenant; leaving it out"
+                ),
             }
             if union.any {
                 // Every origin passes the preflight already.

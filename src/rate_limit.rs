@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::config::{AuthSettings, ChatSettings};
+use crate::db::SchemaName;
+
 struct Bucket {
     tokens: f64,
     updated: Instant,
@@ -63,6 +66,59 @@ impl RateLimiter {
                     .max(Duration::from_secs(1)),
             )
         }
+    }
+}
+
+/// Sign-in attempts: per account from one address, and per address. Not
+/// per account alone: that would let anyone lock a user out from anywhere.
+pub struct LoginLimits {
+    pub account_from_address: RateLimiter,
+    pub address: RateLimiter,
+}
+
+impl LoginLimits {
+    pub fn new(auth: &AuthSettings) -> Self {
+        let attempts = auth.login_attempts_per_minute;
+        Self {
+            account_from_address: RateLimiter::per_minute(attempts, attempts),
+            address: RateLimiter::per_minute(
+                attempts.saturating_mul(3),
+                attempts.saturating_mul(3),
+            ),
+        }
+    }
+}
+
+/// Fair use of the chat: per visitor (tenant and client address) and per
+/// tenant; feedback per visitor, apart, so rating answers never costs a
+/// question.
+pub struct ChatLimits {
+    pub visitor: RateLimiter,
+    pub tenant: RateLimiter,
+    pub feedback: RateLimiter,
+}
+
+impl ChatLimits {
+    pub fn new(chat: &ChatSettings) -> Self {
+        let visitor =
+            || RateLimiter::per_minute(chat.visitor_messages_per_minute, chat.visitor_burst);
+        Self {
+            visitor: visitor(),
+            tenant: RateLimiter::per_minute(chat.tenant_messages_per_minute, chat.tenant_burst),
+            feedback: visitor(),
+        }
+    }
+
+    /// Spends a chat message of `address` at `schema`, or says how long
+    /// to wait.
+    pub fn check_message(&self, schema: &SchemaName, address: &str) -> Result<(), Duration> {
+        self.visitor
+            .check(&format!("{schema}\n{address}"))
+            .and_then(|()| self.tenant.check(schema.as_str()))
+    }
+
+    pub fn check_feedback(&self, schema: &SchemaName, address: &str) -> Result<(), Duration> {
+        self.feedback.check(&format!("{schema}\n{address}"))
     }
 }
 

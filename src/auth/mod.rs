@@ -8,6 +8,7 @@ pub mod users;
 
 use crate::db::DbError;
 
+use crate::error_kind::{Class, Classify, Kind};
 pub use users::{AuthUser, Membership, NewUser, Role};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,3 +40,23 @@ pub enum AuthError {
 }
 
 crate::db::db_error_conversions!(AuthError);
+
+impl Classify for AuthError {
+    fn kind(&self) -> Kind {
+        match self {
+            AuthError::InvalidCredentials => {
+                Kind::new(Class::Unauthenticated, "invalid_credentials")
+            }
+            AuthError::Unauthenticated => Kind::new(Class::Unauthenticated, "unauthenticated"),
+            AuthError::Forbidden | AuthError::OwnerOnly | AuthError::OperatorOnly => {
+                Kind::new(Class::Forbidden, "forbidden")
+            }
+            AuthError::Invalid(_) => Kind::bad_input(),
+            AuthError::EmailTaken(_) => Kind::conflict(),
+            AuthError::UnknownTenant(_) => Kind::new(Class::NotFound, "unknown_tenant"),
+            AuthError::UnknownUser(_) => Kind::not_found(),
+            AuthError::Hash(_) => Kind::internal(),
+            AuthError::Db(e) => e.kind(),
+        }
+    }
+}

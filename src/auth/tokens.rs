@@ -9,10 +9,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use tokio_postgres::GenericClient;
 
 use crate::auth::AuthError;
 use crate::config::AuthSettings;
+use crate::db::Statements;
 
 /// 32 bytes in unpadded base64.
 pub const TOKEN_CHARS: usize = 43;
@@ -55,7 +55,7 @@ fn secs(d: Duration) -> f64 {
 
 /// Stores a new token for `user_id` and returns its text.
 pub async fn issue(
-    client: &impl GenericClient,
+    client: &impl Statements,
     user_id: i64,
     settings: &AuthSettings,
 ) -> Result<String, AuthError> {
@@ -74,7 +74,7 @@ pub async fn issue(
 /// current settings as well as the stored `expires_at`, so shortening them
 /// takes effect for tokens already issued.
 pub async fn user_of(
-    client: &impl GenericClient,
+    client: &impl Statements,
     token: &str,
     settings: &AuthSettings,
 ) -> Result<Option<i64>, AuthError> {
@@ -112,7 +112,7 @@ pub async fn user_of(
 }
 
 /// Deletes one token; deleting an unknown one is not an error.
-pub async fn revoke(client: &impl GenericClient, token: &str) -> Result<(), AuthError> {
+pub async fn revoke(client: &impl Statements, token: &str) -> Result<(), AuthError> {
     client
         .execute(
             "DELETE FROM public.auth_tokens WHERE token_sha256 = $1",
@@ -124,7 +124,7 @@ pub async fn revoke(client: &impl GenericClient, token: &str) -> Result<(), Auth
 
 /// Deletes every token of `user_id` but `keep` (the one in use, if any).
 pub async fn revoke_others(
-    client: &impl GenericClient,
+    client: &impl Statements,
     user_id: i64,
     keep: Option<&str>,
 ) -> Result<u64, AuthError> {

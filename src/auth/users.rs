@@ -4,9 +4,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use deadpool_postgres::Pool;
+use crate::db::Db;
+use crate::db::Statements;
 use serde::Serialize;
-use tokio_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 
 use crate::auth::password::{self, Verdict};
@@ -122,12 +122,11 @@ pub fn check_password(password: &str) -> Result<(), AuthError> {
 
 /// Creates a user (and their membership, when asked) in one transaction;
 /// returns the new user's id.
-pub async fn create_user(pool: &Pool, new: NewUser<'_>) -> Result<i64, AuthError> {
+pub async fn create_user(db: &Db, new: NewUser<'_>) -> Result<i64, AuthError> {
     let email = normalize_email(new.email)?;
     check_password(new.password)?;
     let hash = password::hash(new.password.to_string()).await?;
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
+    let tx = db.shared_tx().await?;
     let inserted = tx
         .query_one(
             "INSERT INTO public.users (email, password_hash, is_operator) \
@@ -163,12 +162,12 @@ pub async fn create_user(pool: &Pool, new: NewUser<'_>) -> Result<i64, AuthError
 /// does not tell which emails have accounts. A hash made with weaker
 /// parameters than today's is replaced while we have the password.
 pub async fn authenticate(
-    pool: &Pool,
+    db: &Db,
     email: &str,
     password: &str,
     settings: &AuthSettings,
 ) -> Result<String, AuthError> {
-    let client = pool.get().await?;
+    let client = db.shared().await?;
     let password = password.to_string();
     // Too long to be anyone's password: refused before it is hashed.
     if password.chars().count() > MAX_PASSWORD_CHARS {
@@ -200,26 +199,23 @@ pub async fn authenticate(
                 .await?;
         }
     }
-    tokens::issue(&**client, user_id, settings).await
+    tokens::issue(&client, user_id, settings).await
 }
 
 /// The user behind a live token, or None.
 pub async fn find_by_token(
-    pool: &Pool,
+    db: &Db,
     token: &str,
     settings: &AuthSettings,
 ) -> Result<Option<AuthUser>, AuthError> {
-    let client = pool.get().await?;
-    let Some(user_id) = tokens::user_of(&**client, token, settings).await? else {
+    let client = db.shared().await?;
+    let Some(user_id) = tokens::user_of(&client, token, settings).await? else {
         return Ok(None);
     };
-    load_user(&**client, user_id).await
+    load_user(&client, user_id).await
 }
 
-async fn load_user(
-    client: &impl GenericClient,
-    user_id: i64,
-) -> Result<Option<AuthUser>, AuthError> {
+async fn load_user(client: &impl Statements, user_id: i64) -> Result<Option<AuthUser>, AuthError> {
     let Some(row) = client
         .query_opt(
             "SELECT email, is_operator FROM public.users WHERE id = $1",
@@ -254,22 +250,22 @@ async fn load_user(
 }
 
 /// Signs a token out.
-pub async fn revoke_token(pool: &Pool, token: &str) -> Result<(), AuthError> {
-    let client = pool.get().await?;
-    tokens::revoke(&**client, token).await
+pub async fn revoke_token(db: &Db, token: &str) -> Result<(), AuthError> {
+    let client = db.shared().await?;
+    tokens::revoke(&client, token).await
 }
 
 /// Replaces the password after checking the old one, and signs out every
 /// other session: whoever knew the old password keeps nothing.
 pub async fn change_password(
-    pool: &Pool,
+    db: &Db,
     user_id: i64,
     old_password: &str,
     new_password: &str,
     current_token: Option<&str>,
 ) -> Result<(), AuthError> {
     check_password(new_password)?;
-    let mut client = pool.get().await?;
+    let client = db.shared().await?;
     let stored: String = client
         .query_one(
             "SELECT password_hash FROM public.users WHERE id = $1",
@@ -280,14 +276,15 @@ pub async fn change_password(
     if password::verify(old_password.to_string(), stored).await? == Verdict::Wrong {
         return Err(AuthError::Invalid("the current password is wrong".into()));
     }
+    drop(client);
     let hash = password::hash(new_password.to_string()).await?;
-    let tx = client.transaction().await?;
+    let tx = db.shared_tx().await?;
     tx.execute(
         "UPDATE public.users SET password_hash = $2 WHERE id = $1",
         &[&user_id, &hash],
     )
     .await?;
-    tokens::revoke_others(&*tx, user_id, current_token).await?;
+    tokens::revoke_others(&tx, user_id, current_token).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -341,8 +338,8 @@ pub struct UserSummary {
 }
 
 /// Every user with their memberships, by email.
-pub async fn list_users(pool: &Pool) -> Result<Vec<UserSummary>, AuthError> {
-    let client = pool.get().await?;
+pub async fn list_users(db: &Db) -> Result<Vec<UserSummary>, AuthError> {
+    let client = db.shared().await?;
     let rows = client
         .query(
             "SELECT u.email, u.is_operator, t.schema_name, m.role FROM public.users u \
@@ -374,13 +371,13 @@ pub async fn list_users(pool: &Pool) -> Result<Vec<UserSummary>, AuthError> {
 
 /// Makes `email` a member of `schema` with `role` (or changes the role).
 pub async fn set_membership(
-    pool: &Pool,
+    db: &Db,
     email: &str,
     schema: &str,
     role: Role,
 ) -> Result<(), AuthError> {
     let email = normalize_email(email)?;
-    let client = pool.get().await?;
+    let client = db.shared().await?;
     let user: i64 = client
         .query_opt("SELECT id FROM public.users WHERE email = $1", &[&email])
         .await?
@@ -400,9 +397,9 @@ pub async fn set_membership(
     Ok(())
 }
 
-pub async fn remove_membership(pool: &Pool, email: &str, schema: &str) -> Result<(), AuthError> {
+pub async fn remove_membership(db: &Db, email: &str, schema: &str) -> Result<(), AuthError> {
     let email = normalize_email(email)?;
-    let client = pool.get().await?;
+    let client = db.shared().await?;
     let removed = client
         .execute(
             "DELETE FROM public.memberships m USING public.users u, public.tenants t \

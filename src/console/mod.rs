@@ -20,7 +20,7 @@ pub mod terminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
+use crate::db::Db;
 
 use crate::config::Settings;
 use crate::engine::Engine;
@@ -45,9 +45,9 @@ pub fn prepare_log(path: &Path) -> std::io::Result<()> {
 }
 
 /// Runs the console until the operator quits.
-pub async fn run(pool: Pool, settings: &Settings) -> Result<(), ConsoleError> {
+pub async fn run(db: Db, settings: &Settings) -> Result<(), ConsoleError> {
     let services = service::Services {
-        pool,
+        db,
         settings: Arc::new(settings.clone()),
         // Loaded only when the Unanswered screen first needs it.
         engine: Arc::new(Engine::loading()),

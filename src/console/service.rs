@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
+use crate::db::Db;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::analytics;
@@ -31,7 +31,7 @@ pub const DAYS: i64 = 30;
 /// What every request needs: cheap handles, cloned into each task.
 #[derive(Clone)]
 pub struct Services {
-    pub pool: Pool,
+    pub db: Db,
     pub settings: Arc<Settings>,
     pub engine: Arc<Engine>,
 }
@@ -50,7 +50,7 @@ impl Services {
     }
 
     async fn perform(&self, request: Request, replies: &UnboundedSender<Response>) -> Response {
-        let pool = &self.pool;
+        let db = &self.db;
         match request {
             Request::Tenants => Response::Tenants(self.tenants().await),
             Request::CreateTenant { schema, name } => {
@@ -65,41 +65,41 @@ impl Services {
                     Err(e) => Err(e),
                     Ok(_) => {
                         let _ = replies.send(Response::CreateProgress(CreateStep::Migrating));
-                        provision::create_tenant(pool, new).await
+                        provision::create_tenant(db, new).await
                     }
                 };
                 Response::TenantCreated(result.map(|t| t.schema).map_err(message))
             }
             Request::DeleteTenant(schema) => Response::TenantDeleted(
-                provision::delete_tenant(pool, &schema)
+                provision::delete_tenant(db, &schema)
                     .await
                     .map(|()| schema)
                     .map_err(message),
             ),
             Request::SetActive { schema, active } => Response::ActiveSet(
-                provision::set_active(pool, &schema, active)
+                provision::set_active(db, &schema, active)
                     .await
                     .map(|()| (schema, active))
                     .map_err(message),
             ),
             Request::TenantPage(schema) => Response::TenantPage(self.tenant_page(&schema).await),
             Request::Domains => {
-                Response::Domains(provision::list_domains(pool).await.map_err(message))
+                Response::Domains(provision::list_domains(db).await.map_err(message))
             }
             Request::AddDomain { domain, tenant } => Response::DomainChanged(
-                provision::add_domain(pool, &domain, &tenant, false)
+                provision::add_domain(db, &domain, &tenant, false)
                     .await
                     .map(|d| format!("{} now routes to {}", d.domain, d.tenant))
                     .map_err(message),
             ),
             Request::RemoveDomain(domain) => Response::DomainChanged(
-                provision::remove_domain(pool, &domain)
+                provision::remove_domain(db, &domain)
                     .await
                     .map(|()| format!("removed {domain}"))
                     .map_err(message),
             ),
             Request::MakePrimary(domain) => Response::DomainChanged(
-                provision::make_primary(pool, &domain)
+                provision::make_primary(db, &domain)
                     .await
                     .map(|d| format!("{} is now {}'s primary domain", d.domain, d.tenant))
                     .map_err(message),
@@ -122,11 +122,11 @@ impl Services {
     }
 
     async fn tenants(&self) -> Result<Vec<TenantRow>, String> {
-        let tenants = provision::list_tenants(&self.pool).await.map_err(message)?;
+        let tenants = provision::list_tenants(&self.db).await.map_err(message)?;
         let mut rows = Vec::with_capacity(tenants.len());
         for tenant in tenants {
             let schema = SchemaName::parse(&tenant.schema).map_err(message)?;
-            let conversations = conversations::count(&self.pool, &schema, &Filter::default())
+            let conversations = conversations::count(&self.db, &schema, &Filter::default())
                 .await
                 .map_err(message)?;
             rows.push(TenantRow {
@@ -138,19 +138,17 @@ impl Services {
     }
 
     async fn tenant_page(&self, schema: &str) -> Result<TenantPage, String> {
-        let tenant = provision::list_tenants(&self.pool)
+        let tenant = provision::list_tenants(&self.db)
             .await
             .map_err(message)?
             .into_iter()
             .find(|t| t.schema == schema)
             .ok_or_else(|| message(TenancyError::UnknownTenant(schema.to_string())))?;
         let schema = SchemaName::parse(schema).map_err(message)?;
-        let faqs = faq::count(&self.pool, &schema).await.map_err(message)?;
-        let bot = bot_config::get(&self.pool, &schema)
-            .await
-            .map_err(message)?;
+        let faqs = faq::count(&self.db, &schema).await.map_err(message)?;
+        let bot = bot_config::get(&self.db, &schema).await.map_err(message)?;
         // Numbers only: the unanswered grouping is the Unanswered screen's.
-        let summary = analytics::summary(&self.pool, &schema, DAYS, None)
+        let summary = analytics::summary(&self.db, &schema, DAYS, None)
             .await
             .map_err(message)?;
         Ok(TenantPage {
@@ -174,7 +172,7 @@ impl Services {
         query: &ConversationQuery,
     ) -> Result<Vec<conversations::TenantConversation>, String> {
         let wanted = query.tenant.trim().to_lowercase();
-        let tenants: Vec<SchemaName> = provision::list_tenants(&self.pool)
+        let tenants: Vec<SchemaName> = provision::list_tenants(&self.db)
             .await
             .map_err(message)?
             .into_iter()
@@ -191,14 +189,14 @@ impl Services {
             answered: query.unanswered_only.then_some(false),
             ..Filter::default()
         };
-        conversations::latest_across(&self.pool, &tenants, &filter, LATEST)
+        conversations::latest_across(&self.db, &tenants, &filter, LATEST)
             .await
             .map_err(message)
     }
 
     async fn transcript(&self, tenant: &str, id: i64) -> Result<Transcript, String> {
         let schema = SchemaName::parse(tenant).map_err(message)?;
-        let found = conversations::transcript(&self.pool, &schema, id)
+        let found = conversations::transcript(&self.db, &schema, id)
             .await
             .map_err(message)?;
         Ok(Transcript {
@@ -226,7 +224,7 @@ impl Services {
     async fn unanswered(&self, tenant: &str) -> Result<Unanswered, String> {
         let schema = SchemaName::parse(tenant).map_err(message)?;
         let queue = self.engine.queue().ok();
-        let summary = analytics::summary(&self.pool, &schema, DAYS, queue.as_ref())
+        let summary = analytics::summary(&self.db, &schema, DAYS, queue.as_ref())
             .await
             .map_err(message)?;
         Ok(Unanswered {
@@ -248,11 +246,11 @@ impl Services {
         question: String,
         answer: String,
     ) -> Result<(String, String), String> {
-        let schema = provision::existing_tenant(&self.pool, &tenant)
+        let schema = provision::existing_tenant(&self.db, &tenant)
             .await
             .map_err(message)?;
         let faq = faq::create(
-            &self.pool,
+            &self.db,
             &schema,
             NewFaq {
                 question,

@@ -7,20 +7,17 @@
 //! takes the migration lock and, for a new tenant, creates the schema and
 //! seeds it — all or nothing.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use refinery::Migration;
 use refinery::{AsyncMigrate, Runner};
 use refinery_core::traits::r#async::{AsyncQuery, AsyncTransaction};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio_postgres::Transaction;
+use tokio_postgres::Client;
 
-use crate::db::DbError;
-use crate::tenancy::{SchemaName, TenantTx};
+use crate::db::{Db, DbError, SchemaName, TenantTx};
+use crate::error_kind::{Classify, Kind};
 
 mod public_migrations {
     refinery::embed_migrations!("migrations/public");
@@ -42,6 +39,15 @@ pub enum MigrateError {
 
 crate::db::db_error_conversions!(MigrateError);
 
+impl Classify for MigrateError {
+    fn kind(&self) -> Kind {
+        match self {
+            MigrateError::Db(e) => e.kind(),
+            MigrateError::Refinery(_) => Kind::internal(),
+        }
+    }
+}
+
 /// The result of migrating one tenant schema.
 #[derive(Debug)]
 pub struct TenantOutcome {
@@ -57,15 +63,15 @@ fn runner(migrations: Runner) -> Runner {
 }
 
 /// Applies the shared migrations to `public`. Returns how many were applied.
-pub async fn migrate_shared(pool: &Pool) -> Result<usize, MigrateError> {
-    let mut client = pool.get().await.map_err(DbError::from)?;
-    let tx = tokio_postgres::Client::transaction(&mut client).await?;
-    tx.batch_execute(&format!(
-        "SELECT pg_advisory_xact_lock({SHARED_LOCK_KEY}); SET LOCAL search_path TO public"
-    ))
-    .await?;
+pub async fn migrate_shared(db: &Db) -> Result<usize, MigrateError> {
+    let tx = db.shared_tx().await?;
+    tx.raw()
+        .batch_execute(&format!(
+            "SELECT pg_advisory_xact_lock({SHARED_LOCK_KEY}); SET LOCAL search_path TO public"
+        ))
+        .await?;
     let report = runner(public_migrations::migrations::runner())
-        .run_async(&mut InTransaction(&tx))
+        .run_async(&mut InTransaction(tx.raw()))
         .await?;
     tx.commit().await?;
     Ok(report.applied_migrations().len())
@@ -73,57 +79,39 @@ pub async fn migrate_shared(pool: &Pool) -> Result<usize, MigrateError> {
 
 /// Applies the tenant migrations inside an open tenant transaction (its
 /// search_path already set). Returns how many were applied.
-pub async fn migrate_tenant_in(tx: &TenantTx<'_>) -> Result<usize, MigrateError> {
+pub async fn migrate_tenant_in(tx: &TenantTx) -> Result<usize, MigrateError> {
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext('chatter.migrate.' || $1::text))",
         &[&tx.schema().as_str()],
     )
     .await?;
     let report = runner(tenant_migrations::migrations::runner())
-        .run_async(&mut InTransaction(tx))
+        .run_async(&mut InTransaction(tx.raw()))
         .await?;
     Ok(report.applied_migrations().len())
 }
 
 /// Migrates one tenant schema in its own transaction.
-pub async fn migrate_tenant(pool: &Pool, schema: &SchemaName) -> Result<usize, MigrateError> {
-    let mut client = pool.get().await.map_err(DbError::from)?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+pub async fn migrate_tenant(db: &Db, schema: &SchemaName) -> Result<usize, MigrateError> {
+    let tx = db.tenant(schema).await?;
     let applied = migrate_tenant_in(&tx).await?;
     tx.commit().await?;
     Ok(applied)
 }
 
-/// Migrates every tenant schema, `parallelism` at a time, one transaction
-/// each. A tenant that fails does not stop the others.
+/// Migrates the tenant schemas (`tenancy::provision::schemas` lists them),
+/// `parallelism` at a time, one transaction each. A tenant that fails does
+/// not stop the others.
 pub async fn migrate_tenants(
-    pool: &Pool,
+    db: &Db,
+    schemas: Vec<SchemaName>,
     parallelism: usize,
-) -> Result<Vec<TenantOutcome>, MigrateError> {
-    let client = pool.get().await.map_err(DbError::from)?;
-    let rows = client
-        .query(
-            "SELECT schema_name FROM public.tenants ORDER BY schema_name",
-            &[],
-        )
-        .await?;
-    drop(client);
-    let pool = Arc::new(pool.clone());
-    let mut outcomes = Vec::with_capacity(rows.len());
-    let mut schemas = Vec::with_capacity(rows.len());
-    for row in rows {
-        let raw: String = row.try_get(0)?;
-        match SchemaName::parse(&raw) {
-            Ok(schema) => schemas.push(schema),
-            Err(e) => {
-                tracing::error!(schema = %raw, error = %e, "skipping a tenant with an invalid schema name")
-            }
-        }
-    }
+) -> Vec<TenantOutcome> {
+    let mut outcomes = Vec::with_capacity(schemas.len());
     let mut stream = futures_util::stream::iter(schemas.into_iter().map(|schema| {
-        let pool = Arc::clone(&pool);
+        let db = db.clone();
         async move {
-            let result = migrate_tenant(&pool, &schema).await;
+            let result = migrate_tenant(&db, &schema).await;
             TenantOutcome { schema, result }
         }
     }))
@@ -132,7 +120,7 @@ pub async fn migrate_tenants(
         outcomes.push(outcome);
     }
     outcomes.sort_by(|a, b| a.schema.cmp(&b.schema));
-    Ok(outcomes)
+    outcomes
 }
 
 /// The newest tenant migration version compiled into this binary.
@@ -147,7 +135,7 @@ pub fn latest_tenant_version() -> i32 {
 
 /// refinery's driver interface over a transaction we own: statements run in
 /// it, and nothing here commits.
-struct InTransaction<'a, 't>(&'a Transaction<'t>);
+struct InTransaction<'a>(&'a Client);
 
 #[derive(Debug, thiserror::Error)]
 enum InTransactionError {
@@ -158,7 +146,7 @@ enum InTransactionError {
 }
 
 #[async_trait]
-impl AsyncTransaction for InTransaction<'_, '_> {
+impl AsyncTransaction for InTransaction<'_> {
     type Error = InTransactionError;
 
     async fn execute<'a, T: Iterator<Item = &'a str> + Send>(
@@ -175,7 +163,7 @@ impl AsyncTransaction for InTransaction<'_, '_> {
 }
 
 #[async_trait]
-impl AsyncQuery<Vec<Migration>> for InTransaction<'_, '_> {
+impl AsyncQuery<Vec<Migration>> for InTransaction<'_> {
     async fn query(&mut self, query: &str) -> Result<Vec<Migration>, Self::Error> {
         let rows = self.0.query(query, &[]).await?;
         rows.into_iter()
@@ -195,4 +183,4 @@ impl AsyncQuery<Vec<Migration>> for InTransaction<'_, '_> {
     }
 }
 
-impl AsyncMigrate for InTransaction<'_, '_> {}
+impl AsyncMigrate for InTransaction<'_> {}

@@ -1,12 +1,17 @@
 //! The database: a connection pool on `DATABASE_URL` or on the embedded
-//! cluster, and the embedded migrations.
+//! cluster, the embedded migrations, and the one door to the data (`door`:
+//! `Db`, `TenantTx`, `Shared`). Nothing outside this module touches the pool.
 
+pub mod door;
 pub mod embedded;
 pub mod migrate;
 pub mod pool;
+pub mod schema_name;
 pub mod tls;
 
+pub use door::{Db, PoolStatus, Savepoint, Shared, SharedTx, Statements, TenantTx};
 pub use pool::{Database, DbError};
+pub use schema_name::{SchemaName, SchemaNameError};
 
 /// `?` on a PostgreSQL or pool error in a module whose error type has a
 /// `Db(DbError)` variant: the two conversions every such module needs,

@@ -8,8 +8,11 @@ use deadpool_postgres::{
 };
 
 use crate::config::DatabaseSettings;
+use crate::db::Db;
 use crate::db::embedded::{EmbeddedError, EmbeddedPostgres};
 use crate::db::tls::PgTarget;
+use crate::error_kind::{Class, Classify, Kind};
+use tokio_postgres::error::SqlState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -45,11 +48,29 @@ impl DbError {
     }
 }
 
-/// The pool, the settings it was made from (for connections outside the
-/// pool, such as LISTEN), and the embedded cluster when there is one; the
-/// cluster stops when the last `Database` handle holding it is dropped.
+impl Classify for DbError {
+    fn kind(&self) -> Kind {
+        match self {
+            DbError::Busy | DbError::Unreachable(_) => Kind::new(Class::Unavailable, "unavailable"),
+            DbError::BadUrl(_) | DbError::Embedded(_) => Kind::internal(),
+            // PostgreSQL refuses text with a NUL character (JSON's `\u0000`),
+            // however it reached a query: the client's input, not our fault.
+            DbError::Postgres(e) => match e.code() {
+                Some(
+                    &SqlState::CHARACTER_NOT_IN_REPERTOIRE | &SqlState::UNTRANSLATABLE_CHARACTER,
+                ) => Kind::bad_input().saying("text may not contain NUL (\\u0000) characters"),
+                _ => Kind::internal(),
+            },
+        }
+    }
+}
+
+/// The pool (behind `Db`, the door), the settings it was made from (for
+/// connections outside the pool, such as LISTEN), and the embedded cluster
+/// when there is one; the cluster stops when the last `Database` handle
+/// holding it is dropped.
 pub struct Database {
-    pub pool: Pool,
+    db: Db,
     pub target: PgTarget,
     embedded: Option<EmbeddedPostgres>,
 }
@@ -70,24 +91,36 @@ impl Database {
                 (PgTarget::plain(config)?, Some(cluster))
             }
         };
-        let pool = build_pool(target.clone(), settings)?;
+        let db = Db::connect(target.clone(), settings)?;
         Ok(Self {
-            pool,
+            db,
             target,
             embedded,
         })
     }
 
+    /// The door to the data: what everything else is given.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// Stops the embedded cluster now if this process started it.
     pub async fn close(mut self) {
-        self.pool.close();
+        self.db.close();
         if let Some(cluster) = self.embedded.take() {
             let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
         }
     }
 }
 
-pub fn build_pool(target: PgTarget, settings: &DatabaseSettings) -> Result<Pool, DbError> {
+impl Db {
+    /// A pool of its own on `target`.
+    pub fn connect(target: PgTarget, settings: &DatabaseSettings) -> Result<Self, DbError> {
+        build_pool(target, settings).map(Db::from_pool)
+    }
+}
+
+fn build_pool(target: PgTarget, settings: &DatabaseSettings) -> Result<Pool, DbError> {
     let manager = Manager::from_config(
         target.config,
         target.tls,

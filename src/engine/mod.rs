@@ -21,6 +21,7 @@ pub mod model_files;
 pub mod status;
 pub mod worker;
 
+use crate::error_kind::{Class, Classify, Kind};
 pub use status::Engine;
 
 /// Turns texts into L2-normalised vectors, one per text, in order.
@@ -50,4 +51,23 @@ pub enum EngineError {
     Embed(#[from] EmbedError),
     #[error("the inference worker stopped")]
     Stopped,
+}
+
+impl Classify for EngineError {
+    fn kind(&self) -> Kind {
+        let wait = status::retry_after(self);
+        match self {
+            EngineError::Loading => Kind::new(Class::Unavailable, "model_loading")
+                .retry_after(wait)
+                .expected(),
+            EngineError::Busy => Kind::new(Class::Unavailable, "busy")
+                .retry_after(wait)
+                .expected(),
+            EngineError::Failed(_) | EngineError::Embed(_) | EngineError::Stopped => {
+                Kind::new(Class::Unavailable, "model_unavailable")
+                    .retry_after(wait)
+                    .saying("the bot cannot answer right now; try again later")
+            }
+        }
+    }
 }

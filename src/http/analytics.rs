@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::analytics::{self, Summary};
 use crate::error::{AppError, ErrorBody};
 use crate::http::auth::Member;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +48,6 @@ pub async fn summary(
     }
     let queue = state.engine.queue().ok();
     Ok(Json(
-        analytics::summary(&state.pool, &member.tenant.schema, days, queue.as_ref()).await?,
+        analytics::summary(&state.db, &member.tenant.schema, days, queue.as_ref()).await?,
     ))
 }

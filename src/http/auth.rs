@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{AuthError, AuthUser, Role, users};
 use crate::error::{AppError, ErrorBody};
 use crate::http::json::ApiJson;
+use crate::http::state::AppState;
 use crate::http::tenant::CurrentTenant;
-use crate::state::AppState;
 use crate::tenancy::Tenant;
 
 /// The well-formed token in the request's `Authorization` header.
@@ -51,7 +51,7 @@ impl FromRequestParts<AppState> for AuthUser {
             return Ok(user.clone());
         }
         let PresentedToken(token) = PresentedToken::from_request_parts(parts, state).await?;
-        let user = users::find_by_token(&state.pool, &token, &state.settings.auth)
+        let user = users::find_by_token(&state.db, &token, &state.settings.auth)
             .await?
             .ok_or(AuthError::Unauthenticated)?;
         parts.extensions.insert(user.clone());
@@ -198,13 +198,8 @@ pub async fn login(
                 .check(&format!("{account}\n{address}"))
         })
         .map_err(AppError::TooManyRequests)?;
-    let token = users::authenticate(
-        &state.pool,
-        &body.email,
-        &body.password,
-        &state.settings.auth,
-    )
-    .await?;
+    let token =
+        users::authenticate(&state.db, &body.email, &body.password, &state.settings.auth).await?;
     Ok(Json(LoginResponse { token }))
 }
 
@@ -223,7 +218,7 @@ pub async fn logout(
     State(state): State<AppState>,
     PresentedToken(token): PresentedToken,
 ) -> Result<StatusCode, AppError> {
-    users::revoke_token(&state.pool, &token).await?;
+    users::revoke_token(&state.db, &token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -270,7 +265,7 @@ pub async fn change_password(
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, AppError> {
     users::change_password(
-        &state.pool,
+        &state.db,
         user.id,
         &body.old_password,
         &body.new_password,

@@ -8,7 +8,7 @@ use crate::bot_config::{self, BotConfig, BotConfigUpdate};
 use crate::error::{AppError, ErrorBody};
 use crate::http::auth::{Member, Owner};
 use crate::http::json::ApiJson;
-use crate::state::AppState;
+use crate::http::state::AppState;
 use crate::tenancy::events::{ChangeEvent, Signal};
 
 /// The bot's settings (members).
@@ -51,7 +51,7 @@ pub async fn put_config(
     ApiJson(update): ApiJson<BotConfigUpdate>,
 ) -> Result<Json<BotConfig>, AppError> {
     let schema = &owner.tenant.schema;
-    let config = bot_config::update(&state.pool, schema, update).await?;
+    let config = bot_config::update(&state.db, schema, update).await?;
     // This process answers with the new settings at once; others hear the NOTIFY.
     state.apply(&Signal::Event(ChangeEvent::BotConfig(schema.clone())));
     Ok(Json(config))

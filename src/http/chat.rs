@@ -10,12 +10,12 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 
-use crate::chat::{self, Answer, HistoryMessage};
+use crate::chat::{self, Answer, HistoryMessage, Question, Reply};
 use crate::error::{AppError, ErrorBody};
 use crate::http::auth::ClientAddress;
 use crate::http::json::ApiJson;
+use crate::http::state::AppState;
 use crate::http::tenant::CurrentTenant;
-use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -67,27 +67,13 @@ pub async fn chat(
         .chat_limits
         .check_message(&tenant.schema, &address)
         .map_err(AppError::TooManyRequests)?;
-    let message = request.message.trim();
-    if message.is_empty() {
-        return Err(AppError::BadRequest("message is empty".into()));
-    }
-    let limit = state.settings.chat.max_message_chars;
-    if message.chars().count() > limit {
-        return Err(AppError::BadRequest(format!(
-            "message is longer than {limit} characters"
-        )));
-    }
-    let answer = state.answer(&tenant.schema, message).await?;
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let stored = chat::store_exchange(
-        &state.pool,
-        &tenant.schema,
-        request.session_id.as_deref(),
+    let question = Question {
+        session_id: request.session_id.as_deref(),
         origin,
-        message,
-        &answer,
-    )
-    .await?;
+        message: &request.message,
+    };
+    let Reply { answer, stored } = state.answerer.respond(&tenant.schema, question).await?;
     // Counted once stored: a reply that failed to save was never given.
     state.metrics.record_chat_answer(answer.matched);
     Ok(Json(ChatResponse {
@@ -134,7 +120,7 @@ pub async fn history(
     params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Json<HistoryResponse>, AppError> {
     let Query(params) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
-    let messages = chat::history(&state.pool, &tenant.schema, &params.session_id).await?;
+    let messages = chat::history(&state.db, &tenant.schema, &params.session_id).await?;
     Ok(Json(HistoryResponse {
         session_id: params.session_id,
         messages,
@@ -181,7 +167,7 @@ pub async fn feedback(
         .check_feedback(&tenant.schema, &address)
         .map_err(AppError::TooManyRequests)?;
     chat::record_feedback(
-        &state.pool,
+        &state.db,
         &tenant.schema,
         &request.session_id,
         request.message_id,

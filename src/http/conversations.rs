@@ -13,7 +13,7 @@ use crate::conversations::{self, Filter, Page, Transcript};
 use crate::error::{AppError, ErrorBody};
 use crate::http::auth::{Member, Owner};
 use crate::http::json::ApiPath;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -59,7 +59,7 @@ pub async fn list(
         page: params.page.unwrap_or(1),
     };
     Ok(Json(
-        conversations::list(&state.pool, &member.tenant.schema, &filter).await?,
+        conversations::list(&state.db, &member.tenant.schema, &filter).await?,
     ))
 }
 
@@ -83,7 +83,7 @@ pub async fn get(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Transcript>, AppError> {
     Ok(Json(
-        conversations::transcript(&state.pool, &member.tenant.schema, id).await?,
+        conversations::transcript(&state.db, &member.tenant.schema, id).await?,
     ))
 }
 
@@ -106,7 +106,7 @@ pub async fn delete(
     Owner(owner): Owner,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, AppError> {
-    conversations::delete(&state.pool, &owner.tenant.schema, id).await?;
+    conversations::delete(&state.db, &owner.tenant.schema, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -126,7 +126,7 @@ pub async fn export(
     State(state): State<AppState>,
     member: Member,
 ) -> Result<impl IntoResponse, AppError> {
-    let csv = conversations::export_csv(&state.pool, &member.tenant.schema).await?;
+    let csv = conversations::export_csv(&state.db, &member.tenant.schema).await?;
     let disposition = format!(
         "attachment; filename=\"{}-conversations.csv\"",
         member.tenant.schema

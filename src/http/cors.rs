@@ -16,9 +16,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
+use crate::http::state::AppState;
 use crate::http::tenant::{self, TenantTag};
 use crate::origins::{normalise, tenant_allows};
-use crate::state::AppState;
 
 /// What the widget sends beyond the CORS-safelisted headers.
 pub const ALLOW_HEADERS: &str = "Content-Type, X-Client-ID";

@@ -10,7 +10,7 @@ use crate::error::{AppError, ErrorBody};
 use crate::faq::{self, Faq, NewFaq};
 use crate::http::auth::{Member, Owner};
 use crate::http::json::{ApiBytes, ApiJson, ApiPath};
-use crate::state::AppState;
+use crate::http::state::AppState;
 use crate::tenancy::SchemaName;
 use crate::tenancy::events::{ChangeEvent, Signal};
 
@@ -35,7 +35,7 @@ pub async fn list(
     State(state): State<AppState>,
     member: Member,
 ) -> Result<Json<Vec<Faq>>, AppError> {
-    Ok(Json(faq::list(&state.pool, &member.tenant.schema).await?))
+    Ok(Json(faq::list(&state.db, &member.tenant.schema).await?))
 }
 
 /// One FAQ (members).
@@ -57,9 +57,7 @@ pub async fn get(
     member: Member,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Faq>, AppError> {
-    Ok(Json(
-        faq::get(&state.pool, &member.tenant.schema, id).await?,
-    ))
+    Ok(Json(faq::get(&state.db, &member.tenant.schema, id).await?))
 }
 
 /// Adds a FAQ (owners); the bot answers it at once.
@@ -82,7 +80,7 @@ pub async fn create(
     ApiJson(new): ApiJson<NewFaq>,
 ) -> Result<(StatusCode, Json<Faq>), AppError> {
     let schema = &owner.tenant.schema;
-    let created = faq::create(&state.pool, schema, new).await?;
+    let created = faq::create(&state.db, schema, new).await?;
     changed(&state, schema);
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -110,7 +108,7 @@ pub async fn update(
     ApiJson(new): ApiJson<NewFaq>,
 ) -> Result<Json<Faq>, AppError> {
     let schema = &owner.tenant.schema;
-    let updated = faq::update(&state.pool, schema, id, new).await?;
+    let updated = faq::update(&state.db, schema, id, new).await?;
     changed(&state, schema);
     Ok(Json(updated))
 }
@@ -135,7 +133,7 @@ pub async fn delete(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, AppError> {
     let schema = &owner.tenant.schema;
-    faq::delete(&state.pool, schema, id).await?;
+    faq::delete(&state.db, schema, id).await?;
     changed(&state, schema);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -173,7 +171,7 @@ pub async fn import(
 ) -> Result<Json<ImportResult>, AppError> {
     let schema = &owner.tenant.schema;
     let faqs = faq::parse_import(&body)?;
-    let imported = faq::import(&state.pool, schema, &faqs).await?;
+    let imported = faq::import(&state.db, schema, &faqs).await?;
     changed(&state, schema);
     Ok(Json(ImportResult { imported }))
 }

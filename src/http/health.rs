@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Liveness {
@@ -47,8 +47,8 @@ pub async fn healthz() -> Json<Liveness> {
 )]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = tokio::time::timeout(Duration::from_secs(1), async {
-        let client = state.pool.get().await.ok()?;
-        client.simple_query("SELECT 1").await.ok()
+        let client = state.db.shared().await.ok()?;
+        client.execute("SELECT 1", &[]).await.ok()
     })
     .await
     .ok()

@@ -1,13 +1,15 @@
 //! Django's ALLOWED_HOSTS, kept: a request whose Host is neither allowed by
 //! the settings nor a tenant's domain gets 400.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::tenancy::TenantResolver;
 use crate::tenancy::domain::host_without_port;
 
 #[derive(Debug, Clone)]
@@ -62,15 +64,20 @@ pub fn request_host(request: &Request) -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-pub async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn check(
+    State(allowed): State<Arc<AllowedHosts>>,
+    State(tenants): State<Arc<TenantResolver>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(host) = request_host(&request) else {
         return AppError::DisallowedHost(String::new()).into_response();
     };
-    if state.allowed_hosts.allows(&host) {
+    if allowed.allows(&host) {
         return next.run(request).await;
     }
     // A tenant's own domain is allowed without listing it in ALLOWED_HOSTS.
-    let known = state.tenants.by_host(&host).await;
+    let known = tenants.by_host(&host).await;
     match known {
         Ok(Some(_)) => next.run(request).await,
         Ok(None) => AppError::DisallowedHost(host).into_response(),

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 /// The Prometheus scrape: requests, latencies, answers, the pool and the model.
 #[utoipa::path(
@@ -15,7 +15,7 @@ use crate::state::AppState;
     responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text"))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    match state.metrics.render(&state.engine, &state.pool) {
+    match state.metrics.render(&state.engine, &state.db) {
         Ok(body) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot render the metrics");

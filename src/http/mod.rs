@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod operator;
 pub mod request_log;
+pub mod state;
 pub mod static_files;
 pub mod tenant;
 pub mod widget;
@@ -29,7 +30,7 @@ use utoipa_axum::routes;
 
 use crate::http::openapi::Layers;
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 /// Request bodies above this are answered 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -74,7 +75,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The OpenAPI document of [`router`]'s routes, from the same route lists.
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
+pub fn openapi_document(chat: &crate::config::ChatSettings) -> utoipa::openapi::OpenApi {
     let mut paths = utoipa::openapi::OpenApi::default();
     for (routes, layers) in [
         (open_routes(), Layers::Open),
@@ -86,7 +87,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         openapi::apply_layers(&mut api, layers);
         paths.merge(api);
     }
-    openapi::document(paths)
+    openapi::document(paths, chat)
 }
 
 /// Outside the Host check.

@@ -4,9 +4,10 @@
 //! tenant header and the errors any request may meet. Served at
 //! `/api/schema.json`, printed by `chatter openapi`, read at `/api/docs`.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use utoipa::Modify;
@@ -14,6 +15,7 @@ use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn,
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Required, ResponseBuilder, Schema};
 
+use crate::config::{ChatSettings, Settings};
 use crate::error::ErrorBody;
 
 /// What the derive contributes: the title, the security scheme, and the
@@ -63,9 +65,26 @@ pub enum Layers {
     Tenant,
 }
 
-/// The base document with the router's paths merged in.
-pub fn document(paths: OpenApi) -> OpenApi {
-    <Base as utoipa::OpenApi>::openapi().merge_from(paths)
+/// The base document with the router's paths merged in, and the limits
+/// that are settings written in (the annotations can only hold constants).
+pub fn document(paths: OpenApi, chat: &ChatSettings) -> OpenApi {
+    let mut api = <Base as utoipa::OpenApi>::openapi().merge_from(paths);
+    set_max_length(&mut api, "ChatRequest", "message", chat.max_message_chars);
+    api
+}
+
+fn set_max_length(api: &mut OpenApi, schema: &str, property: &str, max: usize) {
+    let field = api
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut(schema))
+        .and_then(|s| match s {
+            RefOr::T(Schema::Object(object)) => object.properties.get_mut(property),
+            _ => None,
+        });
+    if let Some(RefOr::T(Schema::Object(field))) = field {
+        field.max_length = Some(max);
+    }
 }
 
 /// Adds to every operation of `api` what its layers may answer.
@@ -132,7 +151,7 @@ fn add_error(operation: &mut Operation, status: u16, description: &str) {
 fn client_id_parameter() -> Parameter {
     let schema = utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
-        .pattern(Some(crate::tenancy::schema_name::PATTERN))
+        .pattern(Some(crate::db::schema_name::PATTERN))
         .build();
     ParameterBuilder::new()
         .name("X-Client-ID")
@@ -147,16 +166,22 @@ fn client_id_parameter() -> Parameter {
 }
 
 /// The document as JSON, rendered once: it depends only on the code.
-static SCHEMA_JSON: LazyLock<Result<Bytes, String>> = LazyLock::new(|| {
-    super::openapi_document()
-        .to_pretty_json()
-        .map(Bytes::from)
-        .map_err(|e| e.to_string())
-});
+/// The rendered document, made on first request from the settings.
+#[derive(Default)]
+pub struct RenderedDocument(OnceLock<Result<Bytes, String>>);
 
 /// `GET /api/schema.json`.
-pub async fn schema_json() -> Response {
-    match &*SCHEMA_JSON {
+pub async fn schema_json(
+    State(settings): State<Arc<Settings>>,
+    State(rendered): State<Arc<RenderedDocument>>,
+) -> Response {
+    let json = rendered.0.get_or_init(|| {
+        super::openapi_document(&settings.chat)
+            .to_pretty_json()
+            .map(Bytes::from)
+            .map_err(|e| e.to_string())
+    });
+    match json {
         Ok(json) => (
             [(
                 header::CONTENT_TYPE,

@@ -10,7 +10,7 @@ use crate::auth::users::{self, NewUser, Role, UserSummary};
 use crate::error::{AppError, ErrorBody};
 use crate::http::auth::Operator;
 use crate::http::json::{ApiJson, ApiPath};
-use crate::state::AppState;
+use crate::http::state::AppState;
 use crate::tenancy::events::{ChangeEvent, Signal};
 use crate::tenancy::provision::{self, DomainRow, NewTenant, TenantSummary};
 
@@ -60,7 +60,7 @@ pub async fn list_tenants(
     State(state): State<AppState>,
     _: Operator,
 ) -> Result<Json<Vec<TenantSummary>>, AppError> {
-    Ok(Json(provision::list_tenants(&state.pool).await?))
+    Ok(Json(provision::list_tenants(&state.db).await?))
 }
 
 /// Creates a tenant: its schema, migrations and default bot (operators).
@@ -89,7 +89,7 @@ pub async fn create_tenant(
         domain: body.domain.as_deref(),
         is_public: false,
     };
-    let created = provision::create_tenant(&state.pool, new).await?;
+    let created = provision::create_tenant(&state.db, new).await?;
     changed(&state);
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -114,7 +114,7 @@ pub async fn delete_tenant(
     _: Operator,
     ApiPath(schema): ApiPath<String>,
 ) -> Result<StatusCode, AppError> {
-    provision::delete_tenant(&state.pool, &schema).await?;
+    provision::delete_tenant(&state.db, &schema).await?;
     changed(&state);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -135,7 +135,7 @@ pub async fn list_domains(
     State(state): State<AppState>,
     _: Operator,
 ) -> Result<Json<Vec<DomainRow>>, AppError> {
-    Ok(Json(provision::list_domains(&state.pool).await?))
+    Ok(Json(provision::list_domains(&state.db).await?))
 }
 
 /// Routes a domain to a tenant (operators).
@@ -159,7 +159,7 @@ pub async fn add_domain(
     _: Operator,
     ApiJson(body): ApiJson<NewDomainRequest>,
 ) -> Result<(StatusCode, Json<DomainRow>), AppError> {
-    let row = provision::add_domain(&state.pool, &body.domain, &body.tenant, body.primary).await?;
+    let row = provision::add_domain(&state.db, &body.domain, &body.tenant, body.primary).await?;
     changed(&state);
     Ok((StatusCode::CREATED, Json(row)))
 }
@@ -183,7 +183,7 @@ pub async fn remove_domain(
     _: Operator,
     ApiJson(body): ApiJson<DomainToRemove>,
 ) -> Result<StatusCode, AppError> {
-    provision::remove_domain(&state.pool, &body.domain).await?;
+    provision::remove_domain(&state.db, &body.domain).await?;
     changed(&state);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -228,7 +228,7 @@ pub async fn list_users(
     State(state): State<AppState>,
     _: Operator,
 ) -> Result<Json<Vec<UserSummary>>, AppError> {
-    Ok(Json(users::list_users(&state.pool).await?))
+    Ok(Json(users::list_users(&state.db).await?))
 }
 
 /// Creates a user, optionally a member of one tenant (operators).
@@ -264,7 +264,7 @@ pub async fn create_user(
         is_operator: body.is_operator,
         membership,
     };
-    users::create_user(&state.pool, new).await?;
+    users::create_user(&state.db, new).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -293,7 +293,7 @@ pub async fn set_membership(
         .as_deref()
         .ok_or_else(|| AppError::BadRequest("role is required: owner or agent".into()))?
         .parse()?;
-    users::set_membership(&state.pool, &body.email, &body.tenant, role).await?;
+    users::set_membership(&state.db, &body.email, &body.tenant, role).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -316,6 +316,6 @@ pub async fn remove_membership(
     _: Operator,
     ApiJson(body): ApiJson<MembershipRequest>,
 ) -> Result<StatusCode, AppError> {
-    users::remove_membership(&state.pool, &body.email, &body.tenant).await?;
+    users::remove_membership(&state.db, &body.email, &body.tenant).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 use sha2::{Digest, Sha256};
 
+use crate::config::Settings;
 use crate::error::AppError;
-use crate::state::AppState;
 
 #[derive(RustEmbed)]
 #[folder = "widget/"]
@@ -280,12 +280,16 @@ impl Default for FrontPage {
 }
 
 /// `GET /`: what the platform is, the snippet, a live widget.
-pub async fn front_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let page = state.front_page.0.get_or_init(|| {
+pub async fn front_page(
+    State(front_page): State<Arc<FrontPage>>,
+    State(settings): State<Arc<Settings>>,
+    headers: HeaderMap,
+) -> Response {
+    let page = front_page.0.get_or_init(|| {
         let template = SiteFiles::get(FRONT_PAGE)?;
         let html = String::from_utf8_lossy(&template.data).replace(
             "{{public_schema}}",
-            &html_escape(&state.settings.tenancy.public_schema),
+            &html_escape(&settings.tenancy.public_schema),
         );
         Some(Asset::new(
             html.into_bytes(),

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
 use crate::http::hosts::request_host;
-use crate::state::AppState;
+use crate::http::state::AppState;
 use crate::tenancy::{SchemaName, Tenant};
 
 pub const CLIENT_ID_HEADER: &str = "x-client-id";

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio_postgres::{AsyncMessage, GenericClient};
+use tokio_postgres::AsyncMessage;
+
+use crate::db::Statements;
 
 use crate::db::tls::PgTarget;
 
@@ -45,7 +47,7 @@ impl ChangeEvent {
 
     /// Queues the event in the caller's transaction: delivered on commit,
     /// dropped on rollback.
-    pub async fn notify(&self, client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
+    pub async fn notify(&self, client: &impl Statements) -> Result<(), tokio_postgres::Error> {
         client
             .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &self.payload()])
             .await

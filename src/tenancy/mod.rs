@@ -1,21 +1,20 @@
 //! Tenancy: naming a tenant (`SchemaName`), finding the tenant of a request
-//! (`TenantResolver`), provisioning tenants and domains, and the one door to
-//! tenant data (`TenantTx`).
+//! (`TenantResolver`), provisioning tenants and domains. The door to tenant data
+//! (`TenantTx`) is `crate::db`'s.
 
 pub mod domain;
 pub mod events;
 pub mod provision;
 pub mod resolver;
-pub mod schema_name;
-pub mod tx;
 
 pub use domain::DomainName;
 pub use resolver::{Tenant, TenantResolver};
-pub use schema_name::{SchemaName, SchemaNameError};
-pub use tx::TenantTx;
+// A schema's name is the database's notion; tenancy speaks it too.
+pub use crate::db::{SchemaName, SchemaNameError};
 
 use crate::db::DbError;
 use crate::db::migrate::MigrateError;
+use crate::error_kind::{Class, Classify, Kind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenancyError {
@@ -42,3 +41,20 @@ pub enum TenancyError {
 }
 
 crate::db::db_error_conversions!(TenancyError);
+
+impl Classify for TenancyError {
+    fn kind(&self) -> Kind {
+        match self {
+            TenancyError::InvalidSchema(_)
+            | TenancyError::InvalidDomain(_)
+            | TenancyError::InvalidName => Kind::bad_input(),
+            TenancyError::UnknownTenant(_) => Kind::new(Class::NotFound, "unknown_tenant"),
+            TenancyError::UnknownDomain(_) => Kind::not_found(),
+            TenancyError::TenantExists(_)
+            | TenancyError::DomainTaken(_)
+            | TenancyError::PublicTenant(_) => Kind::conflict(),
+            TenancyError::Db(e) => e.kind(),
+            TenancyError::Migrate(e) => e.kind(),
+        }
+    }
+}

@@ -3,14 +3,14 @@
 //! Every change sends a tenancy event in its own transaction.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
 
 use crate::config::TenancySettings;
-use crate::db::migrate::migrate_tenant_in;
+use crate::db::migrate::{TenantOutcome, migrate_tenant_in, migrate_tenants};
+use crate::db::{Db, DbError, SharedTx, TenantTx};
 use crate::tenancy::events::ChangeEvent;
-use crate::tenancy::{DomainName, SchemaName, TenancyError, TenantTx};
+use crate::tenancy::{DomainName, SchemaName, TenancyError};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TenantSummary {
@@ -77,10 +77,9 @@ impl NewTenant<'_> {
 /// Creates the tenant row, its schema with every tenant migration, its
 /// `bot_config` (bot name = tenant name) and its domain, in one
 /// transaction: all of it, or nothing. Names are checked before any SQL.
-pub async fn create_tenant(pool: &Pool, new: NewTenant<'_>) -> Result<TenantSummary, TenancyError> {
+pub async fn create_tenant(db: &Db, new: NewTenant<'_>) -> Result<TenantSummary, TenancyError> {
     let new = new.checked()?;
-    let mut client = pool.get().await?;
-    let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    let tx = db.shared_tx().await?;
     let (summary, tenant_tx) = create_tenant_in(tx, &new).await?;
     tenant_tx.commit().await?;
     Ok(summary)
@@ -89,10 +88,10 @@ pub async fn create_tenant(pool: &Pool, new: NewTenant<'_>) -> Result<TenantSumm
 /// The body of `create_tenant`, in the caller's transaction, which it
 /// hands back as the new tenant's `TenantTx` uncommitted: a caller can go
 /// on writing the tenant's data (a backup import) before the one commit.
-pub async fn create_tenant_in<'a>(
-    tx: tokio_postgres::Transaction<'a>,
+pub async fn create_tenant_in(
+    tx: SharedTx,
     new: &CheckedTenant,
-) -> Result<(TenantSummary, TenantTx<'a>), TenancyError> {
+) -> Result<(TenantSummary, TenantTx), TenancyError> {
     let CheckedTenant {
         schema,
         name,
@@ -123,15 +122,15 @@ pub async fn create_tenant_in<'a>(
             false => e.into(),
         })?;
     }
-    tx.batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))
-        .await
-        .map_err(|e| match e.code() == Some(&SqlState::DUPLICATE_SCHEMA) {
+    tx.create_schema(schema).await.map_err(|e| {
+        match e.code() == Some(&SqlState::DUPLICATE_SCHEMA) {
             true => TenancyError::TenantExists(schema.to_string()),
             false => e.into(),
-        })?;
+        }
+    })?;
     ChangeEvent::Tenancy.notify(&tx).await?;
 
-    let tenant_tx = TenantTx::enter(tx, schema).await?;
+    let tenant_tx = tx.into_tenant(schema).await?;
     migrate_tenant_in(&tenant_tx).await?;
     tenant_tx
         .execute("INSERT INTO bot_config (bot_name) VALUES ($1)", &[name])
@@ -149,10 +148,9 @@ pub async fn create_tenant_in<'a>(
 }
 
 /// Drops the tenant's schema and every row that refers to it.
-pub async fn delete_tenant(pool: &Pool, schema: &str) -> Result<(), TenancyError> {
+pub async fn delete_tenant(db: &Db, schema: &str) -> Result<(), TenancyError> {
     let schema = SchemaName::parse(schema)?;
-    let mut client = pool.get().await?;
-    let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    let tx = db.shared_tx().await?;
     let row = tx
         .query_opt(
             "SELECT id, is_public FROM public.tenants WHERE schema_name = $1 FOR UPDATE",
@@ -166,11 +164,7 @@ pub async fn delete_tenant(pool: &Pool, schema: &str) -> Result<(), TenancyError
     }
     tx.execute("DELETE FROM public.tenants WHERE id = $1", &[&id])
         .await?;
-    tx.batch_execute(&format!(
-        "DROP SCHEMA IF EXISTS {} CASCADE",
-        schema.quoted()
-    ))
-    .await?;
+    tx.drop_schema(&schema).await?;
     ChangeEvent::Tenancy.notify(&tx).await?;
     tx.commit().await?;
     Ok(())
@@ -178,10 +172,9 @@ pub async fn delete_tenant(pool: &Pool, schema: &str) -> Result<(), TenancyError
 
 /// Suspends (false) or resumes (true) a tenant: a suspended tenant's routes
 /// answer 404, its data stays.
-pub async fn set_active(pool: &Pool, schema: &str, active: bool) -> Result<(), TenancyError> {
+pub async fn set_active(db: &Db, schema: &str, active: bool) -> Result<(), TenancyError> {
     let schema = SchemaName::parse(schema)?;
-    let mut client = pool.get().await?;
-    let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    let tx = db.shared_tx().await?;
     let changed = tx
         .execute(
             "UPDATE public.tenants SET is_active = $2 WHERE schema_name = $1",
@@ -197,9 +190,9 @@ pub async fn set_active(pool: &Pool, schema: &str, active: bool) -> Result<(), T
 }
 
 /// The schema of an existing tenant, or a clear "no tenant" error.
-pub async fn existing_tenant(pool: &Pool, schema: &str) -> Result<SchemaName, TenancyError> {
+pub async fn existing_tenant(db: &Db, schema: &str) -> Result<SchemaName, TenancyError> {
     let schema = SchemaName::parse(schema)?;
-    let client = pool.get().await?;
+    let client = db.shared().await?;
     client
         .query_opt(
             "SELECT 1 FROM public.tenants WHERE schema_name = $1",
@@ -210,8 +203,61 @@ pub async fn existing_tenant(pool: &Pool, schema: &str) -> Result<SchemaName, Te
     Ok(schema)
 }
 
-pub async fn list_tenants(pool: &Pool) -> Result<Vec<TenantSummary>, TenancyError> {
-    let client = pool.get().await?;
+/// Every tenant's schema in name order (only the active ones with
+/// `active_only`). A row whose name could not be a schema is logged and
+/// left out.
+pub async fn schemas(db: &Db, active_only: bool) -> Result<Vec<SchemaName>, DbError> {
+    let client = db.shared().await?;
+    let rows = client
+        .query(
+            "SELECT schema_name FROM public.tenants WHERE is_active OR NOT $1 ORDER BY schema_name",
+            &[&active_only],
+        )
+        .await?;
+    let mut schemas = Vec::with_capacity(rows.len());
+    for row in rows {
+        let raw: String = row.try_get(0)?;
+        match SchemaName::parse(&raw) {
+            Ok(schema) => schemas.push(schema),
+            Err(e) => {
+                tracing::error!(schema = %raw, error = %e, "skipping a tenant with an invalid schema name")
+            }
+        }
+    }
+    Ok(schemas)
+}
+
+/// Migrates every tenant's schema, `parallelism` at a time; a tenant that
+/// fails does not stop the others.
+pub async fn migrate_all(db: &Db, parallelism: usize) -> Result<Vec<TenantOutcome>, DbError> {
+    let schemas = schemas(db, false).await?;
+    Ok(migrate_tenants(db, schemas, parallelism).await)
+}
+
+pub async fn active_schemas(db: &Db) -> Result<Vec<SchemaName>, DbError> {
+    schemas(db, true).await
+}
+
+/// A tenant's name and domains (primary first), read inside the caller's
+/// transaction in that tenant (a backup's snapshot).
+pub async fn name_and_domains_in(
+    tx: &TenantTx,
+) -> Result<Option<(String, Vec<String>)>, tokio_postgres::Error> {
+    let row = tx
+        .query_opt(
+            "SELECT t.name, coalesce(array_agg(d.domain ORDER BY d.is_primary DESC, d.domain) \
+                             FILTER (WHERE d.domain IS NOT NULL), '{}') \
+             FROM public.tenants t LEFT JOIN public.domains d ON d.tenant_id = t.id \
+             WHERE t.schema_name = $1 GROUP BY t.id",
+            &[&tx.schema().as_str()],
+        )
+        .await?;
+    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .transpose()
+}
+
+pub async fn list_tenants(db: &Db) -> Result<Vec<TenantSummary>, TenancyError> {
+    let client = db.shared().await?;
     let rows = client
         .query(
             "SELECT t.schema_name, t.name, t.is_active, t.is_public, t.created_at, \
@@ -239,15 +285,14 @@ pub async fn list_tenants(pool: &Pool) -> Result<Vec<TenantSummary>, TenancyErro
 /// Adds `domain` to a tenant; `primary` makes it the tenant's primary
 /// domain (the previous one stays, no longer primary).
 pub async fn add_domain(
-    pool: &Pool,
+    db: &Db,
     domain: &str,
     schema: &str,
     primary: bool,
 ) -> Result<DomainRow, TenancyError> {
     let domain = DomainName::parse(domain).map_err(TenancyError::InvalidDomain)?;
     let schema = SchemaName::parse(schema)?;
-    let mut client = pool.get().await?;
-    let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    let tx = db.shared_tx().await?;
     let tenant_id: i64 = tx
         .query_opt(
             "SELECT id FROM public.tenants WHERE schema_name = $1",
@@ -279,10 +324,9 @@ pub async fn add_domain(
 
 /// Makes `domain` its tenant's primary domain; the tenant's other domains
 /// stay, no longer primary.
-pub async fn make_primary(pool: &Pool, domain: &str) -> Result<DomainRow, TenancyError> {
+pub async fn make_primary(db: &Db, domain: &str) -> Result<DomainRow, TenancyError> {
     let domain = DomainName::parse(domain).map_err(TenancyError::InvalidDomain)?;
-    let mut client = pool.get().await?;
-    let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    let tx = db.shared_tx().await?;
     let row = tx
         .query_opt(
             "SELECT d.tenant_id, t.schema_name FROM public.domains d \
@@ -305,7 +349,7 @@ pub async fn make_primary(pool: &Pool, domain: &str) -> Result<DomainRow, Tenanc
 /// One primary domain per tenant: `domain` (already the tenant's) becomes
 /// it, every other one of the tenant's domains stops being it.
 async fn set_primary_in(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &SharedTx,
     tenant_id: i64,
     domain: &DomainName,
 ) -> Result<(), TenancyError> {
@@ -325,10 +369,9 @@ async fn set_primary_in(
     Ok(())
 }
 
-pub async fn remove_domain(pool: &Pool, domain: &str) -> Result<(), TenancyError> {
+pub async fn remove_domain(db: &Db, domain: &str) -> Result<(), TenancyError> {
     let domain = DomainName::parse(domain).map_err(TenancyError::InvalidDomain)?;
-    let mut client = pool.get().await?;
-    let tx = tokio_postgres::Client::transaction(&mut client).await?;
+    let tx = db.shared_tx().await?;
     let removed = tx
         .execute(
             "DELETE FROM public.domains WHERE domain = $1",
@@ -343,8 +386,8 @@ pub async fn remove_domain(pool: &Pool, domain: &str) -> Result<(), TenancyError
     Ok(())
 }
 
-pub async fn list_domains(pool: &Pool) -> Result<Vec<DomainRow>, TenancyError> {
-    let client = pool.get().await?;
+pub async fn list_domains(db: &Db) -> Result<Vec<DomainRow>, TenancyError> {
+    let client = db.shared().await?;
     let rows = client
         .query(
             "SELECT d.domain, t.schema_name, d.is_primary \
@@ -368,10 +411,10 @@ pub async fn list_domains(pool: &Pool) -> Result<Vec<DomainRow>, TenancyError> {
 /// external host name) is its primary domain. Replicas starting together
 /// may race; the loser's unique violation means the work is done.
 pub async fn bootstrap_public_tenant(
-    pool: &Pool,
+    db: &Db,
     tenancy: &TenancySettings,
 ) -> Result<String, TenancyError> {
-    let client = pool.get().await?;
+    let client = db.shared().await?;
     let existing: Option<String> = client
         .query_opt(
             "SELECT schema_name FROM public.tenants WHERE is_public",
@@ -390,7 +433,7 @@ pub async fn bootstrap_public_tenant(
                 domain: None,
                 is_public: true,
             };
-            match create_tenant(pool, new).await {
+            match create_tenant(db, new).await {
                 Ok(_) => {
                     tracing::info!(schema = %tenancy.public_schema, "created the public tenant")
                 }
@@ -401,7 +444,7 @@ pub async fn bootstrap_public_tenant(
         }
     };
     if let Some(domain) = &tenancy.public_domain {
-        let client = pool.get().await?;
+        let client = db.shared().await?;
         let owner: Option<String> = client
             .query_opt(
                 "SELECT t.schema_name FROM public.domains d JOIN public.tenants t ON t.id = d.tenant_id \
@@ -413,7 +456,7 @@ pub async fn bootstrap_public_tenant(
             .transpose()?;
         drop(client);
         match owner {
-            None => match add_domain(pool, domain, &schema, true).await {
+            None => match add_domain(db, domain, &schema, true).await {
                 Ok(_) => {
                     tracing::info!(%domain, "the public domain now points at the public tenant")
                 }

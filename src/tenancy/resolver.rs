@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
+use crate::db::Db;
 use serde::Serialize;
 use tokio_postgres::Row;
 use tokio_postgres::types::Type;
@@ -39,15 +39,15 @@ impl Tenant {
 type Entry = Option<Arc<Tenant>>;
 
 pub struct TenantResolver {
-    pool: Pool,
+    db: Db,
     by_client_id: InvalidatingCache<String, Entry>,
     by_host: InvalidatingCache<String, Entry>,
 }
 
 impl TenantResolver {
-    pub fn new(pool: Pool, capacity: usize) -> Self {
+    pub fn new(db: Db, capacity: usize) -> Self {
         Self {
-            pool,
+            db,
             by_client_id: InvalidatingCache::new(capacity),
             by_host: InvalidatingCache::new(capacity),
         }
@@ -97,7 +97,7 @@ impl TenantResolver {
         param: &str,
     ) -> Result<Entry, DbError> {
         let ticket = cache.ticket();
-        let client = self.pool.get().await?;
+        let client = self.db.shared().await?;
         let row = client
             .query_typed(sql, &[(&param, Type::TEXT)])
             .await?

@@ -15,7 +15,7 @@ const PASSWORD: &str = "correct horse battery";
 
 async fn with_user(app: &TestApp, membership: Option<(&str, Role)>, operator: bool) {
     users::create_user(
-        &app.pool,
+        &app.handle,
         NewUser {
             email: EMAIL,
             password: PASSWORD,
@@ -268,7 +268,7 @@ async fn member_admits_members_and_operators_only() {
     app.create_tenant("other", "Other", None).await;
     with_user(&app, Some(("shop", Role::Agent)), false).await;
     users::create_user(
-        &app.pool,
+        &app.handle,
         NewUser {
             email: "op@example.com",
             password: PASSWORD,

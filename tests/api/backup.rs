@@ -67,7 +67,7 @@ async fn app_with_a_lived_in_tenant() -> TestApp {
         alternatives: alts.iter().map(|s| s.to_string()).collect(),
     };
     faq::import(
-        &app.pool,
+        &app.handle,
         &schema("orig"),
         &[
             new(
@@ -140,7 +140,7 @@ async fn app_with_a_lived_in_tenant() -> TestApp {
 #[tokio::test]
 async fn backup_round_trips_a_tenant_row_for_row() {
     let app = app_with_a_lived_in_tenant().await;
-    let first = backup::export(&app.pool, &schema("orig")).await.unwrap();
+    let first = backup::export(&app.handle, &schema("orig")).await.unwrap();
     assert_eq!(first.domains, vec!["orig.test"]);
     assert_eq!(first.faqs.len(), 3);
     assert_eq!(first.conversations.len(), 2);
@@ -149,7 +149,7 @@ async fn backup_round_trips_a_tenant_row_for_row() {
     // Through the file format, as the CLI does.
     let bytes = serde_json::to_vec(&first).unwrap();
     let archive = TenantArchive::from_json(&bytes).unwrap();
-    let imported = backup::import(&app.pool, &archive, Some("copy"))
+    let imported = backup::import(&app.handle, &archive, Some("copy"))
         .await
         .unwrap();
     assert_eq!(imported.as_str(), "copy");
@@ -181,7 +181,7 @@ async fn backup_round_trips_a_tenant_row_for_row() {
     );
 
     // Re-exported: the same, but for the schema and the domains left behind.
-    let second = backup::export(&app.pool, &schema("copy")).await.unwrap();
+    let second = backup::export(&app.handle, &schema("copy")).await.unwrap();
     assert_eq!(second.schema, "copy");
     assert!(second.domains.is_empty());
     let mut normalized = second.clone();
@@ -226,7 +226,7 @@ async fn backup_round_trips_a_tenant_row_for_row() {
 #[tokio::test]
 async fn backup_refuses_an_existing_schema_and_changes_nothing() {
     let app = app_with_a_lived_in_tenant().await;
-    let archive = backup::export(&app.pool, &schema("orig")).await.unwrap();
+    let archive = backup::export(&app.handle, &schema("orig")).await.unwrap();
     let before: Vec<Vec<serde_json::Value>> = {
         let mut all = Vec::new();
         for table in TABLES {
@@ -238,7 +238,9 @@ async fn backup_refuses_an_existing_schema_and_changes_nothing() {
     let tenants_before = count(&app.pool, tenants).await;
 
     // Into itself (no --as): the tenant exists.
-    let err = backup::import(&app.pool, &archive, None).await.unwrap_err();
+    let err = backup::import(&app.handle, &archive, None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, BackupError::Tenancy(TenancyError::TenantExists(ref s)) if s == "orig"),
         "{err}"
@@ -246,7 +248,7 @@ async fn backup_refuses_an_existing_schema_and_changes_nothing() {
     // Into a schema that is no tenant's but exists.
     let client = app.pool.get().await.unwrap();
     client.batch_execute("CREATE SCHEMA stray").await.unwrap();
-    let err = backup::import(&app.pool, &archive, Some("stray"))
+    let err = backup::import(&app.handle, &archive, Some("stray"))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
@@ -264,7 +266,7 @@ async fn backup_refuses_an_existing_schema_and_changes_nothing() {
         assert_eq!(rows(&app.pool, "orig", table).await, before, "{table}");
     }
 
-    let err = backup::export(&app.pool, &schema("nobody"))
+    let err = backup::export(&app.handle, &schema("nobody"))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no tenant"), "{err}");
@@ -273,7 +275,7 @@ async fn backup_refuses_an_existing_schema_and_changes_nothing() {
 #[tokio::test]
 async fn backup_names_a_truncated_file_or_another_version() {
     let app = app_with_a_lived_in_tenant().await;
-    let archive = backup::export(&app.pool, &schema("orig")).await.unwrap();
+    let archive = backup::export(&app.handle, &schema("orig")).await.unwrap();
     let bytes = serde_json::to_vec(&archive).unwrap();
     let err = TenantArchive::from_json(&bytes[..bytes.len() - 20]).unwrap_err();
     assert!(err.to_string().contains("not valid JSON"), "{err}");

@@ -20,7 +20,7 @@ pub async fn setup() -> (TestApp, String, String, String) {
         ("owner@other.test", "other", Role::Owner),
     ] {
         users::create_user(
-            &app.pool,
+            &app.handle,
             NewUser {
                 email,
                 password: PASSWORD,
@@ -53,7 +53,7 @@ pub async fn sign_in(app: &TestApp, email: &str) -> String {
 /// A new operator's token.
 pub async fn operator(app: &TestApp) -> String {
     users::create_user(
-        &app.pool,
+        &app.handle,
         NewUser {
             email: "op@platform.test",
             password: PASSWORD,

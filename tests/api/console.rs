@@ -6,14 +6,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chatter::conversations::{self, Filter};
+use chatter::db::Db;
 use chatter::db::migrate;
 use chatter::tenancy::SchemaName;
 use chatter::tenancy::provision::{self, NewTenant};
-use deadpool_postgres::Pool;
 
 use crate::helpers::TestDb;
 
-async fn tenant(pool: &Pool, schema: &str, name: &str) -> SchemaName {
+async fn tenant(pool: &Db, schema: &str, name: &str) -> SchemaName {
     provision::create_tenant(
         pool,
         NewTenant {
@@ -31,16 +31,13 @@ async fn tenant(pool: &Pool, schema: &str, name: &str) -> SchemaName {
 /// A conversation of `turns` (visitor text, answered?) whose last message
 /// is `minutes_ago` old.
 async fn seed_conversation(
-    pool: &Pool,
+    pool: &Db,
     schema: &SchemaName,
     session: &str,
     minutes_ago: i32,
     turns: &[(&str, bool)],
 ) {
-    let mut client = pool.get().await.unwrap();
-    let tx = chatter::tenancy::TenantTx::begin(&mut client, schema)
-        .await
-        .unwrap();
+    let tx = pool.tenant(schema).await.unwrap();
     let faq: i64 = tx
         .query_one(
             "INSERT INTO faqs (question, answer) VALUES ('Opening hours?', 'Nine to five.') RETURNING id",
@@ -85,7 +82,7 @@ async fn seed_conversation(
 #[tokio::test]
 async fn latest_conversations_across_tenants_and_make_primary() {
     let db = TestDb::create().await;
-    let pool = db.pool(2);
+    let pool = db.handle(2);
     migrate::migrate_shared(&pool).await.unwrap();
     let acme = tenant(&pool, "acme", "Acme").await;
     let bikes = tenant(&pool, "bikes", "Bikes").await;
@@ -267,7 +264,7 @@ fn wait_for_file(path: &Path) -> String {
 #[tokio::test]
 async fn the_console_in_tmux_lists_creates_opens_and_quits() {
     let db = TestDb::create().await;
-    let pool = db.pool(2);
+    let pool = db.handle(2);
     migrate::migrate_shared(&pool).await.unwrap();
     let acme = tenant(&pool, "acme", "Acme Corp").await;
     seed_conversation(

@@ -65,7 +65,7 @@ async fn an_exhausted_pool_answers_503_promptly() {
     })
     .await;
     app.create_tenant("busy_co", "Busy", None).await;
-    let held = app.state.pool.get().await.unwrap();
+    let held = app.state.db.shared().await.unwrap();
     let started = Instant::now();
     let response = app
         .get("/api/widget/config")

@@ -11,17 +11,17 @@ use std::time::Duration;
 
 use chatter::app::{Application, ModelChoice};
 use chatter::config::{Secret, Settings};
-use chatter::db::pool::build_pool;
+use chatter::db::Db;
 use chatter::db::tls::PgTarget;
 use chatter::engine::Engine;
 use chatter::engine::hashing::HashingEmbedder;
 use chatter::engine::worker::{EmbeddingQueue, WorkerSettings};
 use chatter::faq::{self, NewFaq};
+use chatter::http::state::AppState;
 use chatter::metrics::Metrics;
-use chatter::state::AppState;
 use chatter::tenancy::SchemaName;
 use chatter::tenancy::provision::{self, NewTenant};
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use rand::Rng;
 use tokio_postgres::NoTls;
 
@@ -62,10 +62,29 @@ impl TestDb {
         Self { name, url }
     }
 
+    /// A raw pool, for what a test checks or breaks behind the app's back.
     pub fn pool(&self, size: usize) -> Pool {
+        let target = PgTarget::from_url(&self.url).expect("url");
+        let manager = Manager::from_config(
+            target.config,
+            target.tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(size)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .expect("pool")
+    }
+
+    /// The door to the data (`chatter::db::Db`), as another process (the
+    /// CLI) would have.
+    pub fn handle(&self, size: usize) -> Db {
         let mut settings = Settings::default().database;
         settings.pool_size = size;
-        build_pool(PgTarget::from_url(&self.url).expect("url"), &settings).expect("pool")
+        Db::connect(PgTarget::from_url(&self.url).expect("url"), &settings).expect("db")
     }
 }
 
@@ -121,8 +140,11 @@ pub struct TestApp {
     pub addr: String,
     pub http: reqwest::Client,
     pub state: AppState,
-    /// A pool of the test's own, as another process (the CLI) would have.
+    /// A raw pool of the test's own, for checks behind the app's back.
     pub pool: Pool,
+    /// The door to the data of the test's own, as another process (the
+    /// CLI) would have.
+    pub handle: Db,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     // Last: the database outlives the server.
@@ -195,6 +217,7 @@ pub async fn spawn_app_with_metrics(
         http: reqwest::Client::new(),
         state,
         pool: db.pool(4),
+        handle: db.handle(4),
         shutdown: Some(tx),
         server: Some(server),
         db,
@@ -208,7 +231,7 @@ impl TestApp {
 
     pub async fn create_tenant(&self, schema: &str, name: &str, domain: Option<&str>) {
         provision::create_tenant(
-            &self.pool,
+            &self.handle,
             NewTenant {
                 schema,
                 name,
@@ -249,7 +272,7 @@ impl TestApp {
                 alternatives: vec![],
             })
             .collect();
-        faq::import(&self.pool, &SchemaName::parse(schema).unwrap(), &faqs)
+        faq::import(&self.handle, &SchemaName::parse(schema).unwrap(), &faqs)
             .await
             .expect("faqs imported");
     }

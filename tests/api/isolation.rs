@@ -2,16 +2,17 @@
 
 use std::sync::Arc;
 
+use chatter::db::Db;
 use chatter::db::migrate;
+use chatter::tenancy::SchemaName;
 use chatter::tenancy::provision::{self, NewTenant};
-use chatter::tenancy::{SchemaName, TenantTx};
 use futures_util::StreamExt;
 use tokio_postgres::error::SqlState;
 
 use crate::helpers::TestDb;
 
-async fn two_tenants(db: &TestDb) -> deadpool_postgres::Pool {
-    let pool = db.pool(2);
+async fn two_tenants(db: &TestDb) -> Db {
+    let pool = db.handle(2);
     migrate::migrate_shared(&pool).await.unwrap();
     for (schema, name) in [("alpha", "Alpha"), ("beta", "Beta")] {
         provision::create_tenant(
@@ -26,8 +27,7 @@ async fn two_tenants(db: &TestDb) -> deadpool_postgres::Pool {
         .await
         .unwrap();
         let schema = SchemaName::parse(schema).unwrap();
-        let mut client = pool.get().await.unwrap();
-        let tx = TenantTx::begin(&mut client, &schema).await.unwrap();
+        let tx = pool.tenant(&schema).await.unwrap();
         for i in 0..3 {
             tx.execute(
                 "INSERT INTO faqs (question, answer) VALUES ($1, $2)",
@@ -59,8 +59,7 @@ async fn concurrent_requests_over_a_tiny_pool_see_only_their_tenant() {
             (beta.clone(), "Beta")
         };
         async move {
-            let mut client = pool.get().await.unwrap();
-            let tx = TenantTx::begin(&mut client, &schema).await.unwrap();
+            let tx = pool.tenant(&schema).await.unwrap();
             // Every third request fails mid-way and rolls back: that must not leak either.
             if i % 3 == 0 {
                 let _ = tx.execute("SELECT * FROM no_such_table", &[]).await;
@@ -91,7 +90,7 @@ async fn concurrent_requests_over_a_tiny_pool_see_only_their_tenant() {
             "{prefix}: {questions:?}"
         );
     }
-    let client = pool.get().await.unwrap();
+    let client = pool.shared().await.unwrap();
     let path: String = client
         .query_one("SHOW search_path", &[])
         .await
@@ -108,11 +107,12 @@ async fn a_savepoint_rollback_keeps_the_tenant_schema() {
     let db = TestDb::create().await;
     let pool = two_tenants(&db).await;
     let alpha = SchemaName::parse("alpha").unwrap();
-    let mut client = pool.get().await.unwrap();
-    let mut tx = TenantTx::begin(&mut client, &alpha).await.unwrap();
+    let mut tx = pool.tenant(&alpha).await.unwrap();
     {
         let sp = tx.savepoint("nested").await.unwrap();
-        sp.batch_execute("SET LOCAL search_path TO beta")
+        // The door has no way to set the path; SQL still can, and a
+        // savepoint's rollback must undo it.
+        sp.execute("SELECT set_config('search_path', 'beta', true)", &[])
             .await
             .unwrap();
         let _ = sp.execute("SELECT * FROM no_such_table", &[]).await;
@@ -131,14 +131,14 @@ async fn a_savepoint_rollback_keeps_the_tenant_schema() {
 async fn a_table_missing_from_the_tenant_schema_is_an_error_not_public() {
     let db = TestDb::create().await;
     let pool = two_tenants(&db).await;
-    let client = pool.get().await.unwrap();
+    let client = db.pool(1).get().await.unwrap();
     client
         .batch_execute("CREATE TABLE public.only_shared (secret text); INSERT INTO public.only_shared VALUES ('x')")
         .await
         .unwrap();
     drop(client);
-    let mut client = pool.get().await.unwrap();
-    let tx = TenantTx::begin(&mut client, &SchemaName::parse("alpha").unwrap())
+    let tx = pool
+        .tenant(&SchemaName::parse("alpha").unwrap())
         .await
         .unwrap();
     let err = tx
@@ -151,10 +151,10 @@ async fn a_table_missing_from_the_tenant_schema_is_an_error_not_public() {
 #[tokio::test]
 async fn bad_schema_names_are_refused_before_any_ddl() {
     let db = TestDb::create().await;
-    let pool = db.pool(2);
+    let pool = db.handle(2);
     migrate::migrate_shared(&pool).await.unwrap();
     let count_schemas = || async {
-        let client = pool.get().await.unwrap();
+        let client = pool.shared().await.unwrap();
         client
             .query_one("SELECT count(*) FROM pg_namespace", &[])
             .await
@@ -193,7 +193,7 @@ async fn bad_schema_names_are_refused_before_any_ddl() {
 #[tokio::test]
 async fn tenant_create_is_all_or_nothing() {
     let db = TestDb::create().await;
-    let pool = db.pool(2);
+    let pool = db.handle(2);
     migrate::migrate_shared(&pool).await.unwrap();
     provision::create_tenant(
         &pool,
@@ -219,7 +219,7 @@ async fn tenant_create_is_all_or_nothing() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("shared.test"), "{err}");
-    let client = pool.get().await.unwrap();
+    let client = pool.shared().await.unwrap();
     let schema_exists = client
         .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = 'second'", &[])
         .await
@@ -247,4 +247,49 @@ async fn tenant_create_is_all_or_nothing() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
+}
+
+/// A tenant transaction dropped mid-way (a cancelled request) is rolled
+/// back before its connection serves anyone else: nothing it wrote stays,
+/// and the next user finds the default search_path.
+#[tokio::test]
+async fn a_tenant_transaction_dropped_unfinished_leaves_nothing_behind() {
+    let db = TestDb::create().await;
+    let handle = two_tenants(&db).await;
+    let one = {
+        let mut settings = chatter::config::Settings::default().database;
+        settings.pool_size = 1;
+        Db::connect(
+            chatter::db::tls::PgTarget::from_url(&db.url).unwrap(),
+            &settings,
+        )
+        .unwrap()
+    };
+    drop(handle);
+    let alpha = SchemaName::parse("alpha").unwrap();
+    let tx = one.tenant(&alpha).await.unwrap();
+    tx.execute(
+        "INSERT INTO faqs (question, answer) VALUES ('left behind?', 'no')",
+        &[],
+    )
+    .await
+    .unwrap();
+    drop(tx);
+    // The pool's one connection: the same session the dropped transaction used.
+    let client = one.shared().await.unwrap();
+    let path: String = client
+        .query_one("SHOW search_path", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(path, "\"$user\", public");
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM alpha.faqs WHERE question = 'left behind?'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
 }

@@ -7,7 +7,7 @@ use crate::helpers::TestDb;
 #[tokio::test]
 async fn each_tenant_schema_keeps_its_own_history_and_failures_are_named() {
     let db = TestDb::create().await;
-    let pool = db.pool(4);
+    let pool = db.handle(4);
     assert!(migrate::migrate_shared(&pool).await.unwrap() >= 1);
     assert_eq!(
         migrate::migrate_shared(&pool).await.unwrap(),
@@ -27,7 +27,7 @@ async fn each_tenant_schema_keeps_its_own_history_and_failures_are_named() {
         .await
         .unwrap();
     }
-    let client = pool.get().await.unwrap();
+    let client = pool.shared().await.unwrap();
     for schema in ["t_one", "t_two", "t_three"] {
         let versions: i64 = client
             .query_one(
@@ -41,10 +41,13 @@ async fn each_tenant_schema_keeps_its_own_history_and_failures_are_named() {
     }
     // Corrupt one tenant's history: that tenant fails, by name; the others migrate.
     client
-        .batch_execute("UPDATE t_two.refinery_schema_history SET checksum = '1'")
+        .execute(
+            "UPDATE t_two.refinery_schema_history SET checksum = '1'",
+            &[],
+        )
         .await
         .unwrap();
-    let outcomes = migrate::migrate_tenants(&pool, 2).await.unwrap();
+    let outcomes = provision::migrate_all(&pool, 2).await.unwrap();
     assert_eq!(outcomes.len(), 3);
     for outcome in outcomes {
         match outcome.schema.as_str() {

@@ -80,7 +80,7 @@ async fn app_with_eval_set(tenants: &[&str]) -> (TestApp, Eval) {
                 ..f.clone()
             })
             .collect();
-        faq::import(&app.pool, &SchemaName::parse(tenant).unwrap(), &faqs)
+        faq::import(&app.handle, &SchemaName::parse(tenant).unwrap(), &faqs)
             .await
             .unwrap();
         let client = app.pool.get().await.unwrap();

@@ -75,7 +75,7 @@ async fn a_suspended_tenant_is_404() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
-    provision::set_active(&app.pool, "sleepy", false)
+    provision::set_active(&app.handle, "sleepy", false)
         .await
         .unwrap();
     let status = poll_status(&app, "sleepy", 404).await;
@@ -103,7 +103,7 @@ async fn a_deleted_tenant_is_404_at_once() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200, "cached by host too");
-    provision::delete_tenant(&app.pool, "gone").await.unwrap();
+    provision::delete_tenant(&app.handle, "gone").await.unwrap();
     let started = Instant::now();
     assert_eq!(poll_status(&app, "gone", 404).await, 404);
     // LISTEN/NOTIFY delivery: well under a second, never a cache lifetime.
@@ -155,7 +155,7 @@ async fn the_public_tenant_and_its_domain_exist_on_first_start() {
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["client_id"], "public_tenant");
-    let domains = provision::list_domains(&app.pool).await.unwrap();
+    let domains = provision::list_domains(&app.handle).await.unwrap();
     assert!(
         domains
             .iter()

@@ -3,9 +3,8 @@
 //! issued to `localhost`).
 
 use chatter::config::{Secret, Settings};
-use chatter::db::pool::build_pool;
+use chatter::db::Db;
 use chatter::db::tls::PgTarget;
-use deadpool_postgres::Pool;
 
 use crate::helpers::admin_url;
 
@@ -19,13 +18,13 @@ fn with(url: &str, query: &str) -> String {
 /// Whether the session `url` opens is encrypted, or the connection error.
 async fn encrypted(url: &str) -> Result<bool, String> {
     let target = PgTarget::from_url(url).map_err(|e| e.to_string())?;
-    let pool = build_pool(target, &Settings::default().database).map_err(|e| e.to_string())?;
-    session_is_encrypted(&pool).await
+    let db = Db::connect(target, &Settings::default().database).map_err(|e| e.to_string())?;
+    session_is_encrypted(&db).await
 }
 
 /// Whether a session of `pool` is encrypted, as the server sees it.
-async fn session_is_encrypted(pool: &Pool) -> Result<bool, String> {
-    let client = pool.get().await.map_err(|e| format!("{e:?}"))?;
+async fn session_is_encrypted(db: &Db) -> Result<bool, String> {
+    let client = db.shared().await.map_err(|e| format!("{e:?}"))?;
     let row = client
         .query_one(
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
@@ -92,7 +91,7 @@ async fn the_server_runs_over_tls_end_to_end() {
         settings.database.url = Some(Secret::new(with(&url, "sslmode=require")));
     })
     .await;
-    assert_eq!(session_is_encrypted(&app.state.pool).await, Ok(true));
+    assert_eq!(session_is_encrypted(&app.state.db).await, Ok(true));
     // A change made elsewhere reaches the server through its TLS LISTEN:
     // the host it answered "unknown" (and cached) starts to route.
     let status = || async {

@@ -125,7 +125,7 @@ async fn widget_files_are_served_typed_cached_and_compressed_once() {
 
 async fn set_origins(app: &TestApp, schema: &str, origins: &[&str]) {
     bot_config::update(
-        &app.pool,
+        &app.handle,
         &SchemaName::parse(schema).unwrap(),
         BotConfigUpdate {
             allowed_origins: Some(origins.iter().map(|o| o.to_string()).collect()),

@@ -1,19 +1,26 @@
-//! Answering a visitor: embed the message, find the nearest FAQ in the
-//! tenant's index, decide between its answer, a fallback with suggestions,
-//! and a plain fallback; then store the exchange. Also what the widget asks
+//! Answering a visitor: `Answerer` (the use case: check, embed, decide,
+//! store); `decide`, between an FAQ's answer, a fallback with suggestions,
+//! and a plain fallback; storing the exchange. Also what the widget asks
 //! of a stored conversation: its messages back (a reload continues the
 //! conversation) and the visitor's thumbs up or down on an answer.
 
+pub mod answerer;
+
+pub use answerer::{Answerer, Question, Reply, check_message};
+
+use crate::db::Db;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
 use rand::RngCore;
 use serde::Serialize;
 
 use crate::bot_config::BotConfig;
 use crate::config::ChatSettings;
 use crate::db::DbError;
+use crate::engine::EngineError;
 use crate::engine::index::FaqIndex;
-use crate::tenancy::{SchemaName, TenantTx};
+use crate::error_kind::{Class, Classify, Kind};
+use crate::faq::FaqError;
+use crate::tenancy::SchemaName;
 
 /// What the bot says, before it is stored.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -81,6 +88,12 @@ pub fn is_session_id(raw: &str) -> bool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
+    #[error("message is empty")]
+    EmptyMessage,
+    #[error("message is longer than {0} characters")]
+    TooLong(usize),
+    #[error("message may not contain NUL (\\u0000) characters")]
+    Nul,
     #[error("session_id must be the 32 hex digits the chat answered with")]
     InvalidSession,
     #[error("no conversation with that session id")]
@@ -88,10 +101,30 @@ pub enum ChatError {
     #[error("no answer {0} in this conversation")]
     UnknownMessage(i64),
     #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The FAQ index could not be built.
+    #[error(transparent)]
+    Index(#[from] FaqError),
+    #[error(transparent)]
     Db(#[from] DbError),
 }
 
 crate::db::db_error_conversions!(ChatError);
+
+impl Classify for ChatError {
+    fn kind(&self) -> Kind {
+        match self {
+            ChatError::EmptyMessage | ChatError::TooLong(_) | ChatError::Nul => {
+                Kind::new(Class::BadInput, "bad_request")
+            }
+            ChatError::InvalidSession => Kind::bad_input(),
+            ChatError::UnknownSession | ChatError::UnknownMessage(_) => Kind::not_found(),
+            ChatError::Engine(e) => e.kind(),
+            ChatError::Index(e) => e.kind(),
+            ChatError::Db(e) => e.kind(),
+        }
+    }
+}
 
 /// Where an exchange was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,15 +138,14 @@ pub struct Stored {
 /// of `session_id`, or in a new conversation with a new id when that one is
 /// missing, malformed or unknown here.
 pub async fn store_exchange(
-    pool: &Pool,
+    db: &Db,
     schema: &SchemaName,
     session_id: Option<&str>,
     origin: Option<&str>,
     message: &str,
     answer: &Answer,
 ) -> Result<Stored, DbError> {
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+    let tx = db.tenant(schema).await?;
     let existing = match session_id.filter(|s| is_session_id(s)) {
         Some(id) => tx
             .query_opt(
@@ -181,15 +213,14 @@ pub struct HistoryMessage {
 /// The conversation of `session_id`, oldest message first (the latest
 /// `HISTORY_LIMIT`). Only that session's: the id is the visitor's secret.
 pub async fn history(
-    pool: &Pool,
+    db: &Db,
     schema: &SchemaName,
     session_id: &str,
 ) -> Result<Vec<HistoryMessage>, ChatError> {
     if !is_session_id(session_id) {
         return Err(ChatError::InvalidSession);
     }
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+    let tx = db.tenant(schema).await?;
     let conversation: i64 = tx
         .query_opt(
             "SELECT id FROM conversations WHERE session_id = $1",
@@ -223,7 +254,7 @@ pub async fn history(
 /// Records the visitor's verdict on one bot answer of their own
 /// conversation; a second verdict replaces the first.
 pub async fn record_feedback(
-    pool: &Pool,
+    db: &Db,
     schema: &SchemaName,
     session_id: &str,
     message_id: i64,
@@ -232,8 +263,7 @@ pub async fn record_feedback(
     if !is_session_id(session_id) {
         return Err(ChatError::InvalidSession);
     }
-    let mut client = pool.get().await?;
-    let tx = TenantTx::begin(&mut client, schema).await?;
+    let tx = db.tenant(schema).await?;
     let stored = tx
         .execute(
             "INSERT INTO feedback (message_id, helpful) \

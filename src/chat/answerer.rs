@@ -1,0 +1,135 @@
+//! `Answerer`: the chat use case, with one owner. A visitor's message is
+//! checked (empty, too long, NUL), embedded while the tenant's FAQ index
+//! and bot settings are fetched (each cached), answered by `decide`, and
+//! the exchange stored. The HTTP route, `chatter ask` and the console all
+//! go through here; none of them needs the others' state.
+
+use std::sync::Arc;
+
+use crate::bot_config::BotConfigCache;
+use crate::chat::{self, Answer, ChatError, Stored};
+use crate::config::ChatSettings;
+use crate::db::{Db, SchemaName};
+use crate::engine::index::IndexCache;
+use crate::engine::{Engine, EngineError};
+use crate::faq;
+
+/// A visitor's message and where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    /// The conversation to continue; none (or an unknown one) starts one.
+    pub session_id: Option<&'a str>,
+    /// The page's origin, kept with a new conversation.
+    pub origin: Option<&'a str>,
+    pub message: &'a str,
+}
+
+/// The bot's answer, and where the exchange was stored.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub answer: Answer,
+    pub stored: Stored,
+}
+
+/// The message as the bot reads it (trimmed), or why it cannot be: what
+/// every way of asking checks before any work.
+pub fn check_message<'m>(message: &'m str, settings: &ChatSettings) -> Result<&'m str, ChatError> {
+    let message = message.trim();
+    if message.is_empty() {
+        return Err(ChatError::EmptyMessage);
+    }
+    let limit = settings.max_message_chars;
+    if message.chars().count() > limit {
+        return Err(ChatError::TooLong(limit));
+    }
+    // PostgreSQL cannot store NUL: refused before any inference.
+    if message.contains('\0') {
+        return Err(ChatError::Nul);
+    }
+    Ok(message)
+}
+
+pub struct Answerer {
+    db: Db,
+    engine: Arc<Engine>,
+    indexes: IndexCache,
+    bot_configs: Arc<BotConfigCache>,
+    settings: ChatSettings,
+}
+
+impl Answerer {
+    /// `bot_configs` is shared with the routes that read the settings
+    /// (widget config, CORS); `cache_capacity` bounds the FAQ indexes kept.
+    pub fn new(
+        db: Db,
+        engine: Arc<Engine>,
+        bot_configs: Arc<BotConfigCache>,
+        settings: ChatSettings,
+        cache_capacity: usize,
+    ) -> Self {
+        Self {
+            db,
+            engine,
+            indexes: IndexCache::new(cache_capacity),
+            bot_configs,
+            settings,
+        }
+    }
+
+    /// The message as the bot reads it, or why it cannot be.
+    pub fn check<'m>(&self, message: &'m str) -> Result<&'m str, ChatError> {
+        check_message(message, &self.settings)
+    }
+
+    /// What the bot would answer, storing nothing (`chatter ask`, tries).
+    pub async fn answer(&self, schema: &SchemaName, message: &str) -> Result<Answer, ChatError> {
+        let message = self.check(message)?;
+        self.decide(schema, message).await
+    }
+
+    /// Answers the visitor and stores the exchange.
+    pub async fn respond(
+        &self,
+        schema: &SchemaName,
+        question: Question<'_>,
+    ) -> Result<Reply, ChatError> {
+        let message = self.check(question.message)?;
+        let answer = self.decide(schema, message).await?;
+        let stored = chat::store_exchange(
+            &self.db,
+            schema,
+            question.session_id,
+            question.origin,
+            message,
+            &answer,
+        )
+        .await?;
+        Ok(Reply { answer, stored })
+    }
+
+    /// The query is embedded while the tenant's index is fetched (or built).
+    async fn decide(&self, schema: &SchemaName, message: &str) -> Result<Answer, ChatError> {
+        let queue = self.engine.queue()?;
+        let embed = async {
+            let mut vectors = queue.embed(vec![message.to_string()]).await?;
+            vectors.pop().ok_or(EngineError::Stopped)
+        };
+        let index = self
+            .indexes
+            .get_or_build(schema, || faq::load_index(&self.db, schema, &queue));
+        let bot = self.bot_configs.get(schema);
+        let (vector, index, bot) = tokio::join!(embed, index, bot);
+        let (vector, index, bot) = (vector?, index?, bot?);
+        Ok(chat::decide(&index, &vector, &bot, &self.settings))
+    }
+
+    /// A tenant's FAQs changed: its index is rebuilt on the next question.
+    pub fn faqs_changed(&self, schema: &SchemaName) {
+        self.indexes.invalidate(schema);
+    }
+
+    /// Tenants came or went: no index may outlive its schema.
+    pub fn forget_all(&self) {
+        self.indexes.invalidate_all();
+    }
+}

@@ -1,0 +1,120 @@
+//! `AppState`: cheap, cloneable handles shared by every request. Only
+//! handles: the chat use case is `chat::Answerer`, the limits' policy is in
+//! `rate_limit`. Parts are taken with `FromRef`, so a layer or route that
+//! needs one part does not depend on the whole.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::bot_config::BotConfigCache;
+use crate::chat::Answerer;
+use crate::config::Settings;
+use crate::db::Db;
+use crate::engine::Engine;
+use crate::http::hosts::AllowedHosts;
+use crate::http::openapi::RenderedDocument;
+use crate::http::static_files::FrontPage;
+use crate::metrics::Metrics;
+use crate::origins::OriginUnionCache;
+use crate::rate_limit::{ChatLimits, LoginLimits};
+use crate::tenancy::TenantResolver;
+use crate::tenancy::events::{ChangeEvent, Signal};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub tenants: Arc<TenantResolver>,
+    pub bot_configs: Arc<BotConfigCache>,
+    pub allowed_hosts: Arc<AllowedHosts>,
+    pub engine: Arc<Engine>,
+    pub answerer: Arc<Answerer>,
+    pub metrics: Arc<Metrics>,
+    pub login_limits: Arc<LoginLimits>,
+    pub chat_limits: Arc<ChatLimits>,
+    /// The origins any tenant allows: what a CORS preflight is answered from.
+    pub widget_origins: Arc<OriginUnionCache>,
+    pub front_page: Arc<FrontPage>,
+    pub api_document: Arc<RenderedDocument>,
+}
+
+impl AppState {
+    /// `metrics` is passed in because the model's worker, started before
+    /// the state exists, records into the same registry.
+    pub fn new(db: Db, settings: Settings, engine: Arc<Engine>, metrics: Arc<Metrics>) -> Self {
+        let capacity = settings.tenancy.cache_capacity;
+        let bot_configs = Arc::new(BotConfigCache::new(db.clone(), capacity));
+        let answerer = Answerer::new(
+            db.clone(),
+            Arc::clone(&engine),
+            Arc::clone(&bot_configs),
+            settings.chat.clone(),
+            capacity,
+        );
+        Self {
+            login_limits: Arc::new(LoginLimits::new(&settings.auth)),
+            chat_limits: Arc::new(ChatLimits::new(&settings.chat)),
+            widget_origins: Arc::new(OriginUnionCache::new(db.clone())),
+            front_page: Arc::new(FrontPage::new()),
+            api_document: Arc::default(),
+            answerer: Arc::new(answerer),
+            engine,
+            metrics,
+            tenants: Arc::new(TenantResolver::new(db.clone(), capacity)),
+            bot_configs,
+            allowed_hosts: Arc::new(AllowedHosts::new(&settings.effective_allowed_hosts())),
+            settings: Arc::new(settings),
+            db,
+        }
+    }
+
+    /// Drops whatever a change event makes stale.
+    pub fn apply(&self, signal: &Signal) {
+        match signal {
+            Signal::Resync | Signal::Event(ChangeEvent::Tenancy) => {
+                // A new tenant may keep the open list; a deleted one took its origins.
+                self.widget_origins.invalidate();
+                self.tenants.invalidate();
+                // A deleted and re-created schema must not answer with old data.
+                self.bot_configs.invalidate_all();
+                self.answerer.forget_all();
+            }
+            Signal::Event(ChangeEvent::BotConfig(schema)) => {
+                self.bot_configs.invalidate(schema);
+                self.widget_origins.invalidate();
+            }
+            Signal::Event(ChangeEvent::Faqs(schema)) => self.answerer.faqs_changed(schema),
+        }
+    }
+}
+
+impl FromRef<AppState> for Arc<Settings> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.settings)
+    }
+}
+
+impl FromRef<AppState> for Arc<AllowedHosts> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.allowed_hosts)
+    }
+}
+
+impl FromRef<AppState> for Arc<TenantResolver> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.tenants)
+    }
+}
+
+impl FromRef<AppState> for Arc<FrontPage> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.front_page)
+    }
+}
+
+impl FromRef<AppState> for Arc<RenderedDocument> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.api_document)
+    }
+}
