@@ -241,6 +241,16 @@ async fn ask_and_embed_use_the_real_model() {
             "the bad file added nothing"
         );
 
+        // Checked like the widget's messages, before the model loads.
+        let too_long = "why ".repeat(600);
+        let out = with_model(&["ask", "askme", too_long.as_str()]);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("longer than 2000"),
+            "{}",
+            stderr(&out)
+        );
+
         let out = with_model(&["ask", "askme", "when do you open?"]);
         assert!(out.status.success(), "{}", stderr(&out));
         let answer: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();

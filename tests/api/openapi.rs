@@ -282,3 +282,16 @@ async fn text_with_a_nul_character_is_a_400_not_a_500() {
     assert_eq!(faqs, 0);
     app.stop().await;
 }
+
+/// The message limit is a setting; the document says the one in force.
+#[tokio::test]
+async fn the_documented_message_limit_is_the_configured_one() {
+    let app = crate::helpers::spawn_app_with(|s| s.chat.max_message_chars = 500).await;
+    let doc = document(&app).await;
+    assert_eq!(
+        doc["components"]["schemas"]["ChatRequest"]["properties"]["message"]["maxLength"], 500,
+        "{}",
+        doc["components"]["schemas"]["ChatRequest"]
+    );
+    app.stop().await;
+}
