@@ -1,7 +1,8 @@
 //! Chatter: a multi-tenant FAQ chatbot platform in one binary.
 //!
 //! - `config`: typed settings (defaults < config.toml < environment).
-//! - `app`: `Application`, what `chatter serve` runs; `cli`: the commands.
+//! - `app`: `Application`, what `chatter serve` runs; `cli`: the commands
+//!   (`args` for clap, one file per command group, `output` for printing).
 //! - `auth`: accounts, passwords, sign-in tokens.
 //! - `http`: router, layers and routes; `error`: errors become responses.
 //! - `state`: the handles every request shares.
