@@ -4,7 +4,9 @@
 //! - `app`: `Application`, what `chatter serve` runs; `cli`: the commands
 //!   (`args` for clap, one file per command group, `output` for printing).
 //! - `auth`: accounts, passwords, sign-in tokens.
-//! - `http`: router, layers and routes; `error`: errors become responses.
+//! - `http`: the router; `http::layers`, `http::extract` (who is asking, in
+//!   which tenant), `http::routes` (one file per route group); `error`:
+//!   errors become responses.
 //! - `state`: the handles every request shares.
 //! - `tenancy`: schema names, tenant routing, provisioning, `TenantTx`.
 //! - `db`: the pool, the embedded PostgreSQL, migrations.

@@ -16,7 +16,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
-use crate::http::tenant::{self, TenantTag};
+use crate::http::extract::TenantTag;
+use crate::http::layers::tenant;
 use crate::origins::{normalise, tenant_allows};
 use crate::state::AppState;
 

@@ -5,7 +5,7 @@ use axum::extract::State;
 use serde::Serialize;
 
 use crate::error::AppError;
-use crate::http::tenant::CurrentTenant;
+use crate::http::extract::CurrentTenant;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

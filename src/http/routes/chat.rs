@@ -12,9 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::{self, Answer, HistoryMessage};
 use crate::error::{AppError, ErrorBody};
-use crate::http::auth::ClientAddress;
-use crate::http::json::ApiJson;
-use crate::http::tenant::CurrentTenant;
+use crate::http::extract::{ApiJson, ClientAddress, CurrentTenant};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
