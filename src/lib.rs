@@ -13,9 +13,12 @@
 //!
 //! The modules:
 //! - `config`: typed settings (defaults < config.toml < environment).
-//! - `app`: `Application`, what `chatter serve` runs; `cli`: the commands.
-//! - `http`: router, layers, extractors and routes; `http::state::AppState`,
-//!   the handles every request shares; `error`: errors become responses.
+//! - `app`: `Application`, what `chatter serve` runs; `cli`: the commands
+//!   (`args` for clap, one file per command group, `output` for printing).
+//! - `http`: the router; `http::state::AppState`, the handles every request
+//!   shares; `http::layers`, `http::extract` (who is asking, in which
+//!   tenant), `http::routes` (one file per route group); `error`: errors
+//!   become responses.
 //! - `db`: the door (`Db`, `TenantTx`, `Shared`), `SchemaName`, the pool,
 //!   the embedded PostgreSQL, migrations, TLS.
 //! - `tenancy`: tenant routing (`TenantResolver`), provisioning and the

@@ -1,23 +1,12 @@
-//! The HTTP surface: the router, its layers, and one file per route group.
+//! The HTTP surface: the router (here), its layers (`layers`), the
+//! extractors handlers take (`extract`), and one file per route group
+//! (`routes`).
 
-pub mod analytics;
-pub mod auth;
-pub mod bot;
-pub mod chat;
-pub mod conversations;
-pub mod cors;
-pub mod faqs;
-pub mod health;
-pub mod hosts;
-pub mod json;
-pub mod metrics;
+pub mod extract;
+pub mod layers;
 pub mod openapi;
-pub mod operator;
-pub mod request_log;
+pub mod routes;
 pub mod state;
-pub mod static_files;
-pub mod tenant;
-pub mod widget;
 
 use std::sync::Arc;
 
@@ -28,8 +17,12 @@ use axum::routing::get;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::http::layers::{cors, hosts, request_log, tenant};
 use crate::http::openapi::Layers;
-
+use crate::http::routes::{
+    analytics, auth, bot, chat, conversations, faqs, health, metrics, operator, static_files,
+    widget,
+};
 use crate::http::state::AppState;
 
 /// Request bodies above this are answered 413.

@@ -6,8 +6,7 @@ use axum::extract::State;
 
 use crate::bot_config::{self, BotConfig, BotConfigUpdate};
 use crate::error::{AppError, ErrorBody};
-use crate::http::auth::{Member, Owner};
-use crate::http::json::ApiJson;
+use crate::http::extract::{ApiJson, Member, Owner};
 use crate::http::state::AppState;
 use crate::tenancy::events::{ChangeEvent, Signal};
 

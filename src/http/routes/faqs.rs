@@ -8,8 +8,7 @@ use serde::Serialize;
 
 use crate::error::{AppError, ErrorBody};
 use crate::faq::{self, Faq, NewFaq};
-use crate::http::auth::{Member, Owner};
-use crate::http::json::{ApiBytes, ApiJson, ApiPath};
+use crate::http::extract::{ApiBytes, ApiJson, ApiPath, Member, Owner};
 use crate::http::state::AppState;
 use crate::tenancy::SchemaName;
 use crate::tenancy::events::{ChangeEvent, Signal};

@@ -11,8 +11,7 @@ use serde::Deserialize;
 
 use crate::conversations::{self, Filter, Page, Transcript};
 use crate::error::{AppError, ErrorBody};
-use crate::http::auth::{Member, Owner};
-use crate::http::json::ApiPath;
+use crate::http::extract::{ApiPath, Member, Owner};
 use crate::http::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

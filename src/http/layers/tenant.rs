@@ -4,25 +4,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
-use crate::http::hosts::request_host;
+use crate::http::extract::{CurrentTenant, TenantTag};
+use crate::http::layers::hosts::request_host;
 use crate::http::state::AppState;
-use crate::tenancy::{SchemaName, Tenant};
+use crate::tenancy::Tenant;
 
 pub const CLIENT_ID_HEADER: &str = "x-client-id";
-
-/// The request's tenant, for handlers.
-#[derive(Debug, Clone)]
-pub struct CurrentTenant(pub Arc<Tenant>);
-
-/// Put on the response so the request log can name the tenant.
-#[derive(Debug, Clone)]
-pub struct TenantTag(pub SchemaName);
 
 pub async fn resolve(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (client_id, host) = names(&request);
@@ -69,17 +61,5 @@ pub async fn find(
         Some(tenant) if tenant.is_active => Ok(tenant),
         Some(tenant) => Err(AppError::UnknownTenant(tenant.schema.to_string())),
         None => Err(AppError::MissingTenant),
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for CurrentTenant {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<CurrentTenant>()
-            .cloned()
-            .ok_or(AppError::MissingTenant)
     }
 }

@@ -8,8 +8,7 @@ use serde::Deserialize;
 
 use crate::auth::users::{self, NewUser, Role, UserSummary};
 use crate::error::{AppError, ErrorBody};
-use crate::http::auth::Operator;
-use crate::http::json::{ApiJson, ApiPath};
+use crate::http::extract::{ApiJson, ApiPath, Operator};
 use crate::http::state::AppState;
 use crate::tenancy::events::{ChangeEvent, Signal};
 use crate::tenancy::provision::{self, DomainRow, NewTenant, TenantSummary};

@@ -8,7 +8,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::http::tenant::TenantTag;
+use crate::http::extract::TenantTag;
 use crate::metrics::Metrics;
 
 pub async fn log(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {

@@ -16,8 +16,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
+use crate::http::extract::TenantTag;
+use crate::http::layers::tenant;
 use crate::http::state::AppState;
-use crate::http::tenant::{self, TenantTag};
 use crate::origins::{normalise, tenant_allows};
 
 /// What the widget sends beyond the CORS-safelisted headers.

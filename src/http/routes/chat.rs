@@ -12,10 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::{self, Answer, HistoryMessage, Question, Reply};
 use crate::error::{AppError, ErrorBody};
-use crate::http::auth::ClientAddress;
-use crate::http::json::ApiJson;
+use crate::http::extract::{ApiJson, ClientAddress, CurrentTenant};
 use crate::http::state::AppState;
-use crate::http::tenant::CurrentTenant;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::analytics::{self, Summary};
 use crate::error::{AppError, ErrorBody};
-use crate::http::auth::Member;
+use crate::http::extract::Member;
 use crate::http::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -5,8 +5,8 @@ use axum::extract::State;
 use serde::Serialize;
 
 use crate::error::AppError;
+use crate::http::extract::CurrentTenant;
 use crate::http::state::AppState;
-use crate::http::tenant::CurrentTenant;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WidgetConfig {

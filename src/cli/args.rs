@@ -1,0 +1,154 @@
+//! The commands and their arguments, as clap parses them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "chatter", version, about = "Multi-tenant FAQ chatbot platform")]
+pub struct Cli {
+    /// Configuration file (default: ./config.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Migrate, create the public tenant, and serve HTTP.
+    Serve,
+    /// Apply the embedded migrations (all of them by default).
+    Migrate(MigrateArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage the domains that route to tenants.
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// Manage a tenant's FAQs.
+    #[command(subcommand)]
+    Faq(FaqCommand),
+    /// Answer a question as the widget would (JSON out; nothing is stored).
+    Ask { schema: String, question: String },
+    /// Print the embedding of each text as a JSON array, one per line.
+    Embed {
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
+    /// Manage the embedding model.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Print the HTTP API's OpenAPI 3.1 document (as `/api/schema.json`).
+    Openapi,
+    /// The operator console: tenants, domains, conversations and unanswered
+    /// questions in the terminal (logs go to console.log in the data dir).
+    Console,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is the first line of stdin (so it stays
+    /// out of the shell history and the process list).
+    Create {
+        email: String,
+        /// May manage every tenant and the platform.
+        #[arg(long)]
+        operator: bool,
+        /// A tenant (schema name) the user joins.
+        #[arg(long, value_name = "SCHEMA", requires = "role")]
+        tenant: Option<String>,
+        /// The user's role in --tenant.
+        #[arg(long, value_parser = ["owner", "agent"], requires = "tenant")]
+        role: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FaqCommand {
+    /// Add FAQs from a JSON array of {question, answer} or a CSV with a
+    /// `question,answer` header; all rows or none.
+    Import { schema: String, file: PathBuf },
+    /// List a tenant's FAQs.
+    List {
+        schema: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Download the model into the hub cache now (or check the local folder).
+    Fetch,
+}
+
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct MigrateArgs {
+    /// Only the shared (public) schema.
+    #[arg(long)]
+    pub shared: bool,
+    /// Only the tenant schemas.
+    #[arg(long)]
+    pub tenants: bool,
+    /// Only this tenant's schema.
+    #[arg(long, value_name = "SCHEMA")]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant: its schema, tables and bot settings.
+    Create {
+        schema: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a tenant, all its data, as one JSON file to stdout.
+    Export { schema: String },
+    /// Create a tenant from an exported file: all of it, or nothing.
+    /// Domains are not re-attached.
+    Import {
+        file: PathBuf,
+        /// The new tenant's schema (default: the one in the file).
+        #[arg(long = "as", value_name = "SCHEMA")]
+        as_schema: Option<String>,
+    },
+    /// Delete a tenant and all its data.
+    Delete {
+        schema: String,
+        /// Confirm: the schema and every row in it are dropped.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Route a domain to a tenant.
+    Add {
+        domain: String,
+        #[arg(long, value_name = "SCHEMA")]
+        tenant: String,
+        #[arg(long)]
+        primary: bool,
+    },
+    /// List domains.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop routing a domain.
+    Remove { domain: String },
+}

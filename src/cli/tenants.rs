@@ -1,0 +1,95 @@
+//! `chatter tenant`: create, list, export, import, delete.
+
+use super::output::{print_json, print_table, write_archive};
+use super::{CliError, TenantCommand};
+use crate::backup::{self, TenantArchive};
+use crate::db::Database;
+use crate::tenancy::provision::{self, NewTenant};
+
+pub(super) async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<(), CliError> {
+    match cmd {
+        TenantCommand::Create {
+            schema,
+            name,
+            domain,
+        } => {
+            let tenant = provision::create_tenant(
+                db.db(),
+                NewTenant {
+                    schema: &schema,
+                    name: &name,
+                    domain: domain.as_deref(),
+                    is_public: false,
+                },
+            )
+            .await?;
+            println!("created tenant {} ({})", tenant.schema, tenant.name);
+        }
+        TenantCommand::List { json } => {
+            let tenants = provision::list_tenants(db.db()).await?;
+            if json {
+                print_json(&tenants)?;
+            } else {
+                let rows: Vec<Vec<String>> = tenants
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.schema.clone(),
+                            t.name.clone(),
+                            if t.is_active { "active" } else { "suspended" }.to_string(),
+                            t.domains.join(","),
+                            t.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                        ]
+                    })
+                    .collect();
+                print_table(&["SCHEMA", "NAME", "STATUS", "DOMAINS", "CREATED"], &rows);
+            }
+        }
+        TenantCommand::Export { schema } => {
+            let schema = crate::tenancy::SchemaName::parse(&schema)
+                .map_err(crate::tenancy::TenancyError::from)?;
+            let archive = backup::export(db.db(), &schema).await?;
+            write_archive(&archive)?;
+            eprintln!(
+                "exported tenant {schema}: {} FAQ(s), {} conversation(s), {} message(s)",
+                archive.faqs.len(),
+                archive.conversations.len(),
+                archive.message_count()
+            );
+        }
+        TenantCommand::Import { file, as_schema } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", file.display())))?;
+            let archive = TenantArchive::from_json(&bytes)?;
+            let schema = backup::import(db.db(), &archive, as_schema.as_deref()).await?;
+            println!(
+                "imported tenant {schema} ({}): {} FAQ(s), {} conversation(s), {} message(s)",
+                archive.name,
+                archive.faqs.len(),
+                archive.conversations.len(),
+                archive.message_count()
+            );
+            if archive.domains.is_empty() {
+                println!(
+                    "no domain attached; add one with `chatter domain add DOMAIN --tenant {schema}`"
+                );
+            } else {
+                println!(
+                    "domains NOT re-attached (they belonged to {}): {}; add them with `chatter domain add DOMAIN --tenant {schema}`",
+                    archive.schema,
+                    archive.domains.join(", ")
+                );
+            }
+        }
+        TenantCommand::Delete { schema, yes } => {
+            if !yes {
+                return Err(CliError::Usage(format!(
+                    "deleting {schema} drops its schema and all its data; add --yes to confirm"
+                )));
+            }
+            provision::delete_tenant(db.db(), &schema).await?;
+            println!("deleted tenant {schema}");
+        }
+    }
+    Ok(())
+}

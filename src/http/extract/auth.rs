@@ -1,0 +1,153 @@
+//! The extractors that say who is asking: `PresentedToken` (the bearer
+//! token), `AuthUser` (401 without a live token), `Member` (403 unless the
+//! user belongs to the request's tenant; operators pass), `Owner`,
+//! `Operator`, and `ClientAddress` (for rate limits). Tokens come as
+//! `Authorization: Bearer <token>`, or `Token <token>` as Django REST
+//! framework clients send them.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use crate::auth::{AuthError, AuthUser, Role, users};
+use crate::error::AppError;
+use crate::http::extract::CurrentTenant;
+use crate::http::state::AppState;
+use crate::tenancy::Tenant;
+
+/// The well-formed token in the request's `Authorization` header.
+#[derive(Debug, Clone)]
+pub struct PresentedToken(pub String);
+
+impl FromRequestParts<AppState> for PresentedToken {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::auth::tokens::from_authorization)
+            .map(|t| Self(t.to_string()))
+            .ok_or(AppError::Auth(AuthError::Unauthenticated))
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        // Found once per request, however many extractors ask.
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(user.clone());
+        }
+        let PresentedToken(token) = PresentedToken::from_request_parts(parts, state).await?;
+        let user = users::find_by_token(&state.db, &token, &state.settings.auth)
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
+        parts.extensions.insert(user.clone());
+        Ok(user)
+    }
+}
+
+/// A user allowed into the request's tenant: a member, or an operator
+/// (`role` is then None unless they are also a member).
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub user: AuthUser,
+    pub tenant: Arc<Tenant>,
+    pub role: Option<Role>,
+}
+
+impl FromRequestParts<AppState> for Member {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        // Who before where: a stranger gets 401, not a hint about tenants.
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        let CurrentTenant(tenant) = CurrentTenant::from_request_parts(parts, state).await?;
+        let role = user.role_in(tenant.schema.as_str());
+        if role.is_none() && !user.is_operator {
+            return Err(AuthError::Forbidden.into());
+        }
+        Ok(Self { user, tenant, role })
+    }
+}
+
+/// The client's address: with `trust_proxy`, the last `X-Forwarded-For` hop
+/// (what the proxy in front of us, such as Render's, saw); else the TCP peer.
+#[derive(Debug, Clone)]
+pub struct ClientAddress(pub String);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let forwarded = state
+            .settings
+            .server
+            .trust_proxy
+            .then(|| parts.headers.get("x-forwarded-for"))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip().to_string());
+        Ok(Self(forwarded.or(peer).unwrap_or_else(|| "unknown".into())))
+    }
+}
+
+/// An operator: runs the whole platform.
+#[derive(Debug, Clone)]
+pub struct Operator(pub AuthUser);
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if user.is_operator {
+            Ok(Self(user))
+        } else {
+            Err(AuthError::OperatorOnly.into())
+        }
+    }
+}
+
+/// A member who may change the tenant's bot: an owner, or an operator.
+#[derive(Debug, Clone)]
+pub struct Owner(pub Member);
+
+impl FromRequestParts<AppState> for Owner {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let member = Member::from_request_parts(parts, state).await?;
+        if member.role == Some(Role::Owner) || member.user.is_operator {
+            Ok(Self(member))
+        } else {
+            Err(AuthError::OwnerOnly.into())
+        }
+    }
+}

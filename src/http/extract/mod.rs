@@ -1,0 +1,10 @@
+//! The extractors handlers take: who is asking (`auth`), in which tenant
+//! (`tenant`), and request parts with our errors (`json`).
+
+pub mod auth;
+pub mod json;
+pub mod tenant;
+
+pub use auth::{ClientAddress, Member, Operator, Owner, PresentedToken};
+pub use json::{ApiBytes, ApiJson, ApiPath};
+pub use tenant::{CurrentTenant, TenantTag};

@@ -1,0 +1,13 @@
+//! The handlers, one file per route group.
+
+pub mod analytics;
+pub mod auth;
+pub mod bot;
+pub mod chat;
+pub mod conversations;
+pub mod faqs;
+pub mod health;
+pub mod metrics;
+pub mod operator;
+pub mod static_files;
+pub mod widget;
