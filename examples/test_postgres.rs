@@ -17,7 +17,18 @@ use chatter::db::embedded::EmbeddedPostgres;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    // The errors' messages (say, how to install PostgreSQL), not their Debug.
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("test_postgres: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Short: the socket path must fit in sun_path.
     let dir = tempfile::Builder::new()
         .prefix("chatter-pg-")
