@@ -54,6 +54,9 @@ pub enum AppError {
         "the origin {0} may not use this chat: the bot's owner can add it to the allowed origins"
     )]
     OriginNotAllowed(String),
+    /// A cookie-authenticated request that failed the CSRF check.
+    #[error("{0}")]
+    Csrf(&'static str),
     #[error("{message}")]
     Unavailable {
         message: String,
@@ -88,6 +91,7 @@ impl AppError {
             AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::OriginNotAllowed(_) => (StatusCode::FORBIDDEN, "origin_not_allowed"),
+            AppError::Csrf(_) => (StatusCode::FORBIDDEN, "csrf"),
             AppError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Tenancy(e) => match e {
                 TenancyError::InvalidSchema(_)

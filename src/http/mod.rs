@@ -6,6 +6,8 @@ pub mod bot;
 pub mod chat;
 pub mod conversations;
 pub mod cors;
+pub mod dashboard;
+pub mod faq_tools;
 pub mod faqs;
 pub mod health;
 pub mod hosts;
@@ -14,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod operator;
 pub mod request_log;
+pub mod session;
 pub mod static_files;
 pub mod tenant;
 pub mod widget;
@@ -57,6 +60,9 @@ pub fn router(state: AppState) -> Router {
         // The front page and the embedded files (the widget): not API.
         .route("/", get(static_files::front_page))
         .route("/static/{*path}", get(static_files::file))
+        .route("/app", get(dashboard::redirect))
+        .route("/app/", get(dashboard::index))
+        .route("/app/{*path}", get(dashboard::file))
         .merge(tenant_routes)
         .merge(visitor_routes)
         .fallback(health::not_found)
@@ -102,6 +108,7 @@ fn checked_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::readyz))
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
+        .routes(routes!(session::sign_in, session::sign_out))
         .routes(routes!(auth::user))
         .routes(routes!(auth::change_password))
         .routes(routes!(operator::list_tenants, operator::create_tenant))
@@ -135,6 +142,8 @@ fn tenant_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(bot::get_config, bot::put_config))
         .routes(routes!(faqs::list, faqs::create))
         .routes(routes!(faqs::import))
+        .routes(routes!(faq_tools::try_question))
+        .routes(routes!(faq_tools::preview_import))
         .routes(routes!(faqs::get, faqs::update, faqs::delete))
         .routes(routes!(analytics::summary))
         .routes(routes!(conversations::list))
