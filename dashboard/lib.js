@@ -108,5 +108,6 @@ export function field(label, control, hint) {
 
 /** Only owners (and operators) change things; agents see the same page without the controls. */
 export function readOnlyNote() {
-  return session.canEdit ? null : h("p", { class: "note" }, "You can look, but only the bot's owners can change things here.");
+  // An empty text node for owners: `append(null)` would print "null".
+  return session.canEdit ? document.createTextNode("") : h("p", { class: "note" }, "You can look, but only the bot's owners can change things here.");
 }

@@ -42,7 +42,7 @@ export async function render(view, [openId]) {
       const t = await api("GET", `conversations/${id}`);
       detail.hidden = false;
       detail.replaceChildren(
-        h("div", { class: "row spread" }, h("h2", { tabindex: "-1" }, `Conversation of ${fmtDate(t.conversation.started_at)}`),
+        h("div", { class: "row spread" }, h("h2", { tabindex: "-1" }, `Conversation of ${fmtDate(t.started_at)}`),
           h("button", { type: "button", class: "quiet", onclick: () => { detail.hidden = true; } }, "Close")),
         h("ol", { class: "messages" }, t.transcript.map((m) => h("li", { class: `msg ${m.role}` },
           h("span", { class: "who" }, m.role === "bot" ? "Bot" : "Visitor"),

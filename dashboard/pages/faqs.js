@@ -144,7 +144,7 @@ function importBox(imported) {
           file.value = "";
           await imported();
         } catch (e) { out.append(h("p", { class: "error", role: "alert" }, errorText(e))); }
-      } }, `Import ${rows.length - bad.length} FAQs`);
+      } }, `Import ${rows.length - bad.length} FAQ${rows.length - bad.length === 1 ? "" : "s"}`);
       out.replaceChildren(
         h("p", { class: bad.length ? "error" : "muted" }, bad.length
           ? `${bad.length} bad row${bad.length > 1 ? "s" : ""}: ${bad.map((r) => r.label).join(", ")}. Fix the file; nothing was written.`

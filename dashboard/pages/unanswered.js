@@ -40,7 +40,8 @@ export async function render(view) {
           card.replaceChildren(h("p", { class: "badge ok" }, `Added as a phrasing of “${faq.question}”.`));
         } catch (err) { error.textContent = errorText(err); }
       } }, field("Or add it as a phrasing of", target), h("button", { type: "submit", class: "quiet" }, "Add phrasing"));
-      card.append(make, faqs.length ? add : null);
+      card.append(make);
+      if (faqs.length) card.append(add);
     }
     list.append(card);
   });
