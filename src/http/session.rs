@@ -20,10 +20,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 
-use crate::auth::AuthError;
 use crate::auth::users;
 use crate::error::{AppError, ErrorBody};
-use crate::http::auth::{ClientAddress, LoginRequest, LoginResponse, PresentedToken};
+use crate::http::auth::{ClientAddress, LoginRequest, LoginResponse};
 use crate::http::json::ApiJson;
 use crate::state::AppState;
 
@@ -170,7 +169,7 @@ pub async fn sign_in(
     ))
 }
 
-/// Signs the browser out: revokes its session and clears both cookies.
+/// Signs the browser out: revokes its cookie's session and clears both cookies.
 #[utoipa::path(
     delete,
     path = "/api/auth/session",
@@ -180,18 +179,16 @@ pub async fn sign_in(
         (status = 403, description = "`csrf`: the CSRF check failed", body = ErrorBody),
     )
 )]
-pub async fn sign_out(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    token: Result<PresentedToken, AppError>,
-) -> Result<Response, AppError> {
-    match token {
-        Ok(PresentedToken(token)) => users::revoke_token(&state.pool, &token).await?,
-        // Signed out already: still clear whatever cookies are left.
-        Err(AppError::Auth(AuthError::Unauthenticated)) => {}
-        Err(e) => return Err(e),
+pub async fn sign_out(State(state): State<AppState>, parts: Parts) -> Result<Response, AppError> {
+    // The cookie's session only: a bearer token sent along is an API
+    // client's, revoked by `POST /api/auth/logout`. Without the cookie
+    // (signed out already) there is nothing to revoke, but the cookies
+    // left are still cleared.
+    if let Some(token) = from_cookie(&parts)? {
+        users::revoke_token(&state.pool, &token).await?;
     }
-    let secure = over_tls(&headers, &state);
+    let headers = &parts.headers;
+    let secure = over_tls(headers, &state);
     Ok(with_cookies(
         StatusCode::NO_CONTENT.into_response(),
         [

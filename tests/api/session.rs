@@ -283,3 +283,23 @@ async fn the_dashboard_is_served_with_a_strict_csp() {
     assert_eq!(redirect.status(), 308);
     assert_eq!(redirect.headers()["location"], "/app/");
 }
+
+#[tokio::test]
+async fn signing_a_browser_out_leaves_bearer_tokens_alone() {
+    let (app, owner, _agent, _other) = setup().await;
+    let out = app
+        .http
+        .delete(format!("{}/api/auth/session", app.addr))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    let me = app
+        .get("/api/auth/user")
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200, "the API client's token still works");
+}
