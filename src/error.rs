@@ -57,6 +57,9 @@ pub enum AppError {
         "the origin {0} may not use this chat: the bot's owner can add it to the allowed origins"
     )]
     OriginNotAllowed(String),
+    /// A cookie-authenticated request that failed the CSRF check.
+    #[error("{0}")]
+    Csrf(&'static str),
     #[error("{message}")]
     Unavailable {
         message: String,
@@ -95,6 +98,7 @@ impl Classify for AppError {
                 .retry_after(*wait)
                 .expected(),
             AppError::OriginNotAllowed(_) => Kind::new(Class::Forbidden, "origin_not_allowed"),
+            AppError::Csrf(_) => Kind::new(Class::Forbidden, "csrf"),
             AppError::Unavailable {
                 retry_after_secs, ..
             } => Kind::new(Class::Unavailable, "unavailable")

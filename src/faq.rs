@@ -57,7 +57,7 @@ pub struct Faq {
 }
 
 /// A FAQ as a client writes it.
-#[derive(Debug, Clone, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewFaq {
     #[schema(min_length = 1, max_length = 2000)]
@@ -149,6 +149,23 @@ pub fn parse_import(bytes: &[u8]) -> Result<Vec<NewFaq>, FaqError> {
 }
 
 type Row = (String, Result<NewFaq, String>);
+
+/// Every row of an import file, labelled as [`parse_import`] names it, each
+/// validated or with its reason: what the dashboard previews before writing.
+pub fn preview_import(bytes: &[u8]) -> Result<Vec<Row>, FaqError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| FaqError::Invalid("the file is not UTF-8 text".into()))?;
+    let text = text.trim_start_matches('\u{feff}');
+    let rows = if text.trim_start().starts_with('[') {
+        parse_json(text)?
+    } else {
+        parse_csv(text)?
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(label, row)| (label, row.and_then(NewFaq::validated)))
+        .collect())
+}
 
 fn parse_json(text: &str) -> Result<Vec<Row>, FaqError> {
     let items: Vec<serde_json::Value> = serde_json::from_str(text)

@@ -49,7 +49,7 @@
   root.append(base, launch);
   theme(config);
 
-  var panel, log, status, input, send, form, typing, suggestions;
+  var panel, log, status, input, send, form, typing, suggestions, greet;
   var built = false, ready = null, blocked = false, busy = false, retryTimer = 0;
 
   function theme(cfg) {
@@ -78,6 +78,12 @@
     close.onclick = function () { toggle(false); };
     head.append(title, close);
     log = el("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Conversation" });
+    // The greeting's place is first, whatever the visitor types before the
+    // config arrives; a cached greeting shows at once.
+    greet = el("div", { class: "msg bot" });
+    greet.hidden = true;
+    log.append(greet);
+    if (config && config.greeting) greeting(config.greeting);
     typing = el("div", { class: "msg bot typing", "aria-label": "typing" });
     typing.append(el("span"), el("span"), el("span"));
     suggestions = el("div", { class: "suggest" });
@@ -174,10 +180,10 @@
         return stop;
       }
       config = res.body;
-      store("config", JSON.stringify({ bot_name: config.bot_name, theme: config.theme }));
+      store("config", JSON.stringify({ bot_name: config.bot_name, theme: config.theme, greeting: config.greeting }));
       theme(config);
       panel.querySelector(".title").textContent = config.bot_name;
-      bubble("bot", config.greeting);
+      greeting(config.greeting);
       if (!session) return;
       return call("GET", "chat/history?session_id=" + encodeURIComponent(session)).then(function (h) {
         if (h.status === 200) {
@@ -192,6 +198,12 @@
     });
   }
 
+  function greeting(text) {
+    greet.textContent = "";
+    greet.append(el("span", { class: "sr" }, "Assistant: "), document.createTextNode(text));
+    greet.hidden = !text;
+  }
+
   function bubble(role, text, message) {
     var node = el("div", { class: "msg " + role });
     node.append(el("span", { class: "sr" }, role === "bot" ? "Assistant: " : "You: "), document.createTextNode(text));
@@ -201,10 +213,26 @@
     return node;
   }
 
+  // A thumb drawn as SVG: emoji need a font a plain Linux desktop lacks.
+  var THUMB = "M2 21h4V9H2v12zm20-11a2 2 0 0 0-2-2h-6.3l1-4.6v-.3c0-.4-.2-.8-.4-1.1L13.2 1 6.6 7.6C6.2 8 6 8.5 6 9v10a2 2 0 0 0 2 2h9c.8 0 1.5-.5 1.8-1.2l3-7.1c.1-.2.2-.5.2-.7v-2z";
+  function thumb(up) {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    if (!up) svg.setAttribute("transform", "rotate(180)");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("d", THUMB);
+    svg.append(path);
+    return svg;
+  }
+
   function thumbs(message) {
     var box = el("span", { class: "rate" });
-    [[true, "\ud83d\udc4d", "Helpful"], [false, "\ud83d\udc4e", "Not helpful"]].forEach(function (t) {
-      var b = el("button", { type: "button", "aria-label": t[2], "aria-pressed": String(message.helpful === t[0]) }, t[1]);
+    [[true, "Helpful"], [false, "Not helpful"]].forEach(function (t) {
+      var b = el("button", { type: "button", "aria-label": t[1], "aria-pressed": String(message.helpful === t[0]) });
+      b.append(thumb(t[0]));
       b.onclick = function () {
         call("POST", "chat/feedback", { session_id: session, message_id: message.id, helpful: t[0] }).then(function (res) {
           if (res.status !== 204) return failed(res);

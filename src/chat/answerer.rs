@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use crate::bot_config::BotConfigCache;
+use crate::bot_config::{BotConfig, BotConfigCache};
 use crate::chat::{self, Answer, ChatError, Stored};
 use crate::config::ChatSettings;
 use crate::db::{Db, SchemaName};
-use crate::engine::index::IndexCache;
+use crate::engine::index::{FaqIndex, IndexCache};
 use crate::engine::{Engine, EngineError};
 use crate::faq;
 
@@ -22,6 +22,23 @@ pub struct Question<'a> {
     /// The page's origin, kept with a new conversation.
     pub origin: Option<&'a str>,
     pub message: &'a str,
+}
+
+/// What an owner's try shows: the answer, the threshold it was held to,
+/// and the nearest FAQs.
+#[derive(Debug, Clone)]
+pub struct Trial {
+    pub answer: Answer,
+    pub threshold: f32,
+    pub nearest: Vec<Nearest>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Nearest {
+    pub faq_id: i64,
+    pub question: String,
+    /// Cosine similarity of the closest phrasing, -1 to 1.
+    pub score: f32,
 }
 
 /// The bot's answer, and where the exchange was stored.
@@ -107,8 +124,45 @@ impl Answerer {
         Ok(Reply { answer, stored })
     }
 
-    /// The query is embedded while the tenant's index is fetched (or built).
+    /// What the bot would answer and the FAQs nearest to the message,
+    /// storing nothing (an owner trying a question).
+    pub async fn try_question(
+        &self,
+        schema: &SchemaName,
+        message: &str,
+        nearest: usize,
+    ) -> Result<Trial, ChatError> {
+        let message = self.check(message)?;
+        let (vector, index, bot) = self.prepare(schema, message).await?;
+        let answer = chat::decide(&index, &vector, &bot, &self.settings);
+        let nearest = index
+            .nearest(&vector, nearest)
+            .into_iter()
+            .map(|hit| Nearest {
+                faq_id: hit.faq.id,
+                question: hit.faq.question.clone(),
+                score: hit.score,
+            })
+            .collect();
+        Ok(Trial {
+            answer,
+            threshold: bot.match_threshold,
+            nearest,
+        })
+    }
+
     async fn decide(&self, schema: &SchemaName, message: &str) -> Result<Answer, ChatError> {
+        let (vector, index, bot) = self.prepare(schema, message).await?;
+        Ok(chat::decide(&index, &vector, &bot, &self.settings))
+    }
+
+    /// The query is embedded while the tenant's index is fetched (or built)
+    /// and its bot settings read.
+    async fn prepare(
+        &self,
+        schema: &SchemaName,
+        message: &str,
+    ) -> Result<(Vec<f32>, Arc<FaqIndex>, Arc<BotConfig>), ChatError> {
         let queue = self.engine.queue()?;
         let embed = async {
             let mut vectors = queue.embed(vec![message.to_string()]).await?;
@@ -119,8 +173,7 @@ impl Answerer {
             .get_or_build(schema, || faq::load_index(&self.db, schema, &queue));
         let bot = self.bot_configs.get(schema);
         let (vector, index, bot) = tokio::join!(embed, index, bot);
-        let (vector, index, bot) = (vector?, index?, bot?);
-        Ok(chat::decide(&index, &vector, &bot, &self.settings))
+        Ok((vector?, index?, bot?))
     }
 
     /// A tenant's FAQs changed: its index is rebuilt on the next question.

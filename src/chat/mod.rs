@@ -6,7 +6,7 @@
 
 pub mod answerer;
 
-pub use answerer::{Answerer, Question, Reply, check_message};
+pub use answerer::{Answerer, Nearest, Question, Reply, Trial, check_message};
 
 use crate::db::Db;
 use chrono::{DateTime, Utc};

@@ -20,8 +20,8 @@ use utoipa_axum::routes;
 use crate::http::layers::{cors, hosts, request_log, tenant};
 use crate::http::openapi::Layers;
 use crate::http::routes::{
-    analytics, auth, bot, chat, conversations, faqs, health, metrics, operator, static_files,
-    widget,
+    analytics, auth, bot, chat, conversations, dashboard, faq_tools, faqs, health, metrics,
+    operator, session, static_files, widget,
 };
 use crate::http::state::AppState;
 
@@ -51,6 +51,9 @@ pub fn router(state: AppState) -> Router {
         // The front page and the embedded files (the widget): not API.
         .route("/", get(static_files::front_page))
         .route("/static/{*path}", get(static_files::file))
+        .route("/app", get(dashboard::redirect))
+        .route("/app/", get(dashboard::index))
+        .route("/app/{*path}", get(dashboard::file))
         .merge(tenant_routes)
         .merge(visitor_routes)
         .fallback(health::not_found)
@@ -96,6 +99,7 @@ fn checked_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::readyz))
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
+        .routes(routes!(session::sign_in, session::sign_out))
         .routes(routes!(auth::user))
         .routes(routes!(auth::change_password))
         .routes(routes!(operator::list_tenants, operator::create_tenant))
@@ -129,6 +133,8 @@ fn tenant_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(bot::get_config, bot::put_config))
         .routes(routes!(faqs::list, faqs::create))
         .routes(routes!(faqs::import))
+        .routes(routes!(faq_tools::try_question))
+        .routes(routes!(faq_tools::preview_import))
         .routes(routes!(faqs::get, faqs::update, faqs::delete))
         .routes(routes!(analytics::summary))
         .routes(routes!(conversations::list))

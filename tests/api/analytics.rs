@@ -62,3 +62,39 @@ async fn the_summary_counts_and_groups_what_fell_back() {
         assert_eq!(status, 400, "{bad}");
     }
 }
+
+/// A year of 40,000 messages: the per-day series is one pass over the
+/// messages, not one per day (which took seconds here, a minute at 100,000).
+#[tokio::test]
+async fn a_year_of_many_messages_is_summed_per_day_quickly() {
+    let (app, _owner, agent, _other) = setup().await;
+    let client = app.pool.get().await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO shop.conversations (session_id, started_at, last_message_at) \
+             SELECT md5(i::text), now() - (i % 365) * interval '1 day', now() - (i % 365) * interval '1 day' \
+             FROM generate_series(1, 10000) i; \
+             INSERT INTO shop.messages (conversation_id, role, text, created_at) \
+             SELECT c.id, r.role, 'hello', c.started_at FROM shop.conversations c \
+             CROSS JOIN generate_series(1, 2) k CROSS JOIN (VALUES ('visitor'), ('bot')) r(role); \
+             ANALYZE shop.messages;",
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (status, summary) = call(
+        &app,
+        "GET",
+        "/api/analytics/summary?days=365",
+        Some(&agent),
+        None,
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["messages"], 40_000);
+    assert_eq!(summary["conversations"], 10_000);
+    assert_eq!(summary["fallback"], 20_000);
+    assert_eq!(summary["per_day"].as_array().unwrap().len(), 366);
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+}

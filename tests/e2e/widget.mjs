@@ -115,6 +115,28 @@ try {
   assert.ok(await input.isDisabled(), "the message box is disabled");
   assert.equal(await other.getByRole("log").getByText(EXPECTED_ANSWER).count(), 0);
 
+  // The thumbs are drawn (SVG), not emoji a machine may lack a font for.
+  assert.ok(await page.getByRole("button", { name: "Not helpful", exact: true }).first().locator("svg").count() > 0);
+
+  // A visitor who types before the config arrives still sees the greeting first.
+  const fresh = await browser.newContext({ viewport: { width: 360, height: 740 } });
+  fresh.setDefaultTimeout(TIMEOUT);
+  const slow = await fresh.newPage();
+  await slow.route(`${CHATTER_URL}/api/widget/config`, async (route) => {
+    await new Promise((r) => setTimeout(r, 1500));
+    await route.continue();
+  });
+  await slow.goto(ALLOWED_PAGE);
+  await slow.getByRole("button", { name: "Open chat" }).click();
+  await slow.getByRole("textbox", { name: "Message" }).fill("When are you open?");
+  await slow.getByRole("button", { name: "Send" }).click();
+  const slowLog = slow.getByRole("log");
+  await slowLog.getByText(EXPECTED_ANSWER).waitFor();
+  const order = await slowLog.locator(".msg:not([hidden]):not(.typing)").allTextContents();
+  assert.match(order[0], /Ask me about opening hours/, `greeting first: ${JSON.stringify(order)}`);
+  assert.match(order[1], /When are you open\?/);
+  await fresh.close();
+
   console.log("widget e2e: every check passed");
 } finally {
   await browser.close();

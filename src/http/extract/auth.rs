@@ -25,10 +25,15 @@ impl FromRequestParts<AppState> for PresentedToken {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
-        parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+        let Some(authorization) = parts.headers.get(AUTHORIZATION) else {
+            // A browser's session cookie (the dashboard), CSRF-checked.
+            return crate::http::extract::session::from_cookie(parts)?
+                .map(Self)
+                .ok_or(AppError::Auth(AuthError::Unauthenticated));
+        };
+        authorization
+            .to_str()
+            .ok()
             .and_then(crate::auth::tokens::from_authorization)
             .map(|t| Self(t.to_string()))
             .ok_or(AppError::Auth(AuthError::Unauthenticated))

@@ -1,8 +1,10 @@
 //! The extractors handlers take: who is asking (`auth`), in which tenant
-//! (`tenant`), and request parts with our errors (`json`).
+//! (`tenant`; `session` for a browser's cookie), and request parts with
+//! our errors (`json`).
 
 pub mod auth;
 pub mod json;
+pub mod session;
 pub mod tenant;
 
 pub use auth::{ClientAddress, Member, Operator, Owner, PresentedToken};

@@ -213,7 +213,7 @@ fn matches_etag(if_none_match: &str, etag: &str) -> bool {
         .any(|tag| tag.trim() == "*" || strip(tag) == strip(etag))
 }
 
-fn content_type(path: &str) -> Option<&'static str> {
+pub fn content_type(path: &str) -> Option<&'static str> {
     let ext = path.rsplit_once('.').map(|(_, ext)| ext)?;
     Some(match ext {
         "js" | "mjs" => "text/javascript; charset=utf-8",

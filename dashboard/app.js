@@ -1,0 +1,134 @@
+// The dashboard's shell: who is signed in, which bot, the navigation, and
+// a hash router (`#/faqs`) that renders one page module at a time into
+// <main>. `document.body.dataset.ready` names the page once it has its data
+// (the end-to-end test and bench/dashboard.mjs wait for it).
+import { api, h, session, errorText } from "./lib.js";
+
+const PAGES = {
+  overview: ["Overview", () => import("./pages/overview.js")],
+  faqs: ["FAQs", () => import("./pages/faqs.js")],
+  unanswered: ["Unanswered", () => import("./pages/unanswered.js")],
+  conversations: ["Conversations", () => import("./pages/conversations.js")],
+  widget: ["Widget", () => import("./pages/widget.js")],
+  members: ["Members", () => import("./pages/members.js")],
+  account: ["Account", () => import("./pages/account.js")],
+};
+
+const main = document.getElementById("main");
+const top = document.getElementById("top");
+const nav = document.getElementById("nav");
+const tenantSelect = document.getElementById("tenant");
+
+async function loadUser() {
+  try {
+    session.user = await api("GET", "auth/user", undefined, { quiet401: true });
+  } catch {
+    session.user = null;
+  }
+  return session.user;
+}
+
+async function tenants() {
+  const mine = session.user.memberships.map((m) => m.tenant);
+  if (!session.user.is_operator) return mine;
+  try {
+    const all = await api("GET", "tenants");
+    return [...new Set([...mine, ...all.map((t) => t.schema)])];
+  } catch {
+    return mine;
+  }
+}
+
+async function chooseTenant(name) {
+  session.tenant = name;
+  try { localStorage.setItem("chatter:dashboard:tenant", name); } catch { /* private mode */ }
+  const m = await api("GET", "auth/membership");
+  session.role = m.role;
+  session.isOperator = m.is_operator;
+  document.body.classList.toggle("readonly", !session.canEdit);
+}
+
+async function shell() {
+  const list = await tenants();
+  tenantSelect.replaceChildren(...list.map((t) => h("option", { value: t }, t)));
+  let saved = null;
+  try { saved = localStorage.getItem("chatter:dashboard:tenant"); } catch { /* */ }
+  const pick = list.includes(saved) ? saved : list[0];
+  if (pick) {
+    tenantSelect.value = pick;
+    await chooseTenant(pick);
+  }
+  document.getElementById("who").textContent = `${session.user.email}${session.role ? ` (${session.role})` : session.isOperator ? " (operator)" : ""}`;
+  nav.replaceChildren(...Object.entries(PAGES)
+    .filter(([id]) => id !== "members" || session.canEdit)
+    .map(([id, [label]]) => h("li", {}, h("a", { href: `#/${id}`, "data-page": id }, label))));
+  top.hidden = false;
+  return list.length > 0;
+}
+
+tenantSelect.addEventListener("change", async () => {
+  await chooseTenant(tenantSelect.value);
+  route();
+});
+
+document.getElementById("signout").addEventListener("click", async () => {
+  try { await api("DELETE", "auth/session"); } catch { /* the cookies are cleared either way */ }
+  session.user = null;
+  top.hidden = true;
+  location.hash = "#/signin";
+});
+
+let routing = 0;
+async function route() {
+  const run = ++routing;
+  const raw = location.hash.replace(/^#\/?/, "");
+  if (raw === "main") return; // the skip link
+  const [name, ...rest] = raw.split("/");
+  delete document.body.dataset.ready;
+  if (name === "signin" || !session.user) {
+    if (!session.user && !(await loadUser())) return signIn(run);
+    if (name === "signin") { location.hash = "#/overview"; return; }
+  }
+  if (top.hidden && !(await shell())) {
+    main.replaceChildren(h("h1", {}, "No bot yet"), h("p", {}, "Your account belongs to no bot. Ask the platform's operator to add you."));
+    return;
+  }
+  const page = PAGES[name] ? name : "overview";
+  if (!PAGES[name]) { history.replaceState(null, "", "#/overview"); }
+  for (const a of nav.querySelectorAll("a")) {
+    if (a.dataset.page === page) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  }
+  document.title = `${PAGES[page][0]} · Chatter`;
+  main.replaceChildren(h("p", { class: "loading" }, "Loading…"));
+  try {
+    const mod = await PAGES[page][1]();
+    const view = h("div", { class: "page" });
+    await mod.render(view, rest);
+    if (run !== routing) return;
+    main.replaceChildren(view);
+  } catch (e) {
+    if (run !== routing) return;
+    main.replaceChildren(h("h1", {}, PAGES[page][0]), h("p", { class: "error", role: "alert" }, errorText(e)));
+  }
+  main.querySelector("h1")?.focus();
+  document.body.dataset.ready = page;
+}
+
+async function signIn(run) {
+  const mod = await import("./pages/signin.js");
+  if (run !== routing) return;
+  top.hidden = true;
+  document.title = "Sign in · Chatter";
+  const view = h("div", { class: "page signin" });
+  mod.render(view, async () => {
+    await loadUser();
+    location.hash = "#/overview";
+    route();
+  });
+  main.replaceChildren(view);
+  main.querySelector("input")?.focus();
+  document.body.dataset.ready = "signin";
+}
+
+window.addEventListener("hashchange", route);
+route();

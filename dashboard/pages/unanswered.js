@@ -1,0 +1,48 @@
+// The fallback questions of the last 30 days, grouped by meaning (the
+// analytics summary's grouping). One click makes a group a new FAQ (its
+// other wordings become phrasings) or adds it to an existing FAQ.
+import { api, h, heading, session, toast, errorText, field, readOnlyNote } from "../lib.js";
+
+export async function render(view) {
+  const [summary, faqs] = await Promise.all([api("GET", "analytics/summary?days=30"), api("GET", "faqs")]);
+  const groups = summary.top_unanswered;
+  const list = h("div", { class: "groups" });
+  view.append(heading("Unanswered"), readOnlyNote(),
+    h("p", { class: "muted" }, "Questions of the last 30 days the bot could not answer, grouped by meaning."), list);
+  if (!groups.length) {
+    list.append(h("p", { class: "card" }, "Nothing unanswered. Well done."));
+    return;
+  }
+  groups.forEach((g, i) => {
+    const others = g.examples.filter((e) => e !== g.question);
+    const card = h("section", { class: "card group" },
+      h("h2", {}, g.question),
+      h("p", { class: "muted" }, `Asked ${g.count} time${g.count === 1 ? "" : "s"}`),
+      others.length ? h("ul", { class: "examples" }, others.map((e) => h("li", {}, e))) : null);
+    if (session.canEdit) {
+      const answer = h("textarea", { id: `ans-${i}`, rows: 3, required: true });
+      const error = h("p", { class: "error", role: "alert" });
+      const make = h("form", { class: "make", onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          await api("POST", "faqs", { question: g.question, answer: answer.value, alternatives: others.slice(0, 20) });
+          card.replaceChildren(h("p", { class: "badge ok" }, `“${g.question}” is now a FAQ. The bot answers it.`));
+          toast("FAQ added.");
+        } catch (err) { error.textContent = errorText(err); }
+      } }, field(`Answer to “${g.question}”`, answer), error, h("button", { type: "submit" }, "Make it a FAQ"));
+      const target = h("select", { id: `to-${i}` }, faqs.map((f) => h("option", { value: f.id }, f.question)));
+      const add = h("form", { class: "make", onsubmit: async (e) => {
+        e.preventDefault();
+        const faq = faqs.find((f) => String(f.id) === target.value);
+        try {
+          const alternatives = [...new Set([...faq.alternatives, g.question, ...others])].slice(0, 20);
+          await api("PUT", `faqs/${faq.id}`, { question: faq.question, answer: faq.answer, alternatives });
+          card.replaceChildren(h("p", { class: "badge ok" }, `Added as a phrasing of “${faq.question}”.`));
+        } catch (err) { error.textContent = errorText(err); }
+      } }, field("Or add it as a phrasing of", target), h("button", { type: "submit", class: "quiet" }, "Add phrasing"));
+      card.append(make);
+      if (faqs.length) card.append(add);
+    }
+    list.append(card);
+  });
+}

@@ -1,0 +1,127 @@
+//! The dashboard's FAQ tools: "Try a question" answers without storing
+//! anything, and an import preview names every bad row without writing.
+
+use serde_json::json;
+
+use crate::client_api::{call, setup};
+
+#[tokio::test]
+async fn trying_a_question_answers_with_the_nearest_faqs_and_stores_nothing() {
+    let (app, owner, agent, other) = setup().await;
+    app.import_faqs(
+        "shop",
+        &[
+            ("What are your opening hours?", "9 to 5."),
+            ("Do you ship abroad?", "Yes."),
+            ("How do I return an item?", "Within 30 days."),
+            ("Do you sell gift cards?", "Yes, from 10 euros."),
+        ],
+    )
+    .await;
+    let ask = json!({"message": "What are your opening hours?"});
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/faqs/try",
+        Some(&agent),
+        Some(ask.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["matched"], true);
+    assert_eq!(body["reply"], "9 to 5.");
+    let nearest = body["nearest"].as_array().unwrap();
+    assert_eq!(nearest.len(), 3);
+    assert_eq!(nearest[0]["question"], "What are your opening hours?");
+    assert!(nearest[0]["score"].as_f64().unwrap() >= nearest[1]["score"].as_f64().unwrap());
+    assert!(body["threshold"].as_f64().is_some());
+    // Owners too; strangers and other tenants' owners not.
+    assert_eq!(
+        call(
+            &app,
+            "POST",
+            "/api/faqs/try",
+            Some(&owner),
+            Some(ask.clone())
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(&app, "POST", "/api/faqs/try", None, Some(ask.clone()))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call(&app, "POST", "/api/faqs/try", Some(&other), Some(ask))
+            .await
+            .0,
+        403
+    );
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/api/faqs/try",
+        Some(&owner),
+        Some(json!({"message": "  "})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // Nothing was stored.
+    let client = app.pool.get().await.unwrap();
+    let messages: i64 = client
+        .query_one("SELECT count(*) FROM shop.messages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(messages, 0);
+}
+
+#[tokio::test]
+async fn an_import_preview_names_each_bad_row_and_writes_nothing() {
+    let (app, owner, agent, _other) = setup().await;
+    let csv = "question,answer,alternatives\nDo you deliver?,Yes.,Do you bring it|Home delivery?\n,No question\nOpen on Sunday?,\n";
+    let preview = |token: &str| {
+        app.http
+            .post(format!("{}/api/faqs/import/preview", app.addr))
+            .header("X-Client-ID", "shop")
+            .header("Content-Type", "text/csv")
+            .bearer_auth(token)
+            .body(csv)
+            .send()
+    };
+    let response = preview(&owner).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let rows: serde_json::Value = response.json().await.unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["label"], "line 2");
+    assert_eq!(
+        rows[0]["faq"]["alternatives"],
+        json!(["Do you bring it", "Home delivery?"])
+    );
+    assert!(rows[0]["error"].is_null());
+    assert_eq!(rows[1]["label"], "line 3");
+    assert!(rows[1]["faq"].is_null());
+    assert!(
+        rows[1]["error"].as_str().unwrap().contains("question"),
+        "{}",
+        rows[1]
+    );
+    assert_eq!(rows[2]["label"], "line 4");
+    assert!(
+        rows[2]["error"].as_str().unwrap().contains("answer"),
+        "{}",
+        rows[2]
+    );
+    // Agents may not import, so may not preview either.
+    assert_eq!(preview(&agent).await.unwrap().status(), 403);
+    let (_, list) = call(&app, "GET", "/api/faqs", Some(&owner), None).await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        0,
+        "a preview writes nothing"
+    );
+}

