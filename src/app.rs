@@ -148,12 +148,9 @@ impl Application {
             tracing::info!("shutting down: finishing requests in flight");
             let _ = stopping_tx.send(());
         };
+        let limits = crate::serve::ConnectionLimits::from_settings(&state.settings.server);
         let app = crate::http::router(state);
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
+        let server = crate::serve::serve(listener, app, limits, signal);
         let server = async move { server.await.map_err(StartupError::Serve) };
         tokio::pin!(server);
         let result = tokio::select! {

@@ -83,6 +83,13 @@ pub struct ServerSettings {
     /// client's address from its last hop. Off, the header is ignored, since
     /// a client talking to us directly could write anything there.
     pub trust_proxy: bool,
+    /// Longest a client may take to send a request's headers; also how long
+    /// a kept-alive connection may sit idle.
+    pub header_read_timeout_secs: u64,
+    /// Longest a request may take until its response starts (then 408).
+    pub request_timeout_secs: u64,
+    /// Open connections at most; more are closed as soon as accepted.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,6 +206,9 @@ impl Default for ServerSettings {
             ],
             shutdown_timeout_secs: 25,
             trust_proxy: false,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_connections: 768,
         }
     }
 }
@@ -569,6 +579,9 @@ mod tests {
             "allowed_hosts",
             "shutdown_timeout_secs",
             "trust_proxy",
+            "header_read_timeout_secs",
+            "request_timeout_secs",
+            "max_connections",
             "data_dir",
             "pool_size",
             "wait_timeout_ms",
@@ -621,6 +634,9 @@ mod tests {
             "server.allowed_hosts",
             "server.shutdown_timeout_secs",
             "server.trust_proxy",
+            "server.header_read_timeout_secs",
+            "server.request_timeout_secs",
+            "server.max_connections",
             "database.url",
             "database.data_dir",
             "database.pool_size",

@@ -1,7 +1,8 @@
 //! Chatter: a multi-tenant FAQ chatbot platform in one binary.
 //!
 //! - `config`: typed settings (defaults < config.toml < environment).
-//! - `app`: `Application`, what `chatter serve` runs; `cli`: the commands.
+//! - `app`: `Application`, what `chatter serve` runs; `cli`: the commands;
+//!   `serve`: the accept loop with its timeouts and connection cap.
 //! - `auth`: accounts, passwords, sign-in tokens.
 //! - `http`: router, layers and routes; `error`: errors become responses.
 //! - `state`: the handles every request shares.
@@ -39,6 +40,7 @@ pub mod http;
 pub mod metrics;
 pub mod origins;
 pub mod rate_limit;
+pub mod serve;
 pub mod state;
 pub mod telemetry;
 pub mod tenancy;

@@ -1,0 +1,113 @@
+//! Issue 16: one client must never take the service down.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::spawn_app_with;
+
+/// Reads until the server closes the socket (or `limit` passes); returns
+/// how long that took, or None when it stayed open.
+async fn time_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(started.elapsed()), stream.read(&mut buf))
+            .await
+        {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_header_client_is_cut_off_within_the_header_timeout() {
+    let app = spawn_app_with(|s| s.server.header_read_timeout_secs = 1).await;
+    let addr = app.addr.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    // One byte of the headers every 300 ms: never done within the timeout.
+    let slow = async {
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaa" {
+            if stream.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let started = Instant::now();
+    let _ = tokio::time::timeout(Duration::from_secs(5), slow).await;
+    let closed = time_until_closed(&mut stream, Duration::from_secs(3)).await;
+    assert!(closed.is_some(), "the slow client still holds its socket");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut off only after {:?}",
+        started.elapsed()
+    );
+
+    // An idle kept-alive connection is closed too.
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let closed = time_until_closed(&mut idle, Duration::from_secs(4)).await;
+    assert!(closed.is_some(), "an idle kept-alive socket stays open");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_and_health_still_answers() {
+    let app = spawn_app_with(|s| s.server.max_connections = 20).await;
+    let addr = app.addr.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    // The ones over the cap are closed at once.
+    let mut closed = 0;
+    for stream in idle.iter_mut().skip(20) {
+        if time_until_closed(stream, Duration::from_secs(2))
+            .await
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 20);
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let response = app.get("/healthz").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_slow_request_answers_408_at_the_request_timeout() {
+    let app = spawn_app_with(|s| s.server.request_timeout_secs = 1).await;
+    let addr = app.addr.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    // Headers promise a body that never comes.
+    stream
+        .write_all(
+            b"POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 1024];
+    let started = Instant::now();
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await
+    {
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buf[..n]);
+        if response.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
