@@ -87,6 +87,7 @@ impl Application {
                 engine
             }
         };
+        crate::auth::password::limit_concurrency(settings.auth.max_concurrent_hashes);
         crate::auth::password::prepare();
         let state = AppState::new(database.pool.clone(), settings, engine, metrics);
         let (listener_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);

@@ -166,6 +166,10 @@ pub struct AuthSettings {
     /// Sign-in attempts a minute for one account from one address; one
     /// address may make three times as many across accounts.
     pub login_attempts_per_minute: u32,
+    /// Password changes a minute for one account, right or wrong.
+    pub password_changes_per_minute: u32,
+    /// Password hashes computed at once (19 MiB each); 0: two per core.
+    pub max_concurrent_hashes: usize,
 }
 
 impl AuthSettings {
@@ -275,6 +279,8 @@ impl Default for AuthSettings {
             idle_timeout_secs: 24 * 60 * 60,
             max_age_secs: 30 * 24 * 60 * 60,
             login_attempts_per_minute: 10,
+            password_changes_per_minute: 5,
+            max_concurrent_hashes: 0,
         }
     }
 }
@@ -608,6 +614,8 @@ mod tests {
             "idle_timeout_secs",
             "max_age_secs",
             "login_attempts_per_minute",
+            "password_changes_per_minute",
+            "max_concurrent_hashes",
             "format",
             "level",
         ] {
@@ -668,6 +676,8 @@ mod tests {
             "auth.idle_timeout_secs",
             "auth.max_age_secs",
             "auth.login_attempts_per_minute",
+            "auth.password_changes_per_minute",
+            "auth.max_concurrent_hashes",
             "log.format",
             "log.level",
         ];

@@ -135,6 +135,7 @@ impl AppError {
                 AuthError::EmailTaken(_) => (StatusCode::CONFLICT, "conflict"),
                 AuthError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),
                 AuthError::UnknownUser(_) => (StatusCode::NOT_FOUND, "not_found"),
+                AuthError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
                 AuthError::Hash(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 AuthError::Db(db) => db_parts(db),
             },

@@ -43,6 +43,9 @@ pub struct AppState {
 pub struct LoginLimits {
     pub account_from_address: RateLimiter,
     pub address: RateLimiter,
+    /// Password changes per account: each costs two hashes, and a wrong
+    /// old password must not be an unthrottled guessing oracle.
+    pub password_change: RateLimiter,
 }
 
 /// Fair use of the chat: per visitor (tenant and client address) and per
@@ -90,6 +93,10 @@ impl AppState {
                 address: RateLimiter::per_minute(
                     attempts.saturating_mul(3),
                     attempts.saturating_mul(3),
+                ),
+                password_change: RateLimiter::per_minute(
+                    settings.auth.password_changes_per_minute,
+                    settings.auth.password_changes_per_minute,
                 ),
             }),
             chat_limits: Arc::new(ChatLimits::new(&settings.chat)),

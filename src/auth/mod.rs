@@ -32,6 +32,9 @@ pub enum AuthError {
     UnknownTenant(String),
     #[error("no user {0:?}")]
     UnknownUser(String),
+    /// Every password-hashing slot is taken (see `password`): try again.
+    #[error("too many sign-ins at once; try again shortly")]
+    Busy,
     #[error("password hashing failed: {0}")]
     Hash(String),
     #[error(transparent)]

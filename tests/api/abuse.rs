@@ -111,3 +111,51 @@ async fn a_slow_request_answers_408_at_the_request_timeout() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// This process's resident memory in KiB (the server under test runs in it).
+fn rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_concurrent_password_changes_get_429s_and_memory_stays_bounded() {
+    let (app, _owner, agent, _other) = crate::client_api::setup().await;
+    let before = rss_kib("self");
+    let requests: Vec<_> = (0..40)
+        .map(|i| {
+            let http = app.http.clone();
+            let url = format!("{}/api/auth/password/change", app.addr);
+            let agent = agent.clone();
+            tokio::spawn(async move {
+                http.post(url)
+                    .bearer_auth(agent)
+                    .json(&serde_json::json!({
+                        "old_password": format!("guess number {i}"),
+                        "new_password": "a brand new password",
+                    }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for request in requests {
+        statuses.push(request.await.unwrap());
+    }
+    let grown_mib = rss_kib("self").saturating_sub(before) / 1024;
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!(limited >= 30, "only {limited} of 40 got 429: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| matches!(s, 400 | 429 | 503)),
+        "{statuses:?}"
+    );
+    assert!(grown_mib < 100, "RSS grew by {grown_mib} MiB");
+}
