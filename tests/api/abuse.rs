@@ -159,3 +159,107 @@ async fn forty_concurrent_password_changes_get_429s_and_memory_stays_bounded() {
     );
     assert!(grown_mib < 100, "RSS grew by {grown_mib} MiB");
 }
+
+/// `chatter serve` as a process of its own, so its memory can be measured
+/// apart from the tests'; killed on drop.
+struct ServerProcess {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve_process(db: &crate::helpers::TestDb) -> ServerProcess {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatter"))
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("DEBUG", "True")
+        .env("PORT", "0")
+        .env("CHATTER_HOST", "127.0.0.1")
+        .env("CHATTER_LOG_FORMAT", "json")
+        .env("CHATTER_LOG", "warn,chatter=info")
+        .env("CHATTER_TRUST_PROXY", "true")
+        // No model: these requests never reach it, and nothing downloads.
+        .env("CHATTER_MODEL_PATH", "/nonexistent/chatter-model")
+        .env("HF_HUB_OFFLINE", "1")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(addr) = event["addr"].as_str()
+            {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let mut server = ServerProcess {
+        child,
+        addr: String::new(),
+    };
+    server.addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server came up");
+    server
+}
+
+/// Every request with a unique client-chosen key of 60 KB: Hosts, the
+/// forwarded address and the sign-in email.
+async fn unique_key_flood(port: &str, from: usize, count: usize) {
+    use futures_util::StreamExt;
+    let http = reqwest::Client::new();
+    futures_util::stream::iter(from..from + count)
+        .for_each_concurrent(8, |i| {
+            let http = http.clone();
+            async move {
+                let big = format!("{i:08}{}", "a".repeat(60 * 1024));
+                let host = format!("{big}.example.com");
+                let _ = http
+                    .get(format!("http://127.0.0.1:{port}/readyz"))
+                    .header("Host", host)
+                    .send()
+                    .await;
+                let _ = http
+                    .post(format!("http://127.0.0.1:{port}/api/auth/login"))
+                    .header("X-Forwarded-For", format!("10.0.0.1, {big}"))
+                    // Too long to be hashed: the limiters are what is measured.
+                    .json(&serde_json::json!({
+                        "email": format!("{}@example.com", &big[..50_000]),
+                        "password": "p".repeat(2_000),
+                    }))
+                    .send()
+                    .await;
+            }
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_thousand_unique_60_kb_hosts_and_keys_add_under_10_mb() {
+    let db = crate::helpers::TestDb::create().await;
+    let server = serve_process(&db);
+    let port = server.addr.rsplit(':').next().unwrap().to_string();
+    let pid = server.child.id().to_string();
+    // Warm-up: the allocator's arenas, the pool's connections.
+    unique_key_flood(&port, 0, 100).await;
+    let before = rss_kib(&pid);
+    unique_key_flood(&port, 100, 1_000).await;
+    let grown_kib = rss_kib(&pid).saturating_sub(before);
+    assert!(
+        grown_kib < 10 * 1024,
+        "RSS grew by {} MiB",
+        grown_kib / 1024
+    );
+}
