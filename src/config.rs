@@ -154,6 +154,9 @@ pub struct ChatSettings {
     /// tenant cannot take the model from the others.
     pub tenant_messages_per_minute: u32,
     pub tenant_burst: u32,
+    /// Analytics summaries a minute for one user (each may embed 500
+    /// unanswered questions).
+    pub summaries_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -269,6 +272,7 @@ impl Default for ChatSettings {
             visitor_burst: 10,
             tenant_messages_per_minute: 3_000,
             tenant_burst: 300,
+            summaries_per_minute: 6,
         }
     }
 }
@@ -611,6 +615,7 @@ mod tests {
             "visitor_burst",
             "tenant_messages_per_minute",
             "tenant_burst",
+            "summaries_per_minute",
             "idle_timeout_secs",
             "max_age_secs",
             "login_attempts_per_minute",
@@ -673,6 +678,7 @@ mod tests {
             "chat.visitor_burst",
             "chat.tenant_messages_per_minute",
             "chat.tenant_burst",
+            "chat.summaries_per_minute",
             "auth.idle_timeout_secs",
             "auth.max_age_secs",
             "auth.login_attempts_per_minute",

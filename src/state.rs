@@ -33,6 +33,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub login_limits: Arc<LoginLimits>,
     pub chat_limits: Arc<ChatLimits>,
+    /// Analytics summaries per user (`analytics.summaries_per_minute`).
+    pub summary_limits: Arc<RateLimiter>,
     /// The origins any tenant allows: what a CORS preflight is answered from.
     pub widget_origins: Arc<OriginUnionCache>,
     pub front_page: Arc<FrontPage>,
@@ -100,6 +102,10 @@ impl AppState {
                 ),
             }),
             chat_limits: Arc::new(ChatLimits::new(&settings.chat)),
+            summary_limits: Arc::new(RateLimiter::per_minute(
+                settings.chat.summaries_per_minute,
+                settings.chat.summaries_per_minute,
+            )),
             widget_origins: Arc::new(OriginUnionCache::new(pool.clone())),
             front_page: Arc::new(FrontPage::new()),
             engine,

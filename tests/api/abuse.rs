@@ -263,3 +263,108 @@ async fn a_thousand_unique_60_kb_hosts_and_keys_add_under_10_mb() {
         grown_kib / 1024
     );
 }
+
+/// The hashing double, 20 ms a text: inference slow enough to matter.
+struct SlowEmbedder(chatter::engine::hashing::HashingEmbedder);
+
+impl chatter::engine::Embedder for SlowEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, chatter::engine::EmbedError> {
+        std::thread::sleep(Duration::from_millis(20) * texts.len() as u32);
+        self.0.embed(texts)
+    }
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+    fn model_id(&self) -> &str {
+        self.0.model_id()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visitors_chat_stays_fast_while_another_tenant_runs_yearly_summaries() {
+    use chatter::engine::worker::{EmbeddingQueue, WorkerSettings};
+    let metrics = std::sync::Arc::new(chatter::metrics::Metrics::new());
+    let queue = EmbeddingQueue::start(
+        std::sync::Arc::new(SlowEmbedder(Default::default())),
+        WorkerSettings {
+            max_batch: 32,
+            batch_wait: Duration::from_millis(1),
+            queue_capacity: 256,
+        },
+        std::sync::Arc::clone(&metrics),
+    )
+    .unwrap();
+    let engine = std::sync::Arc::new(chatter::engine::Engine::ready(queue));
+    let app = crate::helpers::spawn_app_with_metrics(
+        |_| {},
+        chatter::app::ModelChoice::Given(engine),
+        metrics,
+    )
+    .await;
+    app.create_tenant("shop", "Shop", None).await;
+    app.create_tenant("calm", "Calm", None).await;
+    app.import_faqs("calm", &[("When are you open?", "Nine to five.")])
+        .await;
+    // 500 distinct unanswered questions at "shop", as visitors could seed them.
+    let client = app.pool.get().await.unwrap();
+    client
+        .batch_execute(
+            "WITH c AS (INSERT INTO shop.conversations (session_id) \
+               SELECT 'seed-' || g FROM generate_series(1, 500) g RETURNING id, session_id) \
+             INSERT INTO shop.messages (conversation_id, role, text, created_at) \
+               SELECT id, r.role, 'question number ' || session_id, now() - (r.n || ' ms')::interval \
+               FROM c, (VALUES ('visitor', 2), ('bot', 1)) r(role, n) ORDER BY id, r.n DESC",
+        )
+        .await
+        .unwrap();
+    use chatter::auth::users::{self, NewUser};
+    users::create_user(
+        &app.pool,
+        NewUser {
+            email: "owner@shop.test",
+            password: "correct horse battery",
+            is_operator: false,
+            membership: Some(("shop", chatter::auth::Role::Owner)),
+        },
+    )
+    .await
+    .unwrap();
+    let token = crate::client_api::sign_in(&app, "owner@shop.test").await;
+    // Warm the calm tenant's index first.
+    let (status, _) = app.chat("calm", serde_json::json!({"message": "open?"})).await;
+    assert_eq!(status, 200);
+
+    let summaries: Vec<_> = (0..2)
+        .map(|_| {
+            let http = app.http.clone();
+            let url = format!("{}/api/analytics/summary?days=365", app.addr);
+            let token = token.clone();
+            tokio::spawn(async move {
+                http.get(url)
+                    .header("X-Client-ID", "shop")
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let (status, _) = app
+            .chat("calm", serde_json::json!({"message": "when are you open"}))
+            .await;
+        latencies.push(started.elapsed());
+        assert_eq!(status, 200);
+    }
+    for summary in summaries {
+        assert_eq!(summary.await.unwrap(), 200);
+    }
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    assert!(p99 < Duration::from_secs(1), "chat p99 {p99:?}: {latencies:?}");
+}
