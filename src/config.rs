@@ -104,6 +104,10 @@ pub struct DatabaseSettings {
     pub recycle_timeout_ms: u64,
     /// Tenant schemas migrated at once by `migrate --tenants` and `serve`.
     pub migrate_parallelism: usize,
+    /// Longest one statement may run, and wait for a lock, on a pooled
+    /// connection (0: no limit).
+    pub statement_timeout_ms: u64,
+    pub lock_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,6 +234,8 @@ impl Default for DatabaseSettings {
             create_timeout_ms: 5_000,
             recycle_timeout_ms: 1_000,
             migrate_parallelism: 8,
+            statement_timeout_ms: 10_000,
+            lock_timeout_ms: 2_000,
         }
     }
 }
@@ -598,6 +604,8 @@ mod tests {
             "create_timeout_ms",
             "recycle_timeout_ms",
             "migrate_parallelism",
+            "statement_timeout_ms",
+            "lock_timeout_ms",
             "public_schema",
             "public_name",
             "cache_capacity",
@@ -657,6 +665,8 @@ mod tests {
             "database.create_timeout_ms",
             "database.recycle_timeout_ms",
             "database.migrate_parallelism",
+            "database.statement_timeout_ms",
+            "database.lock_timeout_ms",
             "tenancy.public_schema",
             "tenancy.public_name",
             "tenancy.public_domain",

@@ -87,9 +87,32 @@ impl Database {
     }
 }
 
+/// Every pooled session gets `statement_timeout` and `lock_timeout` (as
+/// startup options, so no `SET` runs and recycling keeps nothing else): a
+/// locked table of one tenant then costs its requests a short wait and a
+/// 503, instead of holding every pooled connection while other tenants'
+/// requests time out (issue 16). 0 leaves PostgreSQL's default (none).
+fn with_timeouts(config: &mut tokio_postgres::Config, settings: &DatabaseSettings) {
+    let mut options = config.get_options().unwrap_or_default().to_string();
+    for (name, ms) in [
+        ("statement_timeout", settings.statement_timeout_ms),
+        ("lock_timeout", settings.lock_timeout_ms),
+    ] {
+        if ms > 0 {
+            options.push_str(&format!(" -c {name}={ms}"));
+        }
+    }
+    let options = options.trim();
+    if !options.is_empty() {
+        config.options(options);
+    }
+}
+
 pub fn build_pool(target: PgTarget, settings: &DatabaseSettings) -> Result<Pool, DbError> {
+    let mut config = target.config;
+    with_timeouts(&mut config, settings);
     let manager = Manager::from_config(
-        target.config,
+        config,
         target.tls,
         // Fast: nothing we do leaves session state behind (tenant SQL only
         // uses SET LOCAL), so no per-checkout DISCARD is needed.

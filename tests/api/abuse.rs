@@ -112,6 +112,72 @@ async fn a_slow_request_answers_408_at_the_request_timeout() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
+/// Holds an ACCESS EXCLUSIVE lock on `table` until the returned sender is
+/// dropped or sent to, on a connection of its own.
+async fn lock_table(url: &str, table: &str) -> tokio::sync::oneshot::Sender<()> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = rx.await;
+        let _ = client.batch_execute("ROLLBACK").await;
+    });
+    tx
+}
+
+#[tokio::test]
+async fn one_tenants_locked_table_leaves_another_tenants_chats_at_200() {
+    let app = spawn_app_with(|s| {
+        s.database.lock_timeout_ms = 300;
+        s.database.pool_size = 4;
+    })
+    .await;
+    app.create_tenant("locked", "Locked", None).await;
+    app.create_tenant("free", "Free", None).await;
+    app.import_faqs("free", &[("When are you open?", "Nine to five.")])
+        .await;
+    // Warm both tenants (index, bot settings) before the lock.
+    for tenant in ["locked", "free"] {
+        let (status, _) = app.chat(tenant, serde_json::json!({"message": "hi"})).await;
+        assert_eq!(status, 200);
+    }
+    let release = lock_table(&app.db.url, "locked.conversations").await;
+    let stuck: Vec<_> = (0..8)
+        .map(|_| {
+            let http = app.http.clone();
+            let url = format!("{}/api/chat", app.addr);
+            tokio::spawn(async move {
+                http.post(url)
+                    .header("X-Client-ID", "locked")
+                    .json(&serde_json::json!({"message": "hello"}))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let (status, _) = app
+            .chat("free", serde_json::json!({"message": "when are you open"}))
+            .await;
+        statuses.push(status);
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    for request in stuck {
+        let status = request.await.unwrap().unwrap();
+        assert!(status == 503 || status == 200, "{status}");
+    }
+    drop(release);
+}
+
 /// This process's resident memory in KiB (the server under test runs in it).
 fn rss_kib(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
