@@ -112,6 +112,39 @@ async fn a_slow_request_answers_408_at_the_request_timeout() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
+#[tokio::test]
+async fn csv_export_defuses_formulas_in_visitor_text() {
+    let (app, _owner, agent, _other) = crate::client_api::setup().await;
+    for text in ["=HYPERLINK(\"http://evil\")", "+1+2", "-3", "@SUM(A1)", "plain"] {
+        let (status, _) = app.chat("shop", serde_json::json!({ "message": text })).await;
+        assert_eq!(status, 200);
+    }
+    let csv = app
+        .http
+        .get(format!("{}/api/conversations/export.csv", app.addr))
+        .header("X-Client-ID", "shop")
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let texts: Vec<String> = reader
+        .records()
+        .map(|r| r.unwrap()[4].to_string())
+        .collect();
+    for text in &texts {
+        assert!(
+            !text.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "a formula cell: {text:?}"
+        );
+    }
+    assert!(texts.contains(&"'=HYPERLINK(\"http://evil\")".to_string()), "{texts:?}");
+    assert!(texts.contains(&"plain".to_string()));
+}
+
 /// Holds an ACCESS EXCLUSIVE lock on `table` until the returned sender is
 /// dropped or sent to, on a connection of its own.
 async fn lock_table(url: &str, table: &str) -> tokio::sync::oneshot::Sender<()> {
