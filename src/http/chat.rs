@@ -78,7 +78,10 @@ pub async fn chat(
         )));
     }
     let answer = state.answer(&tenant.schema, message).await?;
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| o.len() <= crate::origins::MAX_ORIGIN_LEN);
     let stored = chat::store_exchange(
         &state.pool,
         &tenant.schema,

@@ -145,6 +145,35 @@ async fn csv_export_defuses_formulas_in_visitor_text() {
     assert!(texts.contains(&"plain".to_string()));
 }
 
+#[tokio::test]
+async fn an_overlong_origin_is_refused_not_stored_or_echoed() {
+    let app = crate::helpers::spawn_app().await;
+    app.create_tenant("shop", "Shop", None).await;
+    let origin = format!("https://{}.example.com", "a".repeat(200_000));
+    let response = app
+        .post("/api/chat")
+        .header("X-Client-ID", "shop")
+        .header("Origin", &origin)
+        .json(&serde_json::json!({"message": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(
+        !response
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+    assert!(response.text().await.unwrap().len() < 1_000);
+    let client = app.pool.get().await.unwrap();
+    let longest: Option<i32> = client
+        .query_one("SELECT max(length(origin)) FROM shop.conversations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(longest.unwrap_or(0) <= 2_048);
+}
+
 /// Holds an ACCESS EXCLUSIVE lock on `table` until the returned sender is
 /// dropped or sent to, on a connection of its own.
 async fn lock_table(url: &str, table: &str) -> tokio::sync::oneshot::Sender<()> {
