@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod operator;
 pub mod request_log;
+pub mod security;
 pub mod static_files;
 pub mod tenant;
 pub mod widget;
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
             Arc::clone(&state.metrics),
             request_log::log,
         ))
+        .layer(middleware::from_fn(security::headers))
         .with_state(state)
 }
 

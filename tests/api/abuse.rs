@@ -240,6 +240,74 @@ async fn one_tenants_locked_table_leaves_another_tenants_chats_at_200() {
     drop(release);
 }
 
+#[tokio::test]
+async fn pages_carry_security_headers_and_json_is_nosniff() {
+    let app = crate::helpers::spawn_app().await;
+    for path in ["/", "/api/docs"] {
+        let response = app.get(path).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert!(headers.contains_key("referrer-policy"), "{path}");
+    }
+    let response = app.get("/api/auth/user").send().await.unwrap();
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+}
+
+/// Sends raw request bytes; returns the status line's code.
+async fn raw_status(addr: &str, request: &[u8]) -> u16 {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = vec![0u8; 64];
+    let n = stream.read(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response[..n]).to_string();
+    text.split(' ').nth(1).unwrap_or_default().parse().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn two_hosts_or_client_ids_and_tricky_hosts_are_refused() {
+    let app = spawn_app_with(|s| s.server.allowed_hosts.push(".test".into())).await;
+    app.create_tenant("shop", "Shop", None).await;
+    let addr = app.addr.trim_start_matches("http://").to_string();
+    let ok = raw_status(
+        &addr,
+        b"GET /api/widget/config HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Client-ID: shop\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(ok, 200);
+    let two_hosts = raw_status(
+        &addr,
+        b"GET /api/widget/config HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.test\r\nX-Client-ID: shop\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(two_hosts, 400);
+    let two_ids = raw_status(
+        &addr,
+        b"GET /api/widget/config HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Client-ID: shop\r\nX-Client-ID: other\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(two_ids, 400);
+    for host in [
+        "acme.test@beta.test".to_string(),
+        format!("{}.acme.test", "a".repeat(5_000)),
+    ] {
+        let status = raw_status(
+            &addr,
+            format!("GET /readyz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 400, "{host:.40}");
+    }
+    let status = raw_status(
+        &addr,
+        b"GET /readyz HTTP/1.1\r\nHost: www.acme.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
 /// This process's resident memory in KiB (the server under test runs in it).
 fn rss_kib(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
