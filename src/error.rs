@@ -151,9 +151,33 @@ fn retry_after_secs(wait: std::time::Duration) -> u64 {
 fn db_parts(err: &DbError) -> (StatusCode, &'static str) {
     match err {
         DbError::Busy | DbError::Unreachable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        _ if is_transient(err) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         _ if is_unstorable_text(err) => (StatusCode::BAD_REQUEST, "invalid"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
+}
+
+/// The database went away or gave up on this one request, and the same
+/// request may well work in a moment: 503 with `Retry-After`, so the widget
+/// retries (issue 16). A terminated or crashed backend (57P01-57P03), a
+/// connection failure (class 08) or a closed connection, too many
+/// connections, a lock or statement timeout, a deadlock or serialization
+/// failure.
+fn is_transient(err: &DbError) -> bool {
+    let DbError::Postgres(e) = err else {
+        return false;
+    };
+    if e.is_closed() {
+        return true;
+    }
+    e.code().is_some_and(|state| {
+        let code = state.code();
+        code.starts_with("08")
+            || matches!(
+                code,
+                "57P01" | "57P02" | "57P03" | "57014" | "55P03" | "53300" | "40001" | "40P01"
+            )
+    })
 }
 
 /// PostgreSQL refuses text with a NUL character (JSON's `\u0000`), however

@@ -241,6 +241,50 @@ async fn one_tenants_locked_table_leaves_another_tenants_chats_at_200() {
 }
 
 #[tokio::test]
+async fn a_terminated_database_session_answers_503_with_retry_after() {
+    let app = spawn_app_with(|s| s.database.lock_timeout_ms = 0).await;
+    app.create_tenant("shop", "Shop", None).await;
+    let (status, _) = app.chat("shop", serde_json::json!({"message": "hi"})).await;
+    assert_eq!(status, 200);
+    let release = lock_table(&app.db.url, "shop.conversations").await;
+    let request = {
+        let http = app.http.clone();
+        let url = format!("{}/api/chat", app.addr);
+        tokio::spawn(async move {
+            http.post(url)
+                .header("X-Client-ID", "shop")
+                .json(&serde_json::json!({"message": "hello"}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    // Terminate the backend waiting for the lock (SQLSTATE 57P01).
+    let admin = app.pool.get().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let killed: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if killed > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the chat never waited for the lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = request.await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    drop(release);
+}
+
+#[tokio::test]
 async fn pages_carry_security_headers_and_json_is_nosniff() {
     let app = crate::helpers::spawn_app().await;
     for path in ["/", "/api/docs"] {
