@@ -88,7 +88,10 @@ mod tests {
         let limiter = RateLimiter::per_minute(1, 1);
         let long = "x".repeat(60_000);
         assert!(limiter.check(&long).is_ok());
-        assert!(limiter.check(&long).is_err(), "the same long key is one bucket");
+        assert!(
+            limiter.check(&long).is_err(),
+            "the same long key is one bucket"
+        );
         let buckets = limiter.buckets.lock().unwrap();
         assert!(buckets.keys().all(|k| k.len() <= 128));
     }

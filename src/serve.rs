@@ -102,4 +102,3 @@ pub async fn serve(
     graceful.shutdown().await;
     Ok(())
 }
-

@@ -119,7 +119,7 @@ pub async fn verify(password: String, stored: String) -> Result<Verdict, AuthErr
         verify_now(&password, &stored)
     })
     .await
-        .map_err(|e| AuthError::Hash(e.to_string()))
+    .map_err(|e| AuthError::Hash(e.to_string()))
 }
 
 /// Spends the time a verification takes, for an email with no account.

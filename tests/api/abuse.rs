@@ -13,8 +13,11 @@ async fn time_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<Du
     let started = Instant::now();
     let mut buf = [0u8; 1024];
     loop {
-        match tokio::time::timeout(limit.saturating_sub(started.elapsed()), stream.read(&mut buf))
-            .await
+        match tokio::time::timeout(
+            limit.saturating_sub(started.elapsed()),
+            stream.read(&mut buf),
+        )
+        .await
         {
             Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
             Ok(Ok(_)) => continue,
@@ -96,8 +99,7 @@ async fn a_slow_request_answers_408_at_the_request_timeout() {
     let mut response = Vec::new();
     let mut buf = [0u8; 1024];
     let started = Instant::now();
-    while let Ok(Ok(n)) =
-        tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await
     {
         if n == 0 {
             break;
@@ -115,8 +117,16 @@ async fn a_slow_request_answers_408_at_the_request_timeout() {
 #[tokio::test]
 async fn csv_export_defuses_formulas_in_visitor_text() {
     let (app, _owner, agent, _other) = crate::client_api::setup().await;
-    for text in ["=HYPERLINK(\"http://evil\")", "+1+2", "-3", "@SUM(A1)", "plain"] {
-        let (status, _) = app.chat("shop", serde_json::json!({ "message": text })).await;
+    for text in [
+        "=HYPERLINK(\"http://evil\")",
+        "+1+2",
+        "-3",
+        "@SUM(A1)",
+        "plain",
+    ] {
+        let (status, _) = app
+            .chat("shop", serde_json::json!({ "message": text }))
+            .await;
         assert_eq!(status, 200);
     }
     let csv = app
@@ -141,7 +151,10 @@ async fn csv_export_defuses_formulas_in_visitor_text() {
             "a formula cell: {text:?}"
         );
     }
-    assert!(texts.contains(&"'=HYPERLINK(\"http://evil\")".to_string()), "{texts:?}");
+    assert!(
+        texts.contains(&"'=HYPERLINK(\"http://evil\")".to_string()),
+        "{texts:?}"
+    );
     assert!(texts.contains(&"plain".to_string()));
 }
 
@@ -182,7 +195,9 @@ async fn lock_table(url: &str, table: &str) -> tokio::sync::oneshot::Sender<()> 
         .unwrap();
     tokio::spawn(connection);
     client
-        .batch_execute(&format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+        ))
         .await
         .unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -275,7 +290,10 @@ async fn a_terminated_database_session_answers_503_with_retry_after() {
         if killed > 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "the chat never waited for the lock");
+        assert!(
+            Instant::now() < deadline,
+            "the chat never waited for the lock"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let response = request.await.unwrap();
@@ -307,7 +325,11 @@ async fn raw_status(addr: &str, request: &[u8]) -> u16 {
     let mut response = vec![0u8; 64];
     let n = stream.read(&mut response).await.unwrap();
     let text = String::from_utf8_lossy(&response[..n]).to_string();
-    text.split(' ').nth(1).unwrap_or_default().parse().unwrap_or(0)
+    text.split(' ')
+        .nth(1)
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -571,7 +593,9 @@ async fn visitors_chat_stays_fast_while_another_tenant_runs_yearly_summaries() {
     .unwrap();
     let token = crate::client_api::sign_in(&app, "owner@shop.test").await;
     // Warm the calm tenant's index first.
-    let (status, _) = app.chat("calm", serde_json::json!({"message": "open?"})).await;
+    let (status, _) = app
+        .chat("calm", serde_json::json!({"message": "open?"}))
+        .await;
     assert_eq!(status, 200);
 
     let summaries: Vec<_> = (0..2)
@@ -606,5 +630,8 @@ async fn visitors_chat_stays_fast_while_another_tenant_runs_yearly_summaries() {
     }
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100];
-    assert!(p99 < Duration::from_secs(1), "chat p99 {p99:?}: {latencies:?}");
+    assert!(
+        p99 < Duration::from_secs(1),
+        "chat p99 {p99:?}: {latencies:?}"
+    );
 }
