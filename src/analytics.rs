@@ -134,7 +134,7 @@ pub async fn summary(
     let replies = (answered + fallback).max(1) as f64;
     // Without the model (still loading), group identical wordings only.
     let vectors = match queue {
-        Some(queue) => queue.embed(unanswered.clone()).await.ok(),
+        Some(queue) => embed_in_chunks(queue, &unanswered).await,
         None => None,
     };
     Ok(Summary {
@@ -149,6 +149,21 @@ pub async fn summary(
         feedback,
         top_unanswered: group_by_meaning(&unanswered, vectors.as_deref()),
     })
+}
+
+/// Texts per inference job when grouping unanswered questions.
+const EMBED_CHUNK: usize = 8;
+
+/// Embeds `texts` a few at a time, one job after another. The worker takes
+/// jobs in order and finishes one before the next, so 500 questions as one
+/// job made every tenant's visitors wait for all of them (issue 16: 27 s);
+/// as small jobs, a chat question queued meanwhile waits for one chunk.
+async fn embed_in_chunks(queue: &EmbeddingQueue, texts: &[String]) -> Option<Vec<Vec<f32>>> {
+    let mut vectors = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(EMBED_CHUNK) {
+        vectors.extend(queue.embed(chunk.to_vec()).await.ok()?);
+    }
+    Some(vectors)
 }
 
 /// Greedy grouping, newest question first: each joins the first group whose

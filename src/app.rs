@@ -87,6 +87,7 @@ impl Application {
                 engine
             }
         };
+        crate::auth::password::limit_concurrency(settings.auth.max_concurrent_hashes);
         crate::auth::password::prepare();
         let state = AppState::new(database.db().clone(), settings, engine, metrics);
         let (listener_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -148,12 +149,9 @@ impl Application {
             tracing::info!("shutting down: finishing requests in flight");
             let _ = stopping_tx.send(());
         };
+        let limits = crate::serve::ConnectionLimits::from_settings(&state.settings.server);
         let app = crate::http::router(state);
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
+        let server = crate::serve::serve(listener, app, limits, signal);
         let server = async move { server.await.map_err(StartupError::Serve) };
         tokio::pin!(server);
         let result = tokio::select! {

@@ -83,6 +83,13 @@ pub struct ServerSettings {
     /// client's address from its last hop. Off, the header is ignored, since
     /// a client talking to us directly could write anything there.
     pub trust_proxy: bool,
+    /// Longest a client may take to send a request's headers; also how long
+    /// a kept-alive connection may sit idle.
+    pub header_read_timeout_secs: u64,
+    /// Longest a request may take until its response starts (then 408).
+    pub request_timeout_secs: u64,
+    /// Open connections at most; more are closed as soon as accepted.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +104,10 @@ pub struct DatabaseSettings {
     pub recycle_timeout_ms: u64,
     /// Tenant schemas migrated at once by `migrate --tenants` and `serve`.
     pub migrate_parallelism: usize,
+    /// Longest one statement may run, and wait for a lock, on a pooled
+    /// connection (0: no limit).
+    pub statement_timeout_ms: u64,
+    pub lock_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,6 +158,9 @@ pub struct ChatSettings {
     /// tenant cannot take the model from the others.
     pub tenant_messages_per_minute: u32,
     pub tenant_burst: u32,
+    /// Analytics summaries a minute for one user (each may embed 500
+    /// unanswered questions).
+    pub summaries_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +173,10 @@ pub struct AuthSettings {
     /// Sign-in attempts a minute for one account from one address; one
     /// address may make three times as many across accounts.
     pub login_attempts_per_minute: u32,
+    /// Password changes a minute for one account, right or wrong.
+    pub password_changes_per_minute: u32,
+    /// Password hashes computed at once (19 MiB each); 0: two per core.
+    pub max_concurrent_hashes: usize,
 }
 
 impl AuthSettings {
@@ -199,6 +217,9 @@ impl Default for ServerSettings {
             ],
             shutdown_timeout_secs: 25,
             trust_proxy: false,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_connections: 768,
         }
     }
 }
@@ -213,6 +234,8 @@ impl Default for DatabaseSettings {
             create_timeout_ms: 5_000,
             recycle_timeout_ms: 1_000,
             migrate_parallelism: 8,
+            statement_timeout_ms: 10_000,
+            lock_timeout_ms: 2_000,
         }
     }
 }
@@ -255,6 +278,7 @@ impl Default for ChatSettings {
             visitor_burst: 10,
             tenant_messages_per_minute: 3_000,
             tenant_burst: 300,
+            summaries_per_minute: 6,
         }
     }
 }
@@ -265,6 +289,8 @@ impl Default for AuthSettings {
             idle_timeout_secs: 24 * 60 * 60,
             max_age_secs: 30 * 24 * 60 * 60,
             login_attempts_per_minute: 10,
+            password_changes_per_minute: 5,
+            max_concurrent_hashes: 0,
         }
     }
 }
@@ -569,12 +595,17 @@ mod tests {
             "allowed_hosts",
             "shutdown_timeout_secs",
             "trust_proxy",
+            "header_read_timeout_secs",
+            "request_timeout_secs",
+            "max_connections",
             "data_dir",
             "pool_size",
             "wait_timeout_ms",
             "create_timeout_ms",
             "recycle_timeout_ms",
             "migrate_parallelism",
+            "statement_timeout_ms",
+            "lock_timeout_ms",
             "public_schema",
             "public_name",
             "cache_capacity",
@@ -592,9 +623,12 @@ mod tests {
             "visitor_burst",
             "tenant_messages_per_minute",
             "tenant_burst",
+            "summaries_per_minute",
             "idle_timeout_secs",
             "max_age_secs",
             "login_attempts_per_minute",
+            "password_changes_per_minute",
+            "max_concurrent_hashes",
             "format",
             "level",
         ] {
@@ -621,6 +655,9 @@ mod tests {
             "server.allowed_hosts",
             "server.shutdown_timeout_secs",
             "server.trust_proxy",
+            "server.header_read_timeout_secs",
+            "server.request_timeout_secs",
+            "server.max_connections",
             "database.url",
             "database.data_dir",
             "database.pool_size",
@@ -628,6 +665,8 @@ mod tests {
             "database.create_timeout_ms",
             "database.recycle_timeout_ms",
             "database.migrate_parallelism",
+            "database.statement_timeout_ms",
+            "database.lock_timeout_ms",
             "tenancy.public_schema",
             "tenancy.public_name",
             "tenancy.public_domain",
@@ -649,9 +688,12 @@ mod tests {
             "chat.visitor_burst",
             "chat.tenant_messages_per_minute",
             "chat.tenant_burst",
+            "chat.summaries_per_minute",
             "auth.idle_timeout_secs",
             "auth.max_age_secs",
             "auth.login_attempts_per_minute",
+            "auth.password_changes_per_minute",
+            "auth.max_concurrent_hashes",
             "log.format",
             "log.level",
         ];

@@ -310,6 +310,17 @@ pub async fn delete(db: &Db, schema: &SchemaName, id: i64) -> Result<(), Convers
     Ok(())
 }
 
+/// Visitors write the text: a cell a spreadsheet would read as a formula
+/// (`=`, `+`, `-`, `@`, or a tab or carriage return first) is prefixed with
+/// `'`, OWASP's advice against CSV injection (issue 16).
+fn spreadsheet_safe(text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text
+    }
+}
+
 /// Every message as CSV rows, oldest conversation first.
 pub async fn export_csv(db: &Db, schema: &SchemaName) -> Result<String, ConversationError> {
     let tx = db.tenant(schema).await?;
@@ -344,7 +355,7 @@ pub async fn export_csv(db: &Db, schema: &SchemaName) -> Result<String, Conversa
                 row.try_get::<_, String>(1)?,
                 created.to_rfc3339(),
                 row.try_get::<_, String>(3)?,
-                row.try_get::<_, String>(4)?,
+                spreadsheet_safe(row.try_get::<_, String>(4)?),
                 faq_id.map(|f| f.to_string()).unwrap_or_default(),
                 score.map(|s| s.to_string()).unwrap_or_default(),
             ])

@@ -14,7 +14,8 @@
 //! The modules:
 //! - `config`: typed settings (defaults < config.toml < environment).
 //! - `app`: `Application`, what `chatter serve` runs; `cli`: the commands
-//!   (`args` for clap, one file per command group, `output` for printing).
+//!   (`args` for clap, one file per command group, `output` for printing);
+//!   `serve`: the accept loop with its timeouts and connection cap.
 //! - `http`: the router; `http::state::AppState`, the handles every request
 //!   shares; `http::layers`, `http::extract` (who is asking, in which
 //!   tenant), `http::routes` (one file per route group); `error`: errors
@@ -57,5 +58,6 @@ pub mod http;
 pub mod metrics;
 pub mod origins;
 pub mod rate_limit;
+pub mod serve;
 pub mod telemetry;
 pub mod tenancy;

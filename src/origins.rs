@@ -22,11 +22,16 @@ const READ_CONCURRENCY: usize = 8;
 /// `null` (sandboxed frames, files) and anything malformed, which no list
 /// can allow.
 pub fn normalise(origin: &str) -> Option<String> {
-    if origin.trim() == "null" {
+    if origin.trim() == "null" || origin.len() > MAX_ORIGIN_LEN {
         return None;
     }
     parse_origin(origin).ok()
 }
+
+/// The longest `Origin` taken: browsers send scheme, host and port, far
+/// below this; a longer one is refused before it is stored or echoed
+/// (issue 16: a 200 KB origin was kept on every conversation).
+pub const MAX_ORIGIN_LEN: usize = 2_048;
 
 /// Whether a tenant whose list is `allowed` takes requests from `origin`
 /// (already normalised).

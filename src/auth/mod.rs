@@ -33,6 +33,9 @@ pub enum AuthError {
     UnknownTenant(String),
     #[error("no user {0:?}")]
     UnknownUser(String),
+    /// Every password-hashing slot is taken (see `password`): try again.
+    #[error("too many sign-ins at once; try again shortly")]
+    Busy,
     #[error("password hashing failed: {0}")]
     Hash(String),
     #[error(transparent)]
@@ -55,6 +58,7 @@ impl Classify for AuthError {
             AuthError::EmailTaken(_) => Kind::conflict(),
             AuthError::UnknownTenant(_) => Kind::new(Class::NotFound, "unknown_tenant"),
             AuthError::UnknownUser(_) => Kind::not_found(),
+            AuthError::Busy => Kind::new(Class::Unavailable, "busy").expected(),
             AuthError::Hash(_) => Kind::internal(),
             AuthError::Db(e) => e.kind(),
         }

@@ -1,8 +1,16 @@
 //! Password hashing: argon2id at no less than OWASP's minimum (19 MiB,
 //! two passes, one lane). Hashing takes tens of milliseconds of CPU, so it
 //! runs on the blocking pool, never on the async workers.
+//!
+//! Each hash also takes 19 MiB, so at most `max_concurrent` run at once
+//! (issue 16: thirty concurrent wrong sign-ins grew the process by 500 MB,
+//! and glibc kept it). A call waits a little for its turn, then gets
+//! `AuthError::Busy` (503 with `Retry-After`).
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -48,11 +56,49 @@ pub fn prepare() {
     tokio::task::spawn_blocking(|| LazyLock::force(&DUMMY_HASH));
 }
 
+/// Hashes running at once, process-wide: the memory they take is the
+/// process's, whichever server or command asks. Set once at start
+/// (`auth.max_concurrent_hashes`); later calls keep the first value.
+static HASHING: OnceLock<Arc<Semaphore>> = OnceLock::new();
+
+/// Without a setting: two hashes per core.
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+}
+
+/// Caps the hashes running at once (0: two per core). The first call wins.
+pub fn limit_concurrency(max: usize) {
+    let max = if max == 0 { default_concurrency() } else { max };
+    let _ = HASHING.set(Arc::new(Semaphore::new(max)));
+}
+
+/// How long a hash waits for its turn before the request answers 503: long
+/// enough to ride out a burst of honest sign-ins, short enough that a
+/// flood queues no more than a few seconds of work.
+const QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// A turn at hashing; the permit travels into the blocking task, so a
+/// request that gives up does not free the slot before its hash ends.
+async fn turn() -> Result<OwnedSemaphorePermit, AuthError> {
+    turn_on(HASHING.get_or_init(|| Arc::new(Semaphore::new(default_concurrency())))).await
+}
+
+async fn turn_on(slots: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, AuthError> {
+    match tokio::time::timeout(QUEUE_WAIT, Arc::clone(slots).acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(AuthError::Busy),
+    }
+}
+
 /// The PHC string of `password` with the current parameters.
 pub async fn hash(password: String) -> Result<String, AuthError> {
-    tokio::task::spawn_blocking(move || hash_now(&password))
-        .await
-        .map_err(|e| AuthError::Hash(e.to_string()))?
+    let permit = turn().await?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        hash_now(&password)
+    })
+    .await
+    .map_err(|e| AuthError::Hash(e.to_string()))?
 }
 
 /// What checking a password against a stored hash found.
@@ -67,14 +113,20 @@ pub enum Verdict {
 /// Checks `password` against `stored` (a PHC string, with the parameters
 /// it was made with). A malformed stored hash is a wrong password.
 pub async fn verify(password: String, stored: String) -> Result<Verdict, AuthError> {
-    tokio::task::spawn_blocking(move || verify_now(&password, &stored))
-        .await
-        .map_err(|e| AuthError::Hash(e.to_string()))
+    let permit = turn().await?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        verify_now(&password, &stored)
+    })
+    .await
+    .map_err(|e| AuthError::Hash(e.to_string()))
 }
 
 /// Spends the time a verification takes, for an email with no account.
 pub async fn verify_dummy(password: String) -> Result<(), AuthError> {
+    let permit = turn().await?;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         if let Some(dummy) = DUMMY_HASH.as_deref() {
             let _ = verify_now(&password, dummy);
         }
@@ -148,6 +200,20 @@ mod tests {
             verify("pw123456".into(), weak).await.unwrap(),
             Verdict::CorrectNeedsRehash
         );
+    }
+
+    /// A slot taken for longer than a caller waits: the caller gets
+    /// `Busy` after `QUEUE_WAIT`, and a turn once the slot is free.
+    #[tokio::test]
+    async fn hashes_beyond_the_cap_wait_then_answer_busy() {
+        let slots = Arc::new(Semaphore::new(1));
+        let held = Arc::clone(&slots).acquire_owned().await.unwrap();
+        let started = std::time::Instant::now();
+        let err = turn_on(&slots).await.unwrap_err();
+        assert!(matches!(err, AuthError::Busy), "{err:?}");
+        assert!(started.elapsed() >= QUEUE_WAIT);
+        drop(held);
+        assert!(turn_on(&slots).await.is_ok());
     }
 
     #[tokio::test]

@@ -167,14 +167,17 @@ pub async fn authenticate(
     password: &str,
     settings: &AuthSettings,
 ) -> Result<String, AuthError> {
-    let client = db.shared().await?;
     let password = password.to_string();
     // Too long to be anyone's password: refused before it is hashed.
     if password.chars().count() > MAX_PASSWORD_CHARS {
         return Err(AuthError::InvalidCredentials);
     }
     let email = email.trim().to_lowercase();
-    let row = client
+    // The connection goes back to the pool before the hash: a burst of
+    // sign-ins must not hold the connections chats need (issue 16).
+    let row = db
+        .shared()
+        .await?
         .query_opt(
             "SELECT id, password_hash FROM public.users WHERE email = $1",
             &[&email],
@@ -186,18 +189,19 @@ pub async fn authenticate(
     };
     let user_id: i64 = row.try_get("id")?;
     let stored: String = row.try_get("password_hash")?;
-    match password::verify(password.clone(), stored).await? {
+    let upgraded = match password::verify(password.clone(), stored).await? {
         Verdict::Wrong => return Err(AuthError::InvalidCredentials),
-        Verdict::Correct => {}
-        Verdict::CorrectNeedsRehash => {
-            let upgraded = password::hash(password).await?;
-            client
-                .execute(
-                    "UPDATE public.users SET password_hash = $2 WHERE id = $1",
-                    &[&user_id, &upgraded],
-                )
-                .await?;
-        }
+        Verdict::Correct => None,
+        Verdict::CorrectNeedsRehash => Some(password::hash(password).await?),
+    };
+    let client = db.shared().await?;
+    if let Some(upgraded) = upgraded {
+        client
+            .execute(
+                "UPDATE public.users SET password_hash = $2 WHERE id = $1",
+                &[&user_id, &upgraded],
+            )
+            .await?;
     }
     tokens::issue(&client, user_id, settings).await
 }
@@ -265,8 +269,10 @@ pub async fn change_password(
     current_token: Option<&str>,
 ) -> Result<(), AuthError> {
     check_password(new_password)?;
-    let client = db.shared().await?;
-    let stored: String = client
+    // No pooled connection is held across the two hashes (issue 16).
+    let stored: String = db
+        .shared()
+        .await?
         .query_one(
             "SELECT password_hash FROM public.users WHERE id = $1",
             &[&user_id],
@@ -276,7 +282,6 @@ pub async fn change_password(
     if password::verify(old_password.to_string(), stored).await? == Verdict::Wrong {
         return Err(AuthError::Invalid("the current password is wrong".into()));
     }
-    drop(client);
     let hash = password::hash(new_password.to_string()).await?;
     let tx = db.shared_tx().await?;
     tx.execute(

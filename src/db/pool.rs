@@ -48,6 +48,26 @@ impl DbError {
     }
 }
 
+/// The database went away or gave up on this one request, and the same
+/// request may well work in a moment: 503 with `Retry-After`, so the widget
+/// retries (issue 16). A terminated or crashed backend (57P01-57P03), a
+/// connection failure (class 08) or a closed connection, too many
+/// connections, a lock or statement timeout, a deadlock or serialization
+/// failure.
+fn is_transient(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    e.code().is_some_and(|state| {
+        let code = state.code();
+        code.starts_with("08")
+            || matches!(
+                code,
+                "57P01" | "57P02" | "57P03" | "57014" | "55P03" | "53300" | "40001" | "40P01"
+            )
+    })
+}
+
 impl Classify for DbError {
     fn kind(&self) -> Kind {
         match self {
@@ -55,6 +75,7 @@ impl Classify for DbError {
             DbError::BadUrl(_) | DbError::Embedded(_) => Kind::internal(),
             // PostgreSQL refuses text with a NUL character (JSON's `\u0000`),
             // however it reached a query: the client's input, not our fault.
+            DbError::Postgres(e) if is_transient(e) => Kind::new(Class::Unavailable, "unavailable"),
             DbError::Postgres(e) => match e.code() {
                 Some(
                     &SqlState::CHARACTER_NOT_IN_REPERTOIRE | &SqlState::UNTRANSLATABLE_CHARACTER,
@@ -120,9 +141,32 @@ impl Db {
     }
 }
 
+/// Every pooled session gets `statement_timeout` and `lock_timeout` (as
+/// startup options, so no `SET` runs and recycling keeps nothing else): a
+/// locked table of one tenant then costs its requests a short wait and a
+/// 503, instead of holding every pooled connection while other tenants'
+/// requests time out (issue 16). 0 leaves PostgreSQL's default (none).
+fn with_timeouts(config: &mut tokio_postgres::Config, settings: &DatabaseSettings) {
+    let mut options = config.get_options().unwrap_or_default().to_string();
+    for (name, ms) in [
+        ("statement_timeout", settings.statement_timeout_ms),
+        ("lock_timeout", settings.lock_timeout_ms),
+    ] {
+        if ms > 0 {
+            options.push_str(&format!(" -c {name}={ms}"));
+        }
+    }
+    let options = options.trim();
+    if !options.is_empty() {
+        config.options(options);
+    }
+}
+
 fn build_pool(target: PgTarget, settings: &DatabaseSettings) -> Result<Pool, DbError> {
+    let mut config = target.config;
+    with_timeouts(&mut config, settings);
     let manager = Manager::from_config(
-        target.config,
+        config,
         target.tls,
         // Fast: nothing we do leaves session state behind (tenant SQL only
         // uses SET LOCAL), so no per-checkout DISCARD is needed.

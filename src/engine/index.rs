@@ -3,6 +3,7 @@
 //! single pass of dot products. Vectors are L2-normalised, so a dot product
 //! is the cosine. Built lazily per tenant, dropped when its FAQs change.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -98,15 +99,18 @@ impl FaqIndex {
 /// Built indexes by tenant; invalidated by FAQ change events.
 pub struct IndexCache {
     entries: InvalidatingCache<SchemaName, Arc<FaqIndex>>,
-    /// One build at a time: a burst of first questions builds once.
-    building: tokio::sync::Mutex<()>,
+    /// One build at a time per tenant: a burst of first questions builds
+    /// once, and one tenant's slow build (many phrasings, a locked table)
+    /// never makes another tenant wait (issue 16). An entry lives while a
+    /// build of its tenant runs or waits.
+    building: std::sync::Mutex<HashMap<SchemaName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl IndexCache {
     pub fn new(capacity: usize) -> Self {
         Self {
             entries: InvalidatingCache::new(capacity),
-            building: tokio::sync::Mutex::new(()),
+            building: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -124,15 +128,35 @@ impl IndexCache {
         if let Some(hit) = self.entries.get(schema) {
             return Ok(hit);
         }
-        let _guard = self.building.lock().await;
-        if let Some(hit) = self.entries.get(schema) {
-            return Ok(hit);
+        let lock = self.build_lock(schema);
+        let result = async {
+            let _guard = lock.lock().await;
+            if let Some(hit) = self.entries.get(schema) {
+                return Ok(hit);
+            }
+            let ticket = self.entries.ticket();
+            let index = Arc::new(build().await?);
+            self.entries
+                .insert(ticket, schema.clone(), Arc::clone(&index));
+            Ok(index)
         }
-        let ticket = self.entries.ticket();
-        let index = Arc::new(build().await?);
-        self.entries
-            .insert(ticket, schema.clone(), Arc::clone(&index));
-        Ok(index)
+        .await;
+        self.release_build_lock(schema, lock);
+        result
+    }
+
+    fn build_lock(&self, schema: &SchemaName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(building.entry(schema.clone()).or_default())
+    }
+
+    /// Forgets the tenant's lock once no build holds or awaits it.
+    fn release_build_lock(&self, schema: &SchemaName, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+        // Two references: the map's and ours.
+        if Arc::strong_count(&lock) <= 2 {
+            building.remove(schema);
+        }
     }
 
     pub fn invalidate(&self, schema: &SchemaName) {
@@ -154,6 +178,35 @@ mod tests {
             question: format!("q{id}"),
             answer: format!("a{id}"),
         }
+    }
+
+    /// A build of one tenant that never ends leaves another tenant's build
+    /// free to run (issue 16: one global lock made every tenant wait).
+    #[tokio::test]
+    async fn one_tenants_slow_build_does_not_block_another_tenant() {
+        let cache = Arc::new(IndexCache::new(10));
+        let slow = SchemaName::parse("slow").unwrap();
+        let fast = SchemaName::parse("fast").unwrap();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let stuck = {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move {
+                cache
+                    .get_or_build(&slow, || async move {
+                        let _ = started_tx.send(());
+                        std::future::pending::<Result<FaqIndex, ()>>().await
+                    })
+                    .await
+            })
+        };
+        started_rx.await.unwrap();
+        let built = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            cache.get_or_build(&fast, || async { Ok::<_, ()>(FaqIndex::build(2, vec![])) }),
+        )
+        .await;
+        assert!(built.is_ok(), "the other tenant waited for the slow build");
+        stuck.abort();
     }
 
     #[test]

@@ -17,7 +17,7 @@ use axum::routing::get;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::http::layers::{cors, hosts, request_log, tenant};
+use crate::http::layers::{cors, hosts, request_log, security, tenant};
 use crate::http::openapi::Layers;
 use crate::http::routes::{
     analytics, auth, bot, chat, conversations, dashboard, faq_tools, faqs, health, metrics,
@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
             Arc::clone(&state.metrics),
             request_log::log,
         ))
+        .layer(middleware::from_fn(security::headers))
         .with_state(state)
 }
 

@@ -17,7 +17,7 @@ use crate::http::openapi::RenderedDocument;
 use crate::http::routes::static_files::FrontPage;
 use crate::metrics::Metrics;
 use crate::origins::OriginUnionCache;
-use crate::rate_limit::{ChatLimits, LoginLimits};
+use crate::rate_limit::{ChatLimits, LoginLimits, RateLimiter};
 use crate::tenancy::TenantResolver;
 use crate::tenancy::events::{ChangeEvent, Signal};
 
@@ -33,6 +33,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub login_limits: Arc<LoginLimits>,
     pub chat_limits: Arc<ChatLimits>,
+    /// Analytics summaries per user (`chat.summaries_per_minute`).
+    pub summary_limits: Arc<RateLimiter>,
     /// The origins any tenant allows: what a CORS preflight is answered from.
     pub widget_origins: Arc<OriginUnionCache>,
     pub front_page: Arc<FrontPage>,
@@ -55,6 +57,10 @@ impl AppState {
         Self {
             login_limits: Arc::new(LoginLimits::new(&settings.auth)),
             chat_limits: Arc::new(ChatLimits::new(&settings.chat)),
+            summary_limits: Arc::new(RateLimiter::per_minute(
+                settings.chat.summaries_per_minute,
+                settings.chat.summaries_per_minute,
+            )),
             widget_origins: Arc::new(OriginUnionCache::new(db.clone())),
             front_page: Arc::new(FrontPage::new()),
             api_document: Arc::default(),

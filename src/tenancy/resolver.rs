@@ -38,6 +38,9 @@ impl Tenant {
 
 type Entry = Option<Arc<Tenant>>;
 
+/// The longest key cached: a DNS name's 253 characters.
+const MAX_CACHED_KEY_LEN: usize = 253;
+
 pub struct TenantResolver {
     db: Db,
     by_client_id: InvalidatingCache<String, Entry>,
@@ -108,7 +111,11 @@ impl TenantResolver {
             .map(Tenant::from_row)
             .transpose()?
             .map(Arc::new);
-        cache.insert(ticket, key.to_string(), entry.clone());
+        // Only keys a real name could be are remembered: a client choosing
+        // unique, long keys must not grow the cache (issue 16).
+        if key.len() <= MAX_CACHED_KEY_LEN {
+            cache.insert(ticket, key.to_string(), entry.clone());
+        }
         Ok(entry)
     }
 

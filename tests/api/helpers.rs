@@ -128,6 +128,9 @@ pub fn test_settings(db: &TestDb) -> Settings {
     settings.server.allowed_hosts = vec!["127.0.0.1".into(), "localhost".into()];
     settings.database.url = Some(Secret::new(db.url.clone()));
     settings.database.pool_size = 4;
+    // A loaded test machine can take longer than production's deadline for
+    // a first real-model answer; `abuse` tests set their own timeouts.
+    settings.server.request_timeout_secs = 300;
     // Tests send many messages from one address; `widget` tests the limits.
     settings.chat.visitor_messages_per_minute = 1_000_000;
     settings.chat.visitor_burst = 1_000_000;

@@ -1,6 +1,7 @@
 //! API and integration tests: one binary, real PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod abuse;
 mod analytics;
 mod auth;
 mod backup;

@@ -107,8 +107,10 @@ impl FromRequestParts<AppState> for ClientAddress {
             .flatten()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty());
+            // An address or nothing: the hop is a limiter's key, and a
+            // client must not choose keys of any length (issue 16).
+            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+            .map(|ip| ip.to_string());
         let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()

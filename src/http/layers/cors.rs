@@ -19,7 +19,7 @@ use crate::error::AppError;
 use crate::http::extract::TenantTag;
 use crate::http::layers::tenant;
 use crate::http::state::AppState;
-use crate::origins::{normalise, tenant_allows};
+use crate::origins::{MAX_ORIGIN_LEN, normalise, tenant_allows};
 
 /// What the widget sends beyond the CORS-safelisted headers.
 pub const ALLOW_HEADERS: &str = "Content-Type, X-Client-ID";
@@ -34,6 +34,13 @@ pub async fn visitor(State(state): State<AppState>, request: Request, next: Next
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // Refused before it is stored with a conversation or echoed back.
+    if origin.as_ref().is_some_and(|o| o.len() > MAX_ORIGIN_LEN) {
+        return AppError::BadRequest(format!(
+            "the Origin header is longer than {MAX_ORIGIN_LEN} characters"
+        ))
+        .into_response();
+    }
     if request.method() == Method::OPTIONS
         && request
             .headers()

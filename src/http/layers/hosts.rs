@@ -53,15 +53,34 @@ impl AllowedHosts {
 }
 
 /// The request's host without port: the Host header, or the URI's
-/// authority (HTTP/2).
+/// authority (HTTP/2). None for a host no DNS name or address could be
+/// (see `plausible_host`).
 pub fn request_host(request: &Request) -> Option<String> {
     request
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .filter(|raw| raw.len() <= MAX_HOST_HEADER_LEN)
         .map(host_without_port)
-        .filter(|h| !h.is_empty())
+        .filter(|h| plausible_host(h))
+}
+
+/// A DNS name is at most 253 characters (RFC 1035); with a port and IPv6
+/// brackets a Host header is a few more.
+const MAX_HOST_LEN: usize = 253;
+const MAX_HOST_HEADER_LEN: usize = MAX_HOST_LEN + 8;
+
+/// Could be a host name or an address: 1 to 253 characters of letters,
+/// digits, `-`, `.`, `_` (seen in the wild) and `:` (IPv6). Anything else is
+/// refused before it reaches a cache or the database, so a client cannot
+/// fill memory with unique 60 KB hosts (issue 16).
+pub fn plausible_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= MAX_HOST_LEN
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'))
 }
 
 pub async fn check(
@@ -98,5 +117,15 @@ mod tests {
         assert!(!hosts.allows("evilonrender.com"));
         assert!(!hosts.allows("example.com"));
         assert!(AllowedHosts::new(&["*".into()]).allows("anything.example"));
+    }
+
+    #[test]
+    fn implausible_hosts_are_refused() {
+        assert!(plausible_host("shop.example.com"));
+        assert!(plausible_host("::1"));
+        assert!(!plausible_host(""));
+        assert!(!plausible_host(&"a".repeat(254)));
+        assert!(!plausible_host("acme.test@beta.test"));
+        assert!(!plausible_host("a b"));
     }
 }

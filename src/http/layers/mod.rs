@@ -4,4 +4,5 @@
 pub mod cors;
 pub mod hosts;
 pub mod request_log;
+pub mod security;
 pub mod tenant;

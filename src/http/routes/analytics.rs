@@ -32,6 +32,7 @@ pub struct Params {
         (status = 200, description = "The summary", body = Summary),
         (status = 401, description = "No live token", body = ErrorBody),
         (status = 403, description = "Not a member of this tenant", body = ErrorBody),
+        (status = 429, description = "Too many summaries for this user; see `Retry-After`", body = ErrorBody),
     )
 )]
 pub async fn summary(
@@ -40,6 +41,12 @@ pub async fn summary(
     params: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Summary>, AppError> {
     let Query(params) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    // Each summary embeds up to 500 questions: a member may ask a few a
+    // minute, not a stream (issue 16).
+    state
+        .summary_limits
+        .check(&member.user.id.to_string())
+        .map_err(AppError::TooManyRequests)?;
     let days = params.days.unwrap_or(30);
     if !(1..=365).contains(&days) {
         return Err(AppError::BadRequest(

@@ -114,6 +114,8 @@ pub struct ChangePasswordRequest {
         (status = 204, description = "Changed"),
         (status = 400, description = "The new password is too short or too long", body = ErrorBody),
         (status = 401, description = "No live token, or the old password is wrong", body = ErrorBody),
+        (status = 429, description = "Too many password changes for this account; see `Retry-After`", body = ErrorBody),
+        (status = 503, description = "Too many passwords being checked at once; see `Retry-After`", body = ErrorBody),
     )
 )]
 pub async fn change_password(
@@ -122,6 +124,12 @@ pub async fn change_password(
     PresentedToken(token): PresentedToken,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, AppError> {
+    // Before any hashing, right or wrong: see `LoginLimits::password_change`.
+    state
+        .login_limits
+        .password_change
+        .check(&user.id.to_string())
+        .map_err(AppError::TooManyRequests)?;
     users::change_password(
         &state.db,
         user.id,

@@ -65,7 +65,10 @@ pub async fn chat(
         .chat_limits
         .check_message(&tenant.schema, &address)
         .map_err(AppError::TooManyRequests)?;
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| o.len() <= crate::origins::MAX_ORIGIN_LEN);
     let question = Question {
         session_id: request.session_id.as_deref(),
         origin,
