@@ -2,6 +2,8 @@
 //! extractors handlers take (`extract`), and one file per route group
 //! (`routes`).
 
+pub mod allowed_hosts;
+pub mod assets;
 pub mod extract;
 pub mod layers;
 pub mod openapi;

@@ -9,48 +9,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
+use crate::http::allowed_hosts::AllowedHosts;
 use crate::tenancy::TenantResolver;
 use crate::tenancy::domain::host_without_port;
-
-#[derive(Debug, Clone)]
-pub struct AllowedHosts {
-    any: bool,
-    exact: Vec<String>,
-    /// ".example.com" matches example.com and every subdomain.
-    suffixes: Vec<String>,
-}
-
-impl AllowedHosts {
-    pub fn new(patterns: &[String]) -> Self {
-        let mut hosts = Self {
-            any: false,
-            exact: Vec::new(),
-            suffixes: Vec::new(),
-        };
-        for pattern in patterns {
-            let pattern = pattern.trim().to_ascii_lowercase();
-            if pattern == "*" {
-                hosts.any = true;
-            } else if let Some(suffix) = pattern.strip_prefix('.') {
-                hosts.suffixes.push(suffix.to_string());
-            } else if !pattern.is_empty() {
-                hosts.exact.push(pattern);
-            }
-        }
-        hosts
-    }
-
-    pub fn allows(&self, host: &str) -> bool {
-        self.any
-            || self.exact.iter().any(|h| h == host)
-            || self.suffixes.iter().any(|suffix| {
-                host == suffix
-                    || host
-                        .strip_suffix(suffix.as_str())
-                        .is_some_and(|rest| rest.ends_with('.'))
-            })
-    }
-}
 
 /// The request's host without port: the Host header, or the URI's
 /// authority (HTTP/2). None for a host no DNS name or address could be

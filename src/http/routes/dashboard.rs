@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use rust_embed::RustEmbed;
 
 use crate::error::AppError;
-use crate::http::routes::static_files::{Asset, content_type};
+use crate::http::assets::{Asset, content_type};
 
 #[derive(RustEmbed)]
 #[folder = "dashboard/"]
