@@ -9,15 +9,12 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use crate::db::Db;
 use prometheus_client::encoding::{EncodeLabelSet, text};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-
-use crate::engine::Engine;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -51,6 +48,21 @@ impl MetricConstructor<Histogram> for LatencyBuckets {
         // 5 ms to ~10 s: a cached answer to a slow model under load.
         Histogram::new(exponential_buckets(0.005, 2.0, 12))
     }
+}
+
+/// The gauges read at scrape time from state this module does not own: the
+/// caller reads the engine and the pool and passes plain numbers, so metrics
+/// depends on nothing (the worker records into `Metrics`, not the reverse).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrapeGauges {
+    /// Embedding jobs queued or being embedded (0 while the model loads).
+    pub queue_depth: usize,
+    /// Database connections open, lent out or free.
+    pub pool_size: usize,
+    /// Database connections open and free.
+    pub pool_available: usize,
+    /// Tasks waiting for a database connection.
+    pub pool_waiting: usize,
 }
 
 /// Every metric the server keeps; share it as `Arc<Metrics>`.
@@ -179,16 +191,15 @@ impl Metrics {
         self.model_load.set(took.as_secs_f64());
     }
 
-    /// The text exposition (OpenMetrics), with the scrape-time gauges read
-    /// from `engine` and `pool` first.
-    pub fn render(&self, engine: &Engine, db: &Db) -> Result<String, MetricsError> {
-        let depth = engine.queue().map_or(0, |queue| queue.depth());
-        self.queue_depth.set(saturating_i64(depth));
-        let status = db.status();
-        self.pool_in_use
-            .set(saturating_i64(status.size.saturating_sub(status.available)));
-        self.pool_idle.set(saturating_i64(status.available));
-        self.pool_waiting.set(saturating_i64(status.waiting));
+    /// The text exposition (OpenMetrics), with the scrape-time gauges set
+    /// from `gauges` first.
+    pub fn render(&self, gauges: ScrapeGauges) -> Result<String, MetricsError> {
+        self.queue_depth.set(saturating_i64(gauges.queue_depth));
+        self.pool_in_use.set(saturating_i64(
+            gauges.pool_size.saturating_sub(gauges.pool_available),
+        ));
+        self.pool_idle.set(saturating_i64(gauges.pool_available));
+        self.pool_waiting.set(saturating_i64(gauges.pool_waiting));
         let mut out = String::new();
         text::encode(&mut out, &self.registry)?;
         Ok(out)
@@ -232,5 +243,22 @@ mod tests {
             out.contains("chatter_embedding_batch_size_sum 3.0"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn render_shows_the_scrape_time_gauges_it_is_given() {
+        let metrics = Metrics::new();
+        let out = metrics
+            .render(ScrapeGauges {
+                queue_depth: 7,
+                pool_size: 10,
+                pool_available: 4,
+                pool_waiting: 2,
+            })
+            .unwrap();
+        assert!(out.contains("chatter_embedding_queue_depth 7"), "{out}");
+        assert!(out.contains("chatter_db_pool_in_use 6"), "{out}");
+        assert!(out.contains("chatter_db_pool_idle 4"), "{out}");
+        assert!(out.contains("chatter_db_pool_waiting 2"), "{out}");
     }
 }

@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use gemm::Parallelism;
 
 use super::kernels::{self, MatMut, MatRef, ShapeError};
-use super::{EncoderLayer, LayerNorm, Linear, Span};
+use super::run::Span;
+use super::{EncoderLayer, LayerNorm, Linear};
 
 /// Output columns are split between threads in multiples of gemm's AVX-512
 /// micro-kernel height (4 vectors of 16 floats, in gemm's transposed view), so

@@ -6,6 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::http::state::AppState;
+use crate::metrics::ScrapeGauges;
 
 /// The Prometheus scrape: requests, latencies, answers, the pool and the model.
 #[utoipa::path(
@@ -15,7 +16,14 @@ use crate::http::state::AppState;
     responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text"))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    match state.metrics.render(&state.engine, &state.db) {
+    let pool = state.db.status();
+    let gauges = ScrapeGauges {
+        queue_depth: state.engine.queue().map_or(0, |queue| queue.depth()),
+        pool_size: pool.size,
+        pool_available: pool.available,
+        pool_waiting: pool.waiting,
+    };
+    match state.metrics.render(gauges) {
         Ok(body) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot render the metrics");
