@@ -21,6 +21,8 @@
 //!   built from (numbers 20..50 of each intent) and `oos_val` instead of the
 //!   test sets: what tuning choices are made on, so the test set stays unseen.
 //! - `QUALITY_K=10`: one K only.
+//! - `QUALITY_GRID="ridge,nearest_weight,sharpness,none_score,caution;..."`:
+//!   also run these matcher settings (tuning, with `QUALITY_SPLIT=heldout`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,7 +35,8 @@ use chatter::config::{ChatSettings, DatabaseSettings};
 use chatter::db::migrate;
 use chatter::db::pool::build_pool;
 use chatter::db::tls::PgTarget;
-use chatter::engine::index::FaqIndex;
+use chatter::engine::index::{FaqIndex, FaqVectors, IndexedFaq};
+use chatter::engine::matcher::MatcherSettings;
 use chatter::engine::minilm::{self, MiniLm};
 use chatter::engine::worker::{EmbeddingQueue, WorkerSettings};
 use chatter::engine::{EmbedError, Embedder};
@@ -145,6 +148,9 @@ fn pct(n: usize, of: usize) -> f64 {
 /// The FAQs offered to pick from: ids when the answer carries them, else
 /// the suggested questions mapped back to their FAQ.
 fn offered(answer: &Answer, by_question: &HashMap<String, i64>) -> Vec<i64> {
+    if !answer.choices.is_empty() {
+        return answer.choices.iter().map(|c| c.faq_id).collect();
+    }
     answer
         .suggestions
         .iter()
@@ -243,6 +249,7 @@ async fn main() -> Result<(), Error> {
     let in_scope = subsample(&in_scope, limit);
     let oos = subsample(oos, limit);
 
+    train_time();
     minilm::init_threads(2);
     let model = MiniLm::load(&model_dir())?;
     let metrics = Arc::new(Metrics::new());
@@ -313,6 +320,69 @@ async fn main() -> Result<(), Error> {
     outcome
 }
 
+/// Index build (matcher training included) for 500 FAQs × 12 texts of
+/// random unit vectors: the cost an FAQ change adds for a large tenant.
+fn train_time() {
+    let dim = 384;
+    let mut seed = 7u64;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+    };
+    let entries: Vec<FaqVectors> = (0..500)
+        .map(|i| FaqVectors {
+            faq: IndexedFaq {
+                id: i,
+                question: format!("q{i}"),
+                answer: format!("a{i}"),
+            },
+            vectors: (0..12)
+                .map(|_| {
+                    let v: Vec<f32> = (0..dim).map(|_| next()).collect();
+                    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    v.into_iter().map(|x| x / n).collect()
+                })
+                .collect(),
+        })
+        .collect();
+    let started = Instant::now();
+    let index = FaqIndex::build(dim, entries);
+    println!(
+        "index build with matcher training, 500 FAQs x 12 texts: {:.0} ms (matcher: {})",
+        started.elapsed().as_secs_f64() * 1e3,
+        index.has_matcher()
+    );
+}
+
+/// Matcher settings and caution to try, from `QUALITY_GRID`.
+fn grid() -> Vec<(MatcherSettings, f32)> {
+    let Ok(raw) = std::env::var("QUALITY_GRID") else {
+        return Vec::new();
+    };
+    raw.split(';')
+        .filter_map(|item| {
+            let v: Vec<f32> = item
+                .split(',')
+                .filter_map(|x| x.trim().parse().ok())
+                .collect();
+            (v.len() == 5).then(|| {
+                (
+                    MatcherSettings {
+                        ridge: v[0],
+                        nearest_weight: v[1],
+                        sharpness: v[2],
+                        none_score: v[3],
+                        ..MatcherSettings::default()
+                    },
+                    v[4],
+                )
+            })
+        })
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn measure(
     pool: &Pool,
@@ -368,13 +438,18 @@ async fn measure(
     let o = run.tally(&oos, &bot);
     let mut off = bot.clone();
     off.match_threshold = 0.0;
+    off.caution = 0.0;
     let top1 = run.tally(&questions, &off);
 
     let n = t.total();
+    let rebuild_started = Instant::now();
+    let rebuilt = faq::load_index(pool, &schema, queue).await?;
     println!(
-        "\nK = {k}: {} FAQs, index built (embedding included) in {:.1} s, decision {:.0} µs a question",
+        "\nK = {k}: {} FAQs, index built in {:.1} s with embedding, {:.2} s from stored vectors (matcher: {}); decision {:.0} µs a question",
         stored.len(),
         build.as_secs_f64(),
+        rebuild_started.elapsed().as_secs_f64(),
+        rebuilt.has_matcher(),
         per_question.as_secs_f64() * 1e6
     );
     println!(
@@ -397,5 +472,37 @@ async fn measure(
         "  top-1 with the threshold off: {:.1}%",
         pct(top1.right, top1.total())
     );
+    for (settings, caution) in grid() {
+        let index = faq::load_index_with(pool, &schema, queue, settings).await?;
+        let run = Run {
+            index: &index,
+            chat: &chat,
+            by_question: &by_question,
+        };
+        let mut tuned = bot.clone();
+        tuned.caution = caution;
+        let t = run.tally(&questions, &tuned);
+        let o = run.tally(&oos, &tuned);
+        let top1 = run.tally(&questions, &off);
+        let (n, m) = (t.total(), o.total());
+        println!(
+            "  grid {:?} caution {caution}: right {:.1} wrong {:.1} clar+ {:.1} clar- {:.1} fb {:.1} resolved {:.1} | oos ans {:.1} clar {:.1} | top1 {:.1}",
+            (
+                settings.ridge,
+                settings.nearest_weight,
+                settings.sharpness,
+                settings.none_score
+            ),
+            pct(t.right, n),
+            pct(t.wrong, n),
+            pct(t.clarify_right, n),
+            pct(t.clarify_other, n),
+            pct(t.fallback, n),
+            pct(t.right + t.clarify_right, n),
+            pct(o.wrong, m),
+            pct(o.clarify_other, m),
+            pct(top1.right, top1.total()),
+        );
+    }
     Ok(())
 }

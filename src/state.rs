@@ -123,6 +123,34 @@ impl AppState {
         Ok(chat::decide(&index, &vector, &bot, &self.settings.chat))
     }
 
+    /// The answer of the FAQ the visitor picked for `message`, and whether
+    /// to learn `message` as a phrasing of it: only when that FAQ is among
+    /// the likeliest for it, so a pick cannot teach a FAQ unrelated words.
+    pub async fn answer_pick(
+        &self,
+        schema: &SchemaName,
+        message: &str,
+        faq_id: i64,
+    ) -> Result<(Answer, bool), AppError> {
+        let queue = self.engine.queue()?;
+        let embed = async {
+            let mut vectors = queue.embed(vec![message.to_string()]).await?;
+            vectors.pop().ok_or(EngineError::Stopped)
+        };
+        let index = self
+            .faq_indexes
+            .get_or_build(schema, || faq::load_index(&self.pool, schema, &queue));
+        let (vector, index) = tokio::join!(embed, index);
+        let (vector, index) = (vector?, index?);
+        let answer = chat::picked(&index, faq_id)
+            .ok_or_else(|| AppError::BadRequest(format!("no FAQ {faq_id}")))?;
+        let learn = index
+            .rank(&vector, self.settings.chat.max_suggestions.max(2))
+            .iter()
+            .any(|hit| hit.faq.id == faq_id);
+        Ok((answer, learn))
+    }
+
     /// Drops whatever a change event makes stale.
     pub fn apply(&self, signal: &Signal) {
         match signal {
