@@ -21,6 +21,10 @@ pub struct BotConfig {
     pub greeting: String,
     pub fallback_reply: String,
     pub match_threshold: f32,
+    /// With a learned matcher: the confidence (0 to 1) the best FAQ needs
+    /// before the bot answers outright; below it, the bot offers its
+    /// likeliest FAQs to pick from. Higher is more cautious.
+    pub caution: f32,
     /// Colours and position for the widget, e.g. `{"color": "#2563eb", "position": "right"}`.
     #[schema(value_type = Object)]
     pub theme: serde_json::Value,
@@ -33,8 +37,8 @@ impl BotConfig {
     pub async fn load(tx: &TenantTx) -> Result<Self, DbError> {
         let row = tx
             .query_one(
-                "SELECT bot_name, greeting, fallback_reply, match_threshold, theme, allowed_origins \
-                 FROM bot_config",
+                "SELECT bot_name, greeting, fallback_reply, match_threshold, theme, allowed_origins, \
+                 caution FROM bot_config",
                 &[],
             )
             .await?;
@@ -45,6 +49,7 @@ impl BotConfig {
             match_threshold: row.try_get(3)?,
             theme: row.try_get(4)?,
             allowed_origins: row.try_get(5)?,
+            caution: row.try_get(6)?,
         })
     }
 }
@@ -76,6 +81,7 @@ pub struct BotConfigUpdate {
     pub greeting: Option<String>,
     pub fallback_reply: Option<String>,
     pub match_threshold: Option<f32>,
+    pub caution: Option<f32>,
     #[schema(value_type = Option<Object>)]
     pub theme: Option<serde_json::Value>,
     pub allowed_origins: Option<Vec<String>>,
@@ -126,6 +132,13 @@ impl BotConfigUpdate {
                 "match_threshold must be between 0 and 1".into(),
             ));
         }
+        if let Some(c) = self.caution
+            && !(c.is_finite() && (0.0..=1.0).contains(&c))
+        {
+            return Err(BotConfigError::Invalid(
+                "caution must be between 0 and 1".into(),
+            ));
+        }
         if let Some(theme) = &self.theme
             && (!theme.is_object() || theme.to_string().len() > MAX_THEME_BYTES)
         {
@@ -152,6 +165,7 @@ impl BotConfigUpdate {
             greeting: text("greeting", self.greeting, 1_000)?,
             fallback_reply: text("fallback_reply", self.fallback_reply, 1_000)?,
             match_threshold: self.match_threshold,
+            caution: self.caution,
             theme: self.theme,
             allowed_origins,
         })
@@ -169,7 +183,8 @@ pub async fn update(
     tx.execute(
         "UPDATE bot_config SET bot_name = coalesce($1, bot_name), greeting = coalesce($2, greeting), \
          fallback_reply = coalesce($3, fallback_reply), match_threshold = coalesce($4, match_threshold), \
-         theme = coalesce($5, theme), allowed_origins = coalesce($6, allowed_origins), updated_at = now()",
+         theme = coalesce($5, theme), allowed_origins = coalesce($6, allowed_origins), caution = coalesce($7, caution), \
+         updated_at = now()",
         &[
             &update.bot_name,
             &update.greeting,
@@ -177,6 +192,7 @@ pub async fn update(
             &update.match_threshold,
             &update.theme,
             &update.allowed_origins,
+            &update.caution,
         ],
     )
     .await?;

@@ -10,6 +10,7 @@ use crate::db::DbError;
 use crate::db::TenantTx;
 use crate::engine::EngineError;
 use crate::engine::index::{FaqIndex, FaqVectors, IndexedFaq};
+use crate::engine::matcher::MatcherSettings;
 use crate::engine::worker::EmbeddingQueue;
 use crate::error_kind::{Classify, Kind};
 use crate::tenancy::SchemaName;
@@ -295,6 +296,39 @@ pub async fn update(db: &Db, schema: &SchemaName, id: i64, faq: NewFaq) -> Resul
     Ok(faq_from_row(&row)?)
 }
 
+/// Keeps a visitor's question as one more phrasing of FAQ `id` (a clarify
+/// pick): unless the FAQ already has it or `MAX_ALTERNATIVES`. Its vectors
+/// are remade and the index (and matcher) rebuilt on the change event.
+/// Returns whether it was added.
+pub async fn add_phrasing(
+    db: &Db,
+    schema: &SchemaName,
+    id: i64,
+    text: &str,
+) -> Result<bool, FaqError> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > MAX_QUESTION_CHARS {
+        return Ok(false);
+    }
+    let limit = MAX_ALTERNATIVES as i32;
+    let tx = db.tenant(schema).await?;
+    let added = tx
+        .execute(
+            "UPDATE faqs SET alternatives = array_append(alternatives, $2), embedding = NULL, \
+             model_id = NULL, updated_at = now() \
+             WHERE id = $1 AND cardinality(alternatives) < $3 AND lower(question) <> lower($2) \
+             AND NOT lower($2) = ANY (SELECT lower(a) FROM unnest(alternatives) a)",
+            &[&id, &text, &limit],
+        )
+        .await?
+        > 0;
+    if added {
+        ChangeEvent::Faqs(schema.clone()).notify(&tx).await?;
+    }
+    tx.commit().await?;
+    Ok(added)
+}
+
 /// Deletes a FAQ; messages that it answered keep their text, without the link.
 pub async fn delete(db: &Db, schema: &SchemaName, id: i64) -> Result<(), FaqError> {
     let tx = db.tenant(schema).await?;
@@ -339,11 +373,22 @@ fn phrasings(faq: &IndexedFaq, alternatives: &[String]) -> Vec<String> {
 }
 
 /// Reads the tenant's FAQs and their vectors, embeds those that have none
-/// or were made by another model, writes those back, and builds the index.
+/// or were made by another model, writes those back, and builds the index
+/// (training the tenant's matcher off the async runtime).
 pub async fn load_index(
     db: &Db,
     schema: &SchemaName,
     queue: &EmbeddingQueue,
+) -> Result<FaqIndex, FaqError> {
+    load_index_with(db, schema, queue, MatcherSettings::default()).await
+}
+
+/// `load_index` with other matcher settings (benches/quality.rs tunes them).
+pub async fn load_index_with(
+    db: &Db,
+    schema: &SchemaName,
+    queue: &EmbeddingQueue,
+    settings: MatcherSettings,
 ) -> Result<FaqIndex, FaqError> {
     struct Stored {
         faq: IndexedFaq,
@@ -420,7 +465,10 @@ pub async fn load_index(
         }
         store_vectors(db, schema, queue.model_id(), &fresh).await?;
     }
-    Ok(FaqIndex::build(dim, entries))
+    // Training the matcher is CPU work: keep it off the runtime's threads.
+    tokio::task::spawn_blocking(move || FaqIndex::build_with(dim, entries, settings))
+        .await
+        .map_err(|e| FaqError::Engine(EngineError::Failed(format!("the index build stopped: {e}"))))
 }
 
 /// Saves freshly made vectors, unless the FAQ changed meanwhile (then its

@@ -246,20 +246,22 @@
     return box;
   }
 
-  function ask(text) {
+  // A pick among clarify choices shows the chosen question but sends the
+  // visitor's own words with the FAQ's id: the bot learns them as a phrasing.
+  function ask(text, pick) {
     if (ready == null) ready = start();
     suggestions.textContent = "";
     bubble("visitor", text);
     busy = true;
     send.disabled = true;
-    ready.then(function (stop) { return stop ? null : post(text, 0); });
+    ready.then(function (stop) { return stop ? null : post(text, 0, pick); });
   }
 
-  function post(text, attempt) {
+  function post(text, attempt, pick) {
     say("");
     log.append(typing);
     log.scrollTop = log.scrollHeight;
-    var body = { message: text };
+    var body = pick ? { message: pick.message, faq_id: pick.faq_id } : { message: text };
     if (session) body.session_id = session;
     return call("POST", "chat", body).then(function (res) {
       typing.remove();
@@ -268,15 +270,30 @@
         session = res.body.session_id;
         store("session", session);
         bubble("bot", res.body.reply, { id: res.body.message_id });
-        res.body.suggestions.forEach(function (q) {
-          var b = el("button", { type: "button" }, q);
-          b.onclick = function () { if (!busy && !blocked) ask(q); };
-          suggestions.append(b);
-        });
+        var choices = res.body.choices || [];
+        if (choices.length) {
+          // Choices are FAQs: a named group of buttons, each named by its question.
+          suggestions.setAttribute("role", "group");
+          suggestions.setAttribute("aria-label", "Did you mean");
+          var asked = pick ? pick.message : text;
+          choices.forEach(function (c) {
+            var b = el("button", { type: "button", "data-faq-id": String(c.faq_id) }, c.question);
+            b.onclick = function () {
+              if (!busy && !blocked) ask(c.question, { message: asked, faq_id: c.faq_id });
+            };
+            suggestions.append(b);
+          });
+        } else {
+          res.body.suggestions.forEach(function (q) {
+            var b = el("button", { type: "button" }, q);
+            b.onclick = function () { if (!busy && !blocked) ask(q); };
+            suggestions.append(b);
+          });
+        }
         return;
       }
       if (failed(res)) return done();
-      var again = function () { post(text, attempt + 1); };
+      var again = function () { post(text, attempt + 1, pick); };
       if (res.status === 0 && navigator.onLine === false) {
         window.addEventListener("online", again, { once: true });
       } else if ((res.status === 429 || res.status === 503 || res.status === 0) && attempt < 3) {

@@ -22,6 +22,9 @@ pub struct Question<'a> {
     /// The page's origin, kept with a new conversation.
     pub origin: Option<&'a str>,
     pub message: &'a str,
+    /// The FAQ the visitor picked among an earlier answer's choices for
+    /// this same message.
+    pub pick: Option<i64>,
 }
 
 /// What an owner's try shows: the answer, the threshold it was held to,
@@ -111,7 +114,16 @@ impl Answerer {
         question: Question<'_>,
     ) -> Result<Reply, ChatError> {
         let message = self.check(question.message)?;
-        let answer = self.decide(schema, message).await?;
+        let answer = match question.pick {
+            None => self.decide(schema, message).await?,
+            Some(faq_id) => {
+                let (answer, learn) = self.answer_pick(schema, message, faq_id).await?;
+                if learn {
+                    faq::add_phrasing(&self.db, schema, faq_id, message).await?;
+                }
+                answer
+            }
+        };
         let stored = chat::store_exchange(
             &self.db,
             schema,
@@ -149,6 +161,24 @@ impl Answerer {
             threshold: bot.match_threshold,
             nearest,
         })
+    }
+
+    /// The answer of the FAQ the visitor picked for `message`, and whether
+    /// to learn `message` as a phrasing of it: only when that FAQ is among
+    /// the likeliest for it, so a pick cannot teach a FAQ unrelated words.
+    async fn answer_pick(
+        &self,
+        schema: &SchemaName,
+        message: &str,
+        faq_id: i64,
+    ) -> Result<(Answer, bool), ChatError> {
+        let (vector, index, _) = self.prepare(schema, message).await?;
+        let answer = chat::picked(&index, faq_id).ok_or(ChatError::UnknownChoice(faq_id))?;
+        let learn = index
+            .rank(&vector, self.settings.max_suggestions.max(2))
+            .iter()
+            .any(|hit| hit.faq.id == faq_id);
+        Ok((answer, learn))
     }
 
     async fn decide(&self, schema: &SchemaName, message: &str) -> Result<Answer, ChatError> {

@@ -29,46 +29,118 @@ pub struct Answer {
     pub matched: bool,
     pub score: f32,
     pub faq_id: Option<i64>,
+    /// The questions of `choices`, for clients that predate them.
     pub suggestions: Vec<String>,
+    /// `answer`, `clarify` (pick one of `choices`) or `fallback`.
+    pub outcome: Outcome,
+    /// The FAQs offered to pick from when the bot is not sure; a pick is
+    /// sent back as `faq_id` of the next chat request.
+    pub choices: Vec<Choice>,
+    /// The learned matcher's calibrated probability that the best FAQ is
+    /// the one meant; absent when the tenant has too little data for one.
+    pub confidence: Option<f32>,
 }
 
-/// Score ≥ threshold: that FAQ's answer. Within `suggestion_margin` below
-/// it: the fallback reply, plus the nearest questions to pick from. Lower:
-/// the fallback reply alone.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Answer,
+    Clarify,
+    Fallback,
+}
+
+/// One FAQ the visitor may pick.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Choice {
+    pub faq_id: i64,
+    pub question: String,
+}
+
+/// A clarify list names no FAQ less likely than this (after the first two):
+/// a third choice that is almost surely wrong only costs reading time.
+const MIN_CHOICE_CONFIDENCE: f32 = 0.02;
+
+/// With a learned matcher (enough phrasings): answer when the best FAQ's
+/// nearest phrasing reaches the threshold and its calibrated confidence
+/// reaches the bot's caution; otherwise, while it is within
+/// `suggestion_margin` below the threshold or above, offer the likeliest
+/// FAQs (2 to `max_suggestions`); lower, fall back.
+///
+/// Without one, today's rule: score ≥ threshold: that FAQ's answer.
+/// Within `suggestion_margin` below it: the fallback reply, plus the
+/// nearest questions to pick from. Lower: the fallback reply alone.
 pub fn decide(index: &FaqIndex, query: &[f32], bot: &BotConfig, chat: &ChatSettings) -> Answer {
-    let hits = index.nearest(query, chat.max_suggestions.max(1));
-    let Some(best) = hits.first() else {
-        return fallback(bot, 0.0, Vec::new());
+    let ranked = index.rank(query, chat.max_suggestions.max(2));
+    let Some(best) = ranked.first() else {
+        return fallback(bot, 0.0, None, Vec::new());
     };
     let score = best.score;
-    if score >= bot.match_threshold {
+    let floor = bot.match_threshold - chat.suggestion_margin;
+    let answers = match best.confidence {
+        Some(confidence) => score >= bot.match_threshold && confidence >= bot.caution,
+        None => score >= bot.match_threshold,
+    };
+    if answers {
         return Answer {
             reply: best.faq.answer.clone(),
             matched: true,
             score,
             faq_id: Some(best.faq.id),
             suggestions: Vec::new(),
+            outcome: Outcome::Answer,
+            choices: Vec::new(),
+            confidence: best.confidence,
         };
     }
-    let suggestions = if score >= bot.match_threshold - chat.suggestion_margin {
-        hits.iter()
-            .filter(|hit| hit.score >= bot.match_threshold - chat.suggestion_margin)
+    let choices = if score >= floor {
+        ranked
+            .iter()
+            .enumerate()
+            .filter(|(i, hit)| match hit.confidence {
+                Some(c) => *i < 2 || c >= MIN_CHOICE_CONFIDENCE,
+                None => hit.score >= floor,
+            })
             .take(chat.max_suggestions)
-            .map(|hit| hit.faq.question.clone())
+            .map(|(_, hit)| Choice {
+                faq_id: hit.faq.id,
+                question: hit.faq.question.clone(),
+            })
             .collect()
     } else {
         Vec::new()
     };
-    fallback(bot, score, suggestions)
+    fallback(bot, score, best.confidence, choices)
 }
 
-fn fallback(bot: &BotConfig, score: f32, suggestions: Vec<String>) -> Answer {
+/// The answer of a FAQ the visitor picked among the choices.
+pub fn picked(index: &FaqIndex, faq_id: i64) -> Option<Answer> {
+    let faq = index.faq(faq_id)?;
+    Some(Answer {
+        reply: faq.answer.clone(),
+        matched: true,
+        score: 1.0,
+        faq_id: Some(faq.id),
+        suggestions: Vec::new(),
+        outcome: Outcome::Answer,
+        choices: Vec::new(),
+        confidence: None,
+    })
+}
+
+fn fallback(bot: &BotConfig, score: f32, confidence: Option<f32>, choices: Vec<Choice>) -> Answer {
     Answer {
         reply: bot.fallback_reply.clone(),
         matched: false,
         score,
         faq_id: None,
-        suggestions,
+        suggestions: choices.iter().map(|c| c.question.clone()).collect(),
+        outcome: if choices.is_empty() {
+            Outcome::Fallback
+        } else {
+            Outcome::Clarify
+        },
+        choices,
+        confidence,
     }
 }
 
@@ -96,15 +168,17 @@ pub enum ChatError {
     Nul,
     #[error("session_id must be the 32 hex digits the chat answered with")]
     InvalidSession,
+    #[error("no FAQ {0} to pick")]
+    UnknownChoice(i64),
     #[error("no conversation with that session id")]
     UnknownSession,
     #[error("no answer {0} in this conversation")]
     UnknownMessage(i64),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// The FAQ index could not be built.
+    /// The FAQ index could not be built, or a pick not learned.
     #[error(transparent)]
-    Index(#[from] FaqError),
+    Faq(#[from] FaqError),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -114,13 +188,14 @@ crate::db::db_error_conversions!(ChatError);
 impl Classify for ChatError {
     fn kind(&self) -> Kind {
         match self {
-            ChatError::EmptyMessage | ChatError::TooLong(_) | ChatError::Nul => {
-                Kind::new(Class::BadInput, "bad_request")
-            }
+            ChatError::EmptyMessage
+            | ChatError::TooLong(_)
+            | ChatError::Nul
+            | ChatError::UnknownChoice(_) => Kind::new(Class::BadInput, "bad_request"),
             ChatError::InvalidSession => Kind::bad_input(),
             ChatError::UnknownSession | ChatError::UnknownMessage(_) => Kind::not_found(),
             ChatError::Engine(e) => e.kind(),
-            ChatError::Index(e) => e.kind(),
+            ChatError::Faq(e) => e.kind(),
             ChatError::Db(e) => e.kind(),
         }
     }
@@ -291,6 +366,7 @@ mod tests {
             greeting: "Hi".into(),
             fallback_reply: "Sorry".into(),
             match_threshold: threshold,
+            caution: 0.5,
             theme: serde_json::json!({}),
             allowed_origins: vec![],
         }

@@ -156,6 +156,7 @@ pub fn tenant_page() -> TenantPage {
             greeting: "Hi! Ask me anything about Acme.".into(),
             fallback_reply: "Sorry, I don't know that one yet.".into(),
             match_threshold: 0.4,
+            caution: 0.5,
             theme: serde_json::json!({}),
             allowed_origins: vec!["https://acme.test".into()],
         },

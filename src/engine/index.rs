@@ -2,6 +2,8 @@
 //! alternative phrasings) as rows of one contiguous matrix, so a query is a
 //! single pass of dot products. Vectors are L2-normalised, so a dot product
 //! is the cosine. Built lazily per tenant, dropped when its FAQs change.
+//! With data enough, the build also trains the tenant's learned matcher
+//! (`matcher`), whose calibrated probabilities rank the FAQs instead.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::cache::InvalidatingCache;
+use crate::engine::matcher::{Matcher, MatcherSettings};
 use crate::tenancy::SchemaName;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -31,6 +34,18 @@ pub struct FaqIndex {
     /// For each matrix row, the position of its FAQ in `faqs`.
     row_owner: Vec<usize>,
     faqs: Vec<IndexedFaq>,
+    /// None: too little data (or a failed fit); the nearest phrasing ranks.
+    matcher: Option<Matcher>,
+}
+
+/// A FAQ as the chat ranks it: its nearest-phrasing cosine and, when the
+/// tenant has a learned matcher, the calibrated probability that it is the
+/// FAQ meant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked<'a> {
+    pub faq: &'a IndexedFaq,
+    pub score: f32,
+    pub confidence: Option<f32>,
 }
 
 /// A FAQ and how close the query came to it (its best row).
@@ -41,7 +56,14 @@ pub struct Hit<'a> {
 }
 
 impl FaqIndex {
+    /// Builds the index and trains the matcher with the default settings.
+    /// CPU-bound (up to a fraction of a second for 500 FAQs): call it off
+    /// the async runtime.
     pub fn build(dim: usize, entries: Vec<FaqVectors>) -> Self {
+        Self::build_with(dim, entries, MatcherSettings::default())
+    }
+
+    pub fn build_with(dim: usize, entries: Vec<FaqVectors>, settings: MatcherSettings) -> Self {
         let rows: usize = entries.iter().map(|e| e.vectors.len()).sum();
         let mut matrix = Vec::with_capacity(rows * dim);
         let mut row_owner = Vec::with_capacity(rows);
@@ -53,12 +75,66 @@ impl FaqIndex {
             }
             faqs.push(entry.faq);
         }
+        let matcher = if Matcher::worth_training(&settings, faqs.len(), row_owner.len()) {
+            Matcher::train(dim, &matrix, &row_owner, faqs.len(), settings)
+                .inspect_err(|e| tracing::warn!(error = %e, "the matcher could not be trained"))
+                .ok()
+        } else {
+            None
+        };
         Self {
             dim,
             matrix,
             row_owner,
             faqs,
+            matcher,
         }
+    }
+
+    /// The FAQ with this id, if the index holds it.
+    pub fn faq(&self, id: i64) -> Option<&IndexedFaq> {
+        self.faqs.iter().find(|f| f.id == id)
+    }
+
+    /// Whether a learned matcher ranks this tenant's FAQs.
+    pub fn has_matcher(&self) -> bool {
+        self.matcher.is_some()
+    }
+
+    /// Each FAQ's closest row, or -inf for a FAQ without vectors.
+    fn best_rows(&self, query: &[f32]) -> Vec<f32> {
+        let mut best = vec![f32::NEG_INFINITY; self.faqs.len()];
+        for (row, owner) in self.matrix.chunks_exact(self.dim).zip(&self.row_owner) {
+            let score: f32 = row.iter().zip(query).map(|(a, b)| a * b).sum();
+            if score > best[*owner] {
+                best[*owner] = score;
+            }
+        }
+        best
+    }
+
+    /// The `k` likeliest FAQs, best first: by the matcher's probability
+    /// when there is one, else by nearest phrasing (as `nearest`).
+    pub fn rank(&self, query: &[f32], k: usize) -> Vec<Ranked<'_>> {
+        if query.len() != self.dim || self.faqs.is_empty() {
+            return Vec::new();
+        }
+        let best = self.best_rows(query);
+        let confidence = self.matcher.as_ref().map(|m| m.probabilities(query, &best));
+        let key = |i: usize| confidence.as_ref().map_or(best[i], |p| p[i]);
+        let mut order: Vec<usize> = (0..self.faqs.len())
+            .filter(|&i| best[i].is_finite())
+            .collect();
+        order.sort_by(|&a, &b| key(b).total_cmp(&key(a)));
+        order
+            .into_iter()
+            .take(k)
+            .map(|i| Ranked {
+                faq: &self.faqs[i],
+                score: best[i],
+                confidence: confidence.as_ref().map(|p| p[i]),
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -74,13 +150,7 @@ impl FaqIndex {
         if query.len() != self.dim || self.faqs.is_empty() {
             return Vec::new();
         }
-        let mut best = vec![f32::NEG_INFINITY; self.faqs.len()];
-        for (row, owner) in self.matrix.chunks_exact(self.dim).zip(&self.row_owner) {
-            let score: f32 = row.iter().zip(query).map(|(a, b)| a * b).sum();
-            if score > best[*owner] {
-                best[*owner] = score;
-            }
-        }
+        let best = self.best_rows(query);
         let mut order: Vec<usize> = (0..self.faqs.len())
             .filter(|&i| best[i].is_finite())
             .collect();

@@ -7,11 +7,13 @@
 //! - `worker`: the bounded queue and the batching inference thread.
 //! - `status`: loading / ready / failed, what `/readyz` and chat look at.
 //! - `index`: one tenant's FAQ vectors as one contiguous matrix.
+//! - `matcher`: the tenant's learned head over those vectors, with calibrated confidence.
 //! - `hashing`: a small deterministic embedder for tests that don't test matching.
 
 pub mod hashing;
 pub mod index;
 pub mod loader;
+pub mod matcher;
 // The forward pass calls gemm's unsafe entry point, shares thread-local
 // buffers between pool threads and madvises its weights: the one place
 // where a dependency forces unsafe code (the safety rules are in comments).

@@ -6,6 +6,7 @@ mod analytics;
 mod auth;
 mod backup;
 mod chat;
+mod clarify;
 mod cli;
 mod client_api;
 mod console;

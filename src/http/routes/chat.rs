@@ -24,6 +24,12 @@ pub struct ChatRequest {
     /// The question, up to `chat.max_message_chars` characters (2,000 by default).
     #[schema(min_length = 1, max_length = 2000)]
     pub message: String,
+    /// The FAQ the visitor picked among an answer's `choices`, with the
+    /// question that answer was for as `message`: the bot answers with that
+    /// FAQ and, when it was among the likeliest for the question, keeps the
+    /// question as a new phrasing of it (the owner can remove it).
+    #[serde(default)]
+    pub faq_id: Option<i64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -37,9 +43,11 @@ pub struct ChatResponse {
 
 /// A visitor's question and the bot's answer.
 ///
-/// The answer is the best-matching FAQ's when its score reaches the bot's
-/// threshold; otherwise the fallback reply, with the nearest questions as
-/// suggestions when they came close. Limited per visitor (tenant and client
+/// `outcome` says what the bot did: `answer` (the best FAQ's answer, when
+/// its score reaches the bot's threshold and, with a learned matcher, its
+/// confidence reaches the bot's caution), `clarify` (the fallback reply with
+/// 2–3 `choices` to pick from; their questions are also in `suggestions`),
+/// or `fallback`. A pick is sent back as `faq_id` with the same message. Limited per visitor (tenant and client
 /// address) and per tenant.
 #[utoipa::path(
     post,
@@ -73,6 +81,7 @@ pub async fn chat(
         session_id: request.session_id.as_deref(),
         origin,
         message: &request.message,
+        pick: request.faq_id,
     };
     let Reply { answer, stored } = state.answerer.respond(&tenant.schema, question).await?;
     // Counted once stored: a reply that failed to save was never given.
