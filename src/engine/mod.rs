@@ -18,6 +18,7 @@ pub mod loader;
 #[allow(unsafe_code)]
 pub mod minilm;
 pub mod model_files;
+pub mod question_cache;
 pub mod status;
 pub mod worker;
 
