@@ -20,6 +20,7 @@ pub mod matcher;
 #[allow(unsafe_code)]
 pub mod minilm;
 pub mod model_files;
+pub mod question_cache;
 pub mod status;
 pub mod worker;
 
