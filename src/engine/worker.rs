@@ -141,6 +141,21 @@ fn run(
     }
 }
 
+/// A panic in the model (a bug, an input it chokes on) fails this batch's
+/// jobs, not the inference thread: without this the thread died and every
+/// tenant's chat answered 503 until a restart (issue 16, item 11).
+fn embed_catching_panics(
+    embedder: &dyn Embedder,
+    texts: &[&str],
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| embedder.embed(texts))).unwrap_or_else(
+        |_| {
+            tracing::error!(texts = texts.len(), "the model panicked; the batch failed");
+            Err(EmbedError::Model("the model panicked".into()))
+        },
+    )
+}
+
 /// Embeds the jobs' texts in chunks of at most `max_batch` and answers each
 /// job with its own slice of the result.
 fn embed_jobs(embedder: &dyn Embedder, jobs: Vec<Job>, max_batch: usize, metrics: &Metrics) {
@@ -152,7 +167,7 @@ fn embed_jobs(embedder: &dyn Embedder, jobs: Vec<Job>, max_batch: usize, metrics
     let mut failure = None;
     for chunk in all.chunks(max_batch) {
         metrics.record_batch(chunk.len());
-        match embedder.embed(chunk) {
+        match embed_catching_panics(embedder, chunk) {
             Ok(mut batch) if batch.len() == chunk.len() => vectors.append(&mut batch),
             Ok(batch) => {
                 failure = Some(EmbedError::Model(format!(
@@ -246,6 +261,36 @@ mod tests {
         assert_eq!(batches.iter().sum::<usize>(), 20);
         assert!(batches.iter().all(|&b| b <= 8), "{batches:?}");
         assert!(batches.len() < 20, "nothing was batched: {batches:?}");
+    }
+
+    /// Panics on the text "boom".
+    struct Fragile(HashingEmbedder);
+
+    impl Embedder for Fragile {
+        fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            assert!(!texts.contains(&"boom"), "the model chokes");
+            self.0.embed(texts)
+        }
+        fn dim(&self) -> usize {
+            self.0.dim()
+        }
+        fn model_id(&self) -> &str {
+            "test/fragile"
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_model_fails_its_batch_and_the_worker_goes_on() {
+        let queue = EmbeddingQueue::start(
+            Arc::new(Fragile(HashingEmbedder::default())),
+            settings(8, 8),
+            Arc::default(),
+        )
+        .unwrap();
+        let failed = queue.embed(vec!["boom".into()]).await;
+        assert!(matches!(failed, Err(EngineError::Embed(_))), "{failed:?}");
+        let vectors = queue.embed(vec!["fine".into()]).await.unwrap();
+        assert_eq!(vectors.len(), 1);
     }
 
     #[tokio::test]
