@@ -414,6 +414,67 @@ mod tests {
         assert!(!a.matched && a.faq_id.is_none());
     }
 
+    /// Three FAQs along three axes of four, four rows each: a matcher.
+    fn learned_index() -> FaqIndex {
+        let entries = (0..3)
+            .map(|i| FaqVectors {
+                faq: IndexedFaq {
+                    id: i as i64 + 1,
+                    question: format!("question {}", i + 1),
+                    answer: format!("answer {}", i + 1),
+                },
+                vectors: (0..4)
+                    .map(|j| {
+                        let mut v = vec![0.0f32; 4];
+                        v[i] = 1.0;
+                        // The same spread for every FAQ, on the axis none is about.
+                        v[3] = 0.05 * (j as f32 - 1.5);
+                        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                        v.into_iter().map(|x| x / n).collect()
+                    })
+                    .collect(),
+            })
+            .collect();
+        FaqIndex::build(4, entries)
+    }
+
+    #[test]
+    fn with_a_matcher_confidence_chooses_answer_clarify_or_fallback() {
+        let index = learned_index();
+        assert!(index.has_matcher());
+        let chat = ChatSettings::default();
+        let a = decide(&index, &[1.0, 0.0, 0.0, 0.0], &bot(0.4), &chat);
+        assert_eq!((a.outcome, a.faq_id), (Outcome::Answer, Some(1)), "{a:?}");
+        assert!(a.confidence.is_some_and(|c| c >= 0.5), "{a:?}");
+
+        // Halfway between two FAQs: ask which one.
+        let h = std::f32::consts::FRAC_1_SQRT_2;
+        let a = decide(&index, &[h, h, 0.0, 0.0], &bot(0.4), &chat);
+        assert_eq!(a.outcome, Outcome::Clarify, "{a:?}");
+        let ids: Vec<i64> = a.choices.iter().map(|c| c.faq_id).collect();
+        assert!(
+            ids.contains(&1) && ids.contains(&2) && ids.len() <= 3,
+            "{ids:?}"
+        );
+        assert_eq!(a.suggestions.len(), a.choices.len());
+        assert!(!a.matched && a.faq_id.is_none());
+
+        // A cautious bot asks even when one FAQ is clearly best.
+        let mut careful = bot(0.4);
+        careful.caution = 1.0;
+        let a = decide(&index, &[1.0, 0.0, 0.0, 0.0], &careful, &chat);
+        assert_eq!(a.outcome, Outcome::Clarify, "{a:?}");
+        assert_eq!(a.choices[0].faq_id, 1);
+
+        // Far from every FAQ.
+        let a = decide(&index, &[0.0, 0.0, 0.0, 1.0], &bot(0.4), &chat);
+        assert_eq!(a.outcome, Outcome::Fallback, "{a:?}");
+        assert!(a.choices.is_empty() && a.suggestions.is_empty());
+
+        assert_eq!(picked(&index, 3).map(|a| a.reply), Some("answer 3".into()));
+        assert!(picked(&index, 9).is_none());
+    }
+
     #[test]
     fn session_ids_are_128_bit_hex() {
         let id = new_session_id();
