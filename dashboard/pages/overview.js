@@ -36,8 +36,8 @@ function cssVar(name) { return getComputedStyle(document.body).getPropertyValue(
 export async function render(view) {
   let days = Number(sessionStorage.getItem("chatter:overview:days")) || 30;
   const [today, summary] = await Promise.all([
-    api("GET", "analytics/summary?days=1"),
-    api("GET", `analytics/summary?days=${days}`),
+    api("GET", "analytics/summary?days=1&groups=false"),
+    api("GET", `analytics/summary?days=${days}&groups=false`),
   ]);
   const periodBox = h("div");
   const chartBox = h("div", { class: "chart", role: "img", "aria-label": "Conversations per day: answered and fallback" });
@@ -45,7 +45,7 @@ export async function render(view) {
   const picker = h("select", { id: "period", onchange: async () => {
     days = Number(picker.value);
     sessionStorage.setItem("chatter:overview:days", String(days));
-    draw(await api("GET", `analytics/summary?days=${days}`));
+    draw(await api("GET", `analytics/summary?days=${days}&groups=false`));
   } }, [7, 30, 90, 365].map((d) => h("option", { value: d, selected: d === days }, `Last ${d} days`)));
 
   let plot = null;

@@ -50,6 +50,24 @@ async fn the_summary_counts_and_groups_what_fell_back() {
     assert_eq!(top[0]["count"], 2, "{top}");
     assert!(top[0]["question"].as_str().unwrap().contains("bicycles"));
     assert_eq!(top[1]["question"], "tents for rent");
+    // Without the model (`groups=false`, the overview's): the same numbers,
+    // the two wordings about bicycles apart.
+    let (status, quick) = call(
+        &app,
+        "GET",
+        "/api/analytics/summary?days=7&groups=false",
+        Some(&agent),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{quick}");
+    assert_eq!(quick["fallback"], 3);
+    assert_eq!(quick["per_day"], summary["per_day"]);
+    assert_eq!(
+        quick["top_unanswered"].as_array().unwrap().len(),
+        3,
+        "{quick}"
+    );
     for bad in ["?days=0", "?days=999", "?days=x", "?weeks=1"] {
         let (status, _) = call(
             &app,

@@ -17,6 +17,9 @@ pub struct Params {
     /// The last N days, today included: 1 to 365, 30 when absent.
     #[param(minimum = 1, maximum = 365)]
     pub days: Option<i64>,
+    /// `false`: group the unanswered questions by identical wording only,
+    /// without the model: fast, for pages that show only the numbers.
+    pub groups: Option<bool>,
 }
 
 /// The tenant's numbers for the last N days (members): conversations,
@@ -53,7 +56,11 @@ pub async fn summary(
             "days must be between 1 and 365".into(),
         ));
     }
-    let queue = state.engine.queue().ok();
+    let queue = state
+        .engine
+        .queue()
+        .ok()
+        .filter(|_| params.groups != Some(false));
     Ok(Json(
         analytics::summary(&state.db, &member.tenant.schema, days, queue.as_ref()).await?,
     ))
