@@ -148,6 +148,9 @@ pub struct ChatSettings {
     pub suggestion_margin: f32,
     pub max_suggestions: usize,
     pub max_message_chars: usize,
+    /// Bytes of question embeddings kept (per process, keyed by tenant): a
+    /// repeated question costs no inference. 0 turns the cache off.
+    pub question_cache_bytes: usize,
     /// Fair use, token buckets: one visitor (a tenant and a client address)
     /// may send `visitor_burst` messages at once and earns
     /// `visitor_messages_per_minute` back a minute; then 429. Feedback has
@@ -274,6 +277,7 @@ impl Default for ChatSettings {
             suggestion_margin: 0.10,
             max_suggestions: 3,
             max_message_chars: 2_000,
+            question_cache_bytes: 8 * 1024 * 1024,
             visitor_messages_per_minute: 20,
             visitor_burst: 10,
             tenant_messages_per_minute: 3_000,
@@ -619,6 +623,7 @@ mod tests {
             "suggestion_margin",
             "max_suggestions",
             "max_message_chars",
+            "question_cache_bytes",
             "visitor_messages_per_minute",
             "visitor_burst",
             "tenant_messages_per_minute",
@@ -684,6 +689,7 @@ mod tests {
             "chat.suggestion_margin",
             "chat.max_suggestions",
             "chat.max_message_chars",
+            "chat.question_cache_bytes",
             "chat.visitor_messages_per_minute",
             "chat.visitor_burst",
             "chat.tenant_messages_per_minute",

@@ -11,6 +11,7 @@ use crate::chat::{self, Answer, ChatError, Stored};
 use crate::config::ChatSettings;
 use crate::db::{Db, SchemaName};
 use crate::engine::index::{FaqIndex, IndexCache};
+use crate::engine::question_cache::{Normalise, QuestionCache};
 use crate::engine::{Engine, EngineError};
 use crate::faq;
 
@@ -73,6 +74,10 @@ pub struct Answerer {
     db: Db,
     engine: Arc<Engine>,
     indexes: IndexCache,
+    /// Embeddings of questions asked before, per tenant: a repeated
+    /// question costs no inference (never the answer: that is decided
+    /// against the current index every time).
+    questions: QuestionCache,
     bot_configs: Arc<BotConfigCache>,
     settings: ChatSettings,
 }
@@ -91,6 +96,9 @@ impl Answerer {
             db,
             engine,
             indexes: IndexCache::new(cache_capacity),
+            // The text is only whitespace-normalised: that leaves the
+            // tokens, and so the vector, unchanged for any model.
+            questions: QuestionCache::new(settings.question_cache_bytes, Normalise::Whitespace),
             bot_configs,
             settings,
         }
@@ -192,11 +200,18 @@ impl Answerer {
         &self,
         schema: &SchemaName,
         message: &str,
-    ) -> Result<(Vec<f32>, Arc<FaqIndex>, Arc<BotConfig>), ChatError> {
+    ) -> Result<(Arc<[f32]>, Arc<FaqIndex>, Arc<BotConfig>), ChatError> {
         let queue = self.engine.queue()?;
+        let model_id = queue.model_id();
         let embed = async {
+            if let Some(vector) = self.questions.get(schema, model_id, message) {
+                return Ok(vector);
+            }
             let mut vectors = queue.embed(vec![message.to_string()]).await?;
-            vectors.pop().ok_or(EngineError::Stopped)
+            let vector: Arc<[f32]> = vectors.pop().ok_or(EngineError::Stopped)?.into();
+            self.questions
+                .insert(schema, model_id, message, Arc::clone(&vector));
+            Ok::<_, EngineError>(vector)
         };
         let index = self
             .indexes
@@ -211,8 +226,15 @@ impl Answerer {
         self.indexes.invalidate(schema);
     }
 
-    /// Tenants came or went: no index may outlive its schema.
+    /// Tenants came or went: no index (or cached question) may outlive its
+    /// schema.
     pub fn forget_all(&self) {
         self.indexes.invalidate_all();
+        self.questions.clear();
+    }
+
+    /// Bytes the question cache holds (for tests and metrics).
+    pub fn question_cache_bytes(&self) -> usize {
+        self.questions.bytes()
     }
 }

@@ -178,6 +178,15 @@ impl QuestionCache {
         inner.bytes -= freed;
     }
 
+    /// Forgets every tenant's questions (tenants were created or deleted:
+    /// a re-created schema is another tenant).
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.entries.clear();
+        inner.order.clear();
+        inner.bytes = 0;
+    }
+
     /// Bytes held, as counted against the bound.
     pub fn bytes(&self) -> usize {
         self.lock().bytes

@@ -19,6 +19,7 @@ mod isolation;
 mod metrics;
 mod migrations;
 mod openapi;
+mod question_cache;
 mod real_model;
 mod routing;
 mod session;
