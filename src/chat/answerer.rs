@@ -56,7 +56,9 @@ pub struct Reply {
 /// every way of asking checks before any work.
 pub fn check_message<'m>(message: &'m str, settings: &ChatSettings) -> Result<&'m str, ChatError> {
     let message = message.trim();
-    if message.is_empty() {
+    // Zero-width characters are not whitespace to `trim`, but a message of
+    // nothing else says nothing.
+    if message.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
         return Err(ChatError::EmptyMessage);
     }
     let limit = settings.max_message_chars;
@@ -68,6 +70,15 @@ pub fn check_message<'m>(message: &'m str, settings: &ChatSettings) -> Result<&'
         return Err(ChatError::Nul);
     }
     Ok(message)
+}
+
+/// Characters that take no space: zero-width space, joiners, word joiner,
+/// the byte-order mark, soft hyphen.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}'
+    )
 }
 
 pub struct Answerer {
@@ -236,5 +247,30 @@ impl Answerer {
     /// Bytes the question cache holds (for tests and metrics).
     pub fn question_cache_bytes(&self) -> usize {
         self.questions.bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_checked_before_any_work() {
+        let settings = ChatSettings {
+            max_message_chars: 10,
+            ..ChatSettings::default()
+        };
+        assert_eq!(check_message("  hello ", &settings).ok(), Some("hello"));
+        for empty in ["", "   ", "\u{200B}\u{200B}", " \u{FEFF}\u{2060} \u{200D}"] {
+            assert!(
+                matches!(check_message(empty, &settings), Err(ChatError::EmptyMessage)),
+                "{empty:?}"
+            );
+        }
+        assert!(matches!(
+            check_message("0123456789x", &settings),
+            Err(ChatError::TooLong(10))
+        ));
+        assert!(matches!(check_message("a\0b", &settings), Err(ChatError::Nul)));
     }
 }

@@ -482,3 +482,32 @@ async fn without_a_trusted_proxy_a_forged_forwarded_for_changes_nothing() {
         "a new forged address each time must not buy new attempts: {statuses:?}"
     );
 }
+
+/// Expired tokens do not pile up: a user's go when they sign in again.
+#[tokio::test]
+async fn a_sign_in_deletes_the_users_expired_tokens() {
+    let app = spawn_app().await;
+    with_user(&app, None, false).await;
+    let client = app.pool.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO public.auth_tokens (token_sha256, user_id, expires_at) \
+             SELECT sha256(('expired-' || g)::bytea), u.id, now() - interval '1 day' \
+             FROM public.users u, generate_series(1, 3) g WHERE u.email = $1",
+            &[&EMAIL],
+        )
+        .await
+        .unwrap();
+    let count = || async {
+        client
+            .query_one("SELECT count(*) FROM public.auth_tokens", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(count().await, 3);
+    let (status, _) = login(&app, EMAIL, PASSWORD).await;
+    assert_eq!(status, 200);
+    assert_eq!(count().await, 1, "only the new, live token is left");
+    app.stop().await;
+}
