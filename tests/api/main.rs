@@ -19,4 +19,5 @@ mod openapi;
 mod real_model;
 mod routing;
 mod tls;
+mod tls_self_signed;
 mod widget;
