@@ -33,8 +33,22 @@ const SHARED_LOCK_KEY: i64 = 0x6368_6174_7465_7201;
 pub enum MigrateError {
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("migration failed: {0}")]
+    #[error("migration failed: {}", describe(.0))]
     Refinery(#[from] refinery::Error),
+}
+
+/// refinery's message ("error applying migrations") with what our driver
+/// knows under it: the migration, the statement and the server's words.
+fn describe(err: &refinery::Error) -> String {
+    match err.kind() {
+        refinery::error::Kind::Connection(context, source) => {
+            match source.downcast_ref::<InTransactionError>() {
+                Some(inner) => inner.to_string(),
+                None => format!("{context}: {source}"),
+            }
+        }
+        other => other.to_string(),
+    }
 }
 
 crate::db::db_error_conversions!(MigrateError);
@@ -70,8 +84,11 @@ pub async fn migrate_shared(db: &Db) -> Result<usize, MigrateError> {
             "SELECT pg_advisory_xact_lock({SHARED_LOCK_KEY}); SET LOCAL search_path TO public"
         ))
         .await?;
+    let migrations = public_migrations::migrations::runner()
+        .get_migrations()
+        .to_vec();
     let report = runner(public_migrations::migrations::runner())
-        .run_async(&mut InTransaction(tx.raw()))
+        .run_async(&mut InTransaction(tx.raw(), &migrations))
         .await?;
     tx.commit().await?;
     Ok(report.applied_migrations().len())
@@ -85,8 +102,11 @@ pub async fn migrate_tenant_in(tx: &TenantTx) -> Result<usize, MigrateError> {
         &[&tx.schema().as_str()],
     )
     .await?;
+    let migrations = tenant_migrations::migrations::runner()
+        .get_migrations()
+        .to_vec();
     let report = runner(tenant_migrations::migrations::runner())
-        .run_async(&mut InTransaction(tx.raw()))
+        .run_async(&mut InTransaction(tx.raw(), &migrations))
         .await?;
     Ok(report.applied_migrations().len())
 }
@@ -134,15 +154,68 @@ pub fn latest_tenant_version() -> i32 {
 }
 
 /// refinery's driver interface over a transaction we own: statements run in
-/// it, and nothing here commits.
-struct InTransaction<'a>(&'a Client);
+/// it, and nothing here commits. It knows the embedded migrations so that a
+/// failing script can be named.
+struct InTransaction<'a>(&'a Client, &'a [Migration]);
 
 #[derive(Debug, thiserror::Error)]
 enum InTransactionError {
-    #[error(transparent)]
+    #[error("{}", crate::db::pool::describe_postgres(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    #[error("{what}: {}", crate::db::pool::describe_postgres(.source))]
+    Script {
+        what: String,
+        source: tokio_postgres::Error,
+    },
     #[error("the migration history table holds an unreadable row: {0}")]
     History(String),
+}
+
+impl InTransaction<'_> {
+    /// "migration V3__x, statement `...`": which script (an embedded
+    /// migration, or refinery's own bookkeeping) and, when the server says
+    /// where in it, which statement.
+    fn what_failed(&self, script: &str, err: &tokio_postgres::Error) -> String {
+        let name = self
+            .1
+            .iter()
+            .find(|m| m.sql() == Some(script))
+            .map(|m| format!("migration {m}"))
+            .unwrap_or_else(|| format!("statement `{}`", one_line(script)));
+        let position = err.as_db_error().and_then(|e| match e.position() {
+            Some(tokio_postgres::error::ErrorPosition::Original(at)) => Some(*at as usize),
+            _ => None,
+        });
+        match position.and_then(|at| statement_at(script, at)) {
+            Some(statement) if name.starts_with("migration") => {
+                format!("{name}, statement `{}`", one_line(statement))
+            }
+            _ => name,
+        }
+    }
+}
+
+/// The statement of `script` around character `at` (1-based, as the server
+/// counts), split on semicolons: good enough to point at it.
+fn statement_at(script: &str, at: usize) -> Option<&str> {
+    let byte = script.char_indices().nth(at.saturating_sub(1))?.0;
+    let start = script[..byte].rfind(';').map_or(0, |i| i + 1);
+    let end = script[byte..].find(';').map_or(script.len(), |i| byte + i);
+    Some(script[start..end].trim())
+}
+
+/// SQL on one line, cut short for a message.
+fn one_line(sql: &str) -> String {
+    let flat = sql
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match flat.char_indices().nth(160) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
 }
 
 #[async_trait]
@@ -155,7 +228,10 @@ impl AsyncTransaction for InTransaction<'_> {
     ) -> Result<usize, Self::Error> {
         let mut count = 0;
         for query in queries {
-            self.0.batch_execute(query).await?;
+            if let Err(source) = self.0.batch_execute(query).await {
+                let what = self.what_failed(query, &source);
+                return Err(InTransactionError::Script { what, source });
+            }
             count += 1;
         }
         Ok(count)
