@@ -173,35 +173,69 @@ enum InTransactionError {
 
 impl InTransaction<'_> {
     /// "migration V3__x, statement `...`": which script (an embedded
-    /// migration, or refinery's own bookkeeping) and, when the server says
-    /// where in it, which statement.
-    fn what_failed(&self, script: &str, err: &tokio_postgres::Error) -> String {
-        let name = self
-            .1
-            .iter()
-            .find(|m| m.sql() == Some(script))
-            .map(|m| format!("migration {m}"))
-            .unwrap_or_else(|| format!("statement `{}`", one_line(script)));
-        let position = err.as_db_error().and_then(|e| match e.position() {
-            Some(tokio_postgres::error::ErrorPosition::Original(at)) => Some(*at as usize),
-            _ => None,
-        });
-        match position.and_then(|at| statement_at(script, at)) {
-            Some(statement) if name.starts_with("migration") => {
-                format!("{name}, statement `{}`", one_line(statement))
-            }
-            _ => name,
+    /// migration, or refinery's own bookkeeping) and which statement in it.
+    fn what_failed(&self, script: &str, statement: &str) -> String {
+        match self.1.iter().find(|m| m.sql() == Some(script)) {
+            Some(m) => format!("migration {m}, statement `{}`", one_line(statement)),
+            None => format!("statement `{}`", one_line(statement)),
         }
     }
 }
 
-/// The statement of `script` around character `at` (1-based, as the server
-/// counts), split on semicolons: good enough to point at it.
-fn statement_at(script: &str, at: usize) -> Option<&str> {
-    let byte = script.char_indices().nth(at.saturating_sub(1))?.0;
-    let start = script[..byte].rfind(';').map_or(0, |i| i + 1);
-    let end = script[byte..].find(';').map_or(script.len(), |i| byte + i);
-    Some(script[start..end].trim())
+/// The statements of a SQL script, split on the semicolons that end them
+/// (not those in quotes, quoted names, dollar quotes or comments); empty
+/// and comment-only pieces are left out.
+fn statements(script: &str) -> Vec<&str> {
+    let bytes = script.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    fn push<'s>(piece: &'s str, out: &mut Vec<&'s str>) {
+        if !one_line(piece).is_empty() {
+            out.push(piece.trim());
+        }
+    }
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' | b'"' => {
+                let quote = bytes[i];
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += 1;
+                }
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = script[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |end| i + 2 + end + 1);
+            }
+            b'$' => {
+                // $tag$ ... $tag$ (tag: letters, digits, underscores).
+                let tag_end = script[i + 1..]
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .map(|n| i + 1 + n);
+                if let Some(end) = tag_end.filter(|&e| bytes[e] == b'$') {
+                    let tag = &script[i..=end];
+                    i = script[end + 1..]
+                        .find(tag)
+                        .map_or(bytes.len(), |n| end + n + tag.len());
+                }
+            }
+            b';' => {
+                push(&script[start..i], &mut out);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    push(&script[start..], &mut out);
+    out
 }
 
 /// SQL on one line, cut short for a message.
@@ -228,9 +262,15 @@ impl AsyncTransaction for InTransaction<'_> {
     ) -> Result<usize, Self::Error> {
         let mut count = 0;
         for query in queries {
-            if let Err(source) = self.0.batch_execute(query).await {
-                let what = self.what_failed(query, &source);
-                return Err(InTransactionError::Script { what, source });
+            // One statement per simple query: Citus hands a DDL statement's
+            // query text on to the workers as a prepared statement, and a
+            // whole script there is "multiple commands in a prepared
+            // statement". One at a time also names the one that failed.
+            for statement in statements(query) {
+                if let Err(source) = self.0.batch_execute(statement).await {
+                    let what = self.what_failed(query, statement);
+                    return Err(InTransactionError::Script { what, source });
+                }
             }
             count += 1;
         }
@@ -260,3 +300,51 @@ impl AsyncQuery<Vec<Migration>> for InTransaction<'_> {
 }
 
 impl AsyncMigrate for InTransaction<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_split_into_statements_but_not_inside_quotes_or_comments() {
+        let script = "-- a comment; not a statement\nCREATE TABLE a (x text DEFAULT ';');\n\
+                      CREATE TABLE \"b;c\" (y int); /* ; */\nDO $f$ BEGIN PERFORM 1; END $f$;\n\
+                      SELECT $$;$$\n-- trailing comment\n";
+        assert_eq!(
+            statements(script),
+            vec![
+                "-- a comment; not a statement\nCREATE TABLE a (x text DEFAULT ';')",
+                "CREATE TABLE \"b;c\" (y int)",
+                "/* ; */\nDO $f$ BEGIN PERFORM 1; END $f$",
+                "SELECT $$;$$\n-- trailing comment",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_embedded_migrations_split_into_their_statements() {
+        let count = |runner: Runner| -> usize {
+            runner
+                .get_migrations()
+                .iter()
+                .map(|m| statements(m.sql().unwrap_or_default()).len())
+                .sum()
+        };
+        // One CREATE per semicolon-terminated line: no statement lost or cut.
+        let expected = |dir: &str| -> usize {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+                .map(|s| s.lines().filter(|l| l.trim_end().ends_with(';')).count())
+                .sum()
+        };
+        assert_eq!(
+            count(tenant_migrations::migrations::runner()),
+            expected("migrations/tenant")
+        );
+        assert_eq!(
+            count(public_migrations::migrations::runner()),
+            expected("migrations/public")
+        );
+    }
+}
