@@ -64,6 +64,12 @@ pub enum Command {
     /// The operator console: tenants, domains, conversations and unanswered
     /// questions in the terminal (logs go to console.log in the data dir).
     Console,
+    /// Citus (distributed PostgreSQL): distribute tenants, list nodes.
+    #[command(subcommand)]
+    Citus(crate::citus::CitusCommand),
+    /// Check every tenant schema: at the latest migration, and on Citus
+    /// distributed (and the public tables reference tables).
+    Doctor,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +148,8 @@ pub enum TenantCommand {
         #[arg(long = "as", value_name = "SCHEMA")]
         as_schema: Option<String>,
     },
+    /// Move a tenant's schema to another Citus worker NODE (host:port).
+    Move { schema: String, node: String },
     /// Delete a tenant and all its data.
     Delete {
         schema: String,
@@ -198,6 +206,8 @@ pub enum CliError {
     Console(#[from] crate::console::ConsoleError),
     #[error(transparent)]
     Chat(#[from] crate::chat::ChatError),
+    #[error(transparent)]
+    Citus(#[from] crate::citus::CitusError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -248,6 +258,8 @@ async fn with_database(
         Command::Domain(cmd) => domain_command(db, cmd).await,
         Command::User(cmd) => user_command(db, cmd).await,
         Command::Console => Ok(crate::console::run(db.db().clone(), settings).await?),
+        Command::Citus(cmd) => Ok(crate::citus::run_command(db.db(), cmd).await?),
+        Command::Doctor => Ok(crate::citus::run_doctor(db.db()).await?),
     }
 }
 
@@ -351,8 +363,14 @@ async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<(), CliErro
             .await?;
             println!("created tenant {} ({})", tenant.schema, tenant.name);
         }
+        TenantCommand::Move { schema, node } => {
+            crate::citus::move_tenant(db.db(), &schema, &node).await?;
+            println!("moved tenant {schema} to {node}");
+        }
         TenantCommand::List { json } => {
             let tenants = provision::list_tenants(db.db()).await?;
+            // On Citus, a NODE column: where each tenant's schema lives.
+            let placements = crate::citus::placements(db.db()).await?;
             if json {
                 print_json(&tenants)?;
             } else {
@@ -366,9 +384,18 @@ async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<(), CliErro
                             t.domains.join(","),
                             t.created_at.format("%Y-%m-%d %H:%M").to_string(),
                         ]
+                        .into_iter()
+                        .chain(
+                            placements
+                                .as_ref()
+                                .map(|p| p.get(&t.schema).cloned().unwrap_or_else(|| "-".into())),
+                        )
+                        .collect()
                     })
                     .collect();
-                print_table(&["SCHEMA", "NAME", "STATUS", "DOMAINS", "CREATED"], &rows);
+                let mut headers = vec!["SCHEMA", "NAME", "STATUS", "DOMAINS", "CREATED"];
+                headers.extend(placements.as_ref().map(|_| "NODE"));
+                print_table(&headers, &rows);
             }
         }
         TenantCommand::Export { schema } => {

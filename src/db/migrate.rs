@@ -35,6 +35,8 @@ pub enum MigrateError {
     Db(#[from] DbError),
     #[error("migration failed: {}", describe(.0))]
     Refinery(#[from] refinery::Error),
+    #[error("making the public tables Citus reference tables: {0}")]
+    Citus(Box<crate::citus::CitusError>),
 }
 
 /// refinery's message ("error applying migrations") with what our driver
@@ -57,7 +59,7 @@ impl Classify for MigrateError {
     fn kind(&self) -> Kind {
         match self {
             MigrateError::Db(e) => e.kind(),
-            MigrateError::Refinery(_) => Kind::internal(),
+            MigrateError::Refinery(_) | MigrateError::Citus(_) => Kind::internal(),
         }
     }
 }
@@ -91,6 +93,11 @@ pub async fn migrate_shared(db: &Db) -> Result<usize, MigrateError> {
         .run_async(&mut InTransaction(tx.raw(), &migrations))
         .await?;
     tx.commit().await?;
+    // On Citus, the public tables (new ones included) become reference
+    // tables; elsewhere this is one query that finds no extension.
+    crate::citus::make_reference_tables(db)
+        .await
+        .map_err(|e| MigrateError::Citus(Box::new(e)))?;
     Ok(report.applied_migrations().len())
 }
 

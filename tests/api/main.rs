@@ -5,6 +5,7 @@ mod analytics;
 mod auth;
 mod backup;
 mod chat;
+mod citus;
 mod cli;
 mod client_api;
 mod console;
