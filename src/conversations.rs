@@ -530,12 +530,20 @@ pub async fn restore_in(
 
     // The rows came with their ids, so the sequences never moved: the next
     // row written by the app must come after the largest restored id.
+    // Reads first, then setval alone: on Citus a query that reads a tenant
+    // table runs on its worker, where the sequence is not the coordinator's.
+    let next = tx
+        .query_one(
+            "SELECT (SELECT coalesce(max(id), 0) + 1 FROM conversations), \
+                    (SELECT coalesce(max(id), 0) + 1 FROM messages)",
+            &[],
+        )
+        .await?;
+    let (conversations_next, messages_next): (i64, i64) = (next.try_get(0)?, next.try_get(1)?);
     tx.execute(
-        "SELECT setval(pg_get_serial_sequence('conversations', 'id'), \
-                       coalesce((SELECT max(id) FROM conversations), 0) + 1, false), \
-                setval(pg_get_serial_sequence('messages', 'id'), \
-                       coalesce((SELECT max(id) FROM messages), 0) + 1, false)",
-        &[],
+        "SELECT setval(pg_get_serial_sequence('conversations', 'id'), $1, false), \
+                setval(pg_get_serial_sequence('messages', 'id'), $2, false)",
+        &[&conversations_next, &messages_next],
     )
     .await?;
     Ok(())

@@ -559,10 +559,15 @@ pub async fn restore_in(tx: &TenantTx, faqs: &[FaqRow]) -> Result<(), tokio_post
 
     // The rows came with their ids, so the sequence never moved: the next
     // FAQ written by the app must come after the largest restored id.
+    // Two queries, not one: on Citus a query that reads a tenant table runs
+    // on its worker, where the sequence is not the coordinator's.
+    let next: i64 = tx
+        .query_one("SELECT coalesce(max(id), 0) + 1 FROM faqs", &[])
+        .await?
+        .try_get(0)?;
     tx.execute(
-        "SELECT setval(pg_get_serial_sequence('faqs', 'id'), \
-                       coalesce((SELECT max(id) FROM faqs), 0) + 1, false)",
-        &[],
+        "SELECT setval(pg_get_serial_sequence('faqs', 'id'), $1, false)",
+        &[&next],
     )
     .await?;
     Ok(())

@@ -45,6 +45,7 @@ pub mod backup;
 pub mod bot_config;
 pub mod cache;
 pub mod chat;
+pub mod citus;
 pub mod cli;
 pub mod config;
 pub mod console;

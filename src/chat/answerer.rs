@@ -58,7 +58,10 @@ pub fn check_message<'m>(message: &'m str, settings: &ChatSettings) -> Result<&'
     let message = message.trim();
     // Zero-width characters are not whitespace to `trim`, but a message of
     // nothing else says nothing.
-    if message.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
+    if message
+        .chars()
+        .all(|c| c.is_whitespace() || is_invisible(c))
+    {
         return Err(ChatError::EmptyMessage);
     }
     let limit = settings.max_message_chars;
@@ -263,7 +266,10 @@ mod tests {
         assert_eq!(check_message("  hello ", &settings).ok(), Some("hello"));
         for empty in ["", "   ", "\u{200B}\u{200B}", " \u{FEFF}\u{2060} \u{200D}"] {
             assert!(
-                matches!(check_message(empty, &settings), Err(ChatError::EmptyMessage)),
+                matches!(
+                    check_message(empty, &settings),
+                    Err(ChatError::EmptyMessage)
+                ),
                 "{empty:?}"
             );
         }
@@ -271,6 +277,9 @@ mod tests {
             check_message("0123456789x", &settings),
             Err(ChatError::TooLong(10))
         ));
-        assert!(matches!(check_message("a\0b", &settings), Err(ChatError::Nul)));
+        assert!(matches!(
+            check_message("a\0b", &settings),
+            Err(ChatError::Nul)
+        ));
     }
 }

@@ -246,20 +246,24 @@ pub async fn store_exchange(
         }
     };
     // The FAQ may have been deleted since the index was built: keep the
-    // message, drop the link.
+    // message, drop the link. Looked up (and kept from deletion until we
+    // commit) first, not in a subquery of the INSERT: Citus refuses
+    // subqueries in INSERT ... VALUES.
+    let faq_id: Option<i64> = match answer.faq_id {
+        Some(id) => tx
+            .query_opt("SELECT id FROM faqs WHERE id = $1 FOR KEY SHARE", &[&id])
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?,
+        None => None,
+    };
     let row = tx
         .query_one(
             "WITH inserted AS (INSERT INTO messages (conversation_id, role, text, faq_id, score) VALUES \
              ($1, 'visitor', $2, NULL, NULL), \
-             ($1, 'bot', $3, (SELECT id FROM faqs WHERE id = $4), $5) RETURNING id, role) \
+             ($1, 'bot', $3, $4, $5) RETURNING id, role) \
              SELECT id FROM inserted WHERE role = 'bot'",
-            &[
-                &conversation,
-                &message,
-                &answer.reply,
-                &answer.faq_id,
-                &answer.score,
-            ],
+            &[&conversation, &message, &answer.reply, &faq_id, &answer.score],
         )
         .await?;
     let message_id = row.try_get(0)?;
@@ -339,18 +343,27 @@ pub async fn record_feedback(
         return Err(ChatError::InvalidSession);
     }
     let tx = db.tenant(schema).await?;
-    let stored = tx
-        .execute(
-            "INSERT INTO feedback (message_id, helpful) \
-             SELECT m.id, $3 FROM messages m JOIN conversations c ON c.id = m.conversation_id \
-             WHERE c.session_id = $1 AND m.id = $2 AND m.role = 'bot' \
-             ON CONFLICT (message_id) DO UPDATE SET helpful = excluded.helpful, updated_at = now()",
-            &[&session_id, &message_id, &helpful],
+    // A lookup, then INSERT ... VALUES: Citus 13 mis-plans INSERT ... SELECT
+    // into a schema-sharded table (it sends the worker "AND ( IS NOT
+    // NULL)") and refuses now() in DO UPDATE; excluded.updated_at is the
+    // same now(), from the column's default.
+    let found = tx
+        .query_opt(
+            "SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE c.session_id = $1 AND m.id = $2 AND m.role = 'bot' FOR KEY SHARE OF m",
+            &[&session_id, &message_id],
         )
         .await?;
-    if stored == 0 {
+    if found.is_none() {
         return Err(ChatError::UnknownMessage(message_id));
     }
+    tx.execute(
+        "INSERT INTO feedback (message_id, helpful) VALUES ($1, $2) \
+         ON CONFLICT (message_id) DO UPDATE SET helpful = excluded.helpful, \
+         updated_at = excluded.updated_at",
+        &[&message_id, &helpful],
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

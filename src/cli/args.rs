@@ -47,6 +47,12 @@ pub enum Command {
     /// The operator console: tenants, domains, conversations and unanswered
     /// questions in the terminal (logs go to console.log in the data dir).
     Console,
+    /// Citus (distributed PostgreSQL): distribute tenants, list nodes.
+    #[command(subcommand)]
+    Citus(crate::citus::CitusCommand),
+    /// Check every tenant schema: at the latest migration, and on Citus
+    /// distributed (and the public tables reference tables).
+    Doctor,
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +131,8 @@ pub enum TenantCommand {
         #[arg(long = "as", value_name = "SCHEMA")]
         as_schema: Option<String>,
     },
+    /// Move a tenant's schema to another Citus worker NODE (host:port).
+    Move { schema: String, node: String },
     /// Delete a tenant and all its data.
     Delete {
         schema: String,

@@ -60,6 +60,8 @@ pub enum CliError {
     Console(#[from] crate::console::ConsoleError),
     #[error(transparent)]
     Chat(#[from] crate::chat::ChatError),
+    #[error(transparent)]
+    Citus(#[from] crate::citus::CitusError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -110,6 +112,8 @@ async fn with_database(
         Command::Domain(cmd) => domain_command(db, cmd).await,
         Command::User(cmd) => user_command(db, cmd).await,
         Command::Console => Ok(crate::console::run(db.db().clone(), settings).await?),
+        Command::Citus(cmd) => Ok(crate::citus::run_command(db.db(), cmd).await?),
+        Command::Doctor => Ok(crate::citus::run_doctor(db.db()).await?),
     }
 }
 

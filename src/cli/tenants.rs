@@ -25,8 +25,14 @@ pub(super) async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<
             .await?;
             println!("created tenant {} ({})", tenant.schema, tenant.name);
         }
+        TenantCommand::Move { schema, node } => {
+            crate::citus::move_tenant(db.db(), &schema, &node).await?;
+            println!("moved tenant {schema} to {node}");
+        }
         TenantCommand::List { json } => {
             let tenants = provision::list_tenants(db.db()).await?;
+            // On Citus, a NODE column: where each tenant's schema lives.
+            let placements = crate::citus::placements(db.db()).await?;
             if json {
                 print_json(&tenants)?;
             } else {
@@ -40,9 +46,18 @@ pub(super) async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<
                             t.domains.join(","),
                             t.created_at.format("%Y-%m-%d %H:%M").to_string(),
                         ]
+                        .into_iter()
+                        .chain(
+                            placements
+                                .as_ref()
+                                .map(|p| p.get(&t.schema).cloned().unwrap_or_else(|| "-".into())),
+                        )
+                        .collect()
                     })
                     .collect();
-                print_table(&["SCHEMA", "NAME", "STATUS", "DOMAINS", "CREATED"], &rows);
+                let mut headers = vec!["SCHEMA", "NAME", "STATUS", "DOMAINS", "CREATED"];
+                headers.extend(placements.as_ref().map(|_| "NODE"));
+                print_table(&headers, &rows);
             }
         }
         TenantCommand::Export { schema } => {

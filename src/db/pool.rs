@@ -10,7 +10,7 @@ use deadpool_postgres::{
 use crate::config::DatabaseSettings;
 use crate::db::Db;
 use crate::db::embedded::{EmbeddedError, EmbeddedPostgres};
-use crate::db::tls::PgTarget;
+use crate::db::tls::{Connector, PgTarget};
 use crate::error_kind::{Class, Classify, Kind};
 use tokio_postgres::error::SqlState;
 
@@ -24,8 +24,28 @@ pub enum DbError {
     Unreachable(String),
     #[error(transparent)]
     Embedded(#[from] EmbeddedError),
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe_postgres(.0))]
     Postgres(#[from] tokio_postgres::Error),
+}
+
+/// A PostgreSQL error as the server worded it (tokio-postgres's own Display
+/// says only "db error"): severity, message, and detail, hint and context
+/// when there are some.
+pub fn describe_postgres(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        return e.to_string();
+    };
+    let mut text = format!("{}: {}", db.severity(), db.message());
+    if let Some(detail) = db.detail() {
+        text.push_str(&format!(" (DETAIL: {detail})"));
+    }
+    if let Some(hint) = db.hint() {
+        text.push_str(&format!(" (HINT: {hint})"));
+    }
+    if let Some(context) = db.where_() {
+        text.push_str(&format!(" (CONTEXT: {})", context.replace('\n', "; ")));
+    }
+    text
 }
 
 impl From<PoolError> for DbError {
@@ -163,11 +183,13 @@ fn with_timeouts(config: &mut tokio_postgres::Config, settings: &DatabaseSetting
 }
 
 fn build_pool(target: PgTarget, settings: &DatabaseSettings) -> Result<Pool, DbError> {
-    let mut config = target.config;
-    with_timeouts(&mut config, settings);
-    let manager = Manager::from_config(
-        config,
-        target.tls,
+    // The pool's sessions start with the timeouts (startup options), with
+    // or without TLS (the connector falls back to plain for `prefer`).
+    let mut target = target;
+    with_timeouts(&mut target.config, settings);
+    let manager = Manager::from_connect(
+        target.config.clone(),
+        Connector(target),
         // Fast: nothing we do leaves session state behind (tenant SQL only
         // uses SET LOCAL), so no per-checkout DISCARD is needed.
         ManagerConfig {

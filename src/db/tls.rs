@@ -15,11 +15,13 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ClientConfig, WebPkiServerVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::{DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme};
 use tokio_postgres::config::SslMode as WireMode;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Connection, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::db::DbError;
@@ -110,6 +112,60 @@ impl PgTarget {
     }
 }
 
+/// The stream a session runs on: TLS or plain, per connection.
+pub type Stream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+
+impl PgTarget {
+    /// Opens one session. With `prefer`, as in libpq, a TLS handshake that
+    /// fails (a certificate we cannot read, a broken server setup) is not
+    /// the end: the session is retried without TLS, which the server may
+    /// still accept.
+    pub async fn connect(
+        &self,
+    ) -> Result<(Client, Connection<Socket, Stream>), tokio_postgres::Error> {
+        match self.config.connect(self.tls.clone()).await {
+            Err(e) if self.ssl_mode == SslMode::Prefer && is_tls_failure(&e) => {
+                tracing::warn!(error = %e, "TLS could not be set up (sslmode=prefer): connecting without it");
+                let mut plain = self.config.clone();
+                plain.ssl_mode(WireMode::Disable);
+                plain.connect(self.tls.clone()).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// Whether connecting failed in the TLS handshake (not in reaching the
+/// server, not in PostgreSQL's own answer). tokio-postgres keeps its error
+/// kinds private; the handshake's error is a rustls error or an I/O error
+/// wrapping one, under the message below.
+fn is_tls_failure(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_none() && e.to_string().contains("TLS")
+}
+
+/// deadpool's way in: every pooled session through `PgTarget::connect`.
+pub(crate) struct Connector(pub PgTarget);
+
+impl deadpool_postgres::Connect for Connector {
+    fn connect(
+        &self,
+        _: &tokio_postgres::Config,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        Box::pin(async move {
+            let (client, connection) = self.0.connect().await?;
+            let task = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "database connection closed");
+                }
+            });
+            Ok((client, task))
+        })
+    }
+}
+
 /// Takes `sslmode` and `sslrootcert` out of a URL's query.
 fn split_tls_options(url: &str) -> Result<(String, Option<SslMode>, Option<PathBuf>), DbError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -192,9 +248,56 @@ fn trusted_roots(file: Option<PathBuf>) -> Result<RootCertStore, DbError> {
 }
 
 /// `prefer` and `require`: encrypted, any certificate (libpq's meaning);
-/// the handshake's signatures are still checked.
+/// the handshake's signatures are still checked, against the public key
+/// alone. The certificate itself is not parsed by webpki, which refuses
+/// what libpq takes: Citus's automatic certificate is X.509 version 1 with a
+/// zero-length validity, and webpki rejects version 1 outright.
 #[derive(Debug)]
 struct AnyCertificate(Arc<CryptoProvider>);
+
+impl AnyCertificate {
+    fn verify(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+        tls13: bool,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        let bad = || TlsError::InvalidCertificate(rustls::CertificateError::BadEncoding);
+        let spki = der::subject_public_key_info(cert.as_ref()).ok_or_else(bad)?;
+        if tls13 {
+            return rustls::crypto::verify_tls13_signature_with_raw_key(
+                message,
+                &SubjectPublicKeyInfoDer::from(spki),
+                dss,
+                &self.0.signature_verification_algorithms,
+            );
+        }
+        let (algorithm, key) = der::algorithm_and_key(spki).ok_or_else(bad)?;
+        let candidates = self
+            .0
+            .signature_verification_algorithms
+            .mapping
+            .iter()
+            .filter(|(scheme, _)| *scheme == dss.scheme)
+            .flat_map(|(_, algs)| algs.iter())
+            .filter(|alg| alg.public_key_alg_id().as_ref() == algorithm);
+        let mut seen = false;
+        for alg in candidates {
+            seen = true;
+            if alg.verify_signature(key, message, dss.signature()).is_ok() {
+                return Ok(HandshakeSignatureValid::assertion());
+            }
+        }
+        Err(if seen {
+            TlsError::InvalidCertificate(rustls::CertificateError::BadSignature)
+        } else {
+            TlsError::PeerMisbehaved(
+                rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
+            )
+        })
+    }
+}
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
@@ -214,12 +317,7 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        self.verify(message, cert, dss, false)
     }
 
     fn verify_tls13_signature(
@@ -228,16 +326,80 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        self.verify(message, cert, dss, true)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Just enough DER to find a certificate's public key, whatever its
+/// version or validity (RFC 5280 4.1).
+mod der {
+    /// One element: (tag, contents, the rest after it).
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+
+    const SEQUENCE: u8 = 0x30;
+    const VERSION: u8 = 0xa0;
+    const BIT_STRING: u8 = 0x03;
+
+    /// The certificate's subjectPublicKeyInfo, whole (tag and length too).
+    pub fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
+        let (SEQUENCE, certificate, _) = element(cert)? else {
+            return None;
+        };
+        let (SEQUENCE, tbs, _) = element(certificate)? else {
+            return None;
+        };
+        let mut rest = tbs;
+        // [0] version is absent in version 1 certificates.
+        if let Some((VERSION, _, after)) = element(rest) {
+            rest = after;
+        }
+        // serialNumber, signature, issuer, validity, subject.
+        for _ in 0..5 {
+            rest = element(rest)?.2;
+        }
+        let (SEQUENCE, _, after) = element(rest)? else {
+            return None;
+        };
+        Some(&rest[..rest.len() - after.len()])
+    }
+
+    /// A subjectPublicKeyInfo's algorithm (the AlgorithmIdentifier's
+    /// contents, as rustls compares them) and the key's bits.
+    pub fn algorithm_and_key(spki: &[u8]) -> Option<(&[u8], &[u8])> {
+        let (SEQUENCE, spki, _) = element(spki)? else {
+            return None;
+        };
+        let (SEQUENCE, algorithm, rest) = element(spki)? else {
+            return None;
+        };
+        let (BIT_STRING, bits, _) = element(rest)? else {
+            return None;
+        };
+        // The first byte counts the unused bits: 0 for every key type.
+        let (&0, key) = bits.split_first()? else {
+            return None;
+        };
+        Some((algorithm, key))
     }
 }
 

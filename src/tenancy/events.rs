@@ -99,7 +99,7 @@ async fn listen_once(
     subscriber: &Subscriber,
 ) -> Result<(), tokio_postgres::Error> {
     // Its own session (LISTEN), with the pool's TLS.
-    let (client, mut connection) = target.config.connect(target.tls.clone()).await?;
+    let (client, mut connection) = target.connect().await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

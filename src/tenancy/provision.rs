@@ -122,6 +122,9 @@ pub async fn create_tenant_in(
             false => e.into(),
         })?;
     }
+    // On Citus: distributed as it is made (see crate::citus).
+    tx.execute(crate::citus::DISTRIBUTE_NEW_SCHEMAS, &[])
+        .await?;
     tx.create_schema(schema).await.map_err(|e| {
         match e.code() == Some(&SqlState::DUPLICATE_SCHEMA) {
             true => TenancyError::TenantExists(schema.to_string()),

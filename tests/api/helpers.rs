@@ -40,26 +40,95 @@ fn init_logs() {
 }
 
 /// A database of its own, dropped (with FORCE) when this value drops.
+/// Against a Citus coordinator (the admin database has the extension) the
+/// database is made on every node with the extension and the workers
+/// registered, as `cluster.sh` does for `chatter`: a Citus cluster of its own.
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// The Citus workers' admin URLs (empty on plain PostgreSQL).
+    workers: Vec<String>,
+}
+
+async fn admin_session(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.expect(
+        "the test PostgreSQL server is not reachable: start it, or set CHATTER_TEST_DATABASE_URL",
+    );
+    tokio::spawn(connection);
+    client
 }
 
 impl TestDb {
     pub async fn create() -> Self {
         let name = format!("chatter_test_{:016x}", rand::rng().random::<u64>());
-        let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls)
+        let client = admin_session(&admin_url()).await;
+        let workers: Vec<String> = client
+            .query(
+                "SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0 \
+                 AND EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')",
+                &[],
+            )
             .await
-            .expect("the test PostgreSQL server is not reachable: start it, or set CHATTER_TEST_DATABASE_URL");
-        tokio::spawn(connection);
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let host: String = r.get(0);
+                        let port: i32 = r.get(1);
+                        with_host(&admin_url(), &host, port)
+                    })
+                    .collect()
+            })
+            // No pg_dist_node: plain PostgreSQL.
+            .unwrap_or_default();
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create test database");
-        let mut config = tokio_postgres::Config::from_str(&admin_url()).expect("admin url");
-        config.dbname(&name);
         let url = with_dbname(&admin_url(), &name);
-        Self { name, url }
+        if !workers.is_empty() {
+            for worker in &workers {
+                admin_session(worker)
+                    .await
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database on a worker");
+                admin_session(&with_dbname(worker, &name))
+                    .await
+                    .batch_execute("CREATE EXTENSION citus")
+                    .await
+                    .expect("citus on a worker");
+            }
+            let config = tokio_postgres::Config::from_str(&admin_url()).expect("admin url");
+            let port = i32::from(config.get_ports().first().copied().unwrap_or(5432));
+            let coordinator = admin_session(&url).await;
+            coordinator
+                .batch_execute("CREATE EXTENSION citus")
+                .await
+                .expect("citus on the coordinator");
+            coordinator
+                .execute(
+                    "SELECT citus_set_coordinator_host('127.0.0.1', $1)",
+                    &[&port],
+                )
+                .await
+                .expect("coordinator host");
+            for worker in &workers {
+                let config = tokio_postgres::Config::from_str(worker).expect("worker url");
+                let port = i32::from(config.get_ports().first().copied().unwrap_or(5432));
+                // Under parallel tests a worker's connection is at times
+                // lost while it is added: retry a few times.
+                let mut attempt = 0;
+                while let Err(e) = coordinator
+                    .execute("SELECT citus_add_node('127.0.0.1', $1)", &[&port])
+                    .await
+                {
+                    attempt += 1;
+                    assert!(attempt < 5, "add a worker: {e:?}");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+            }
+        }
+        Self { name, url, workers }
     }
 
     /// A raw pool, for what a test checks or breaks behind the app's back.
@@ -88,6 +157,14 @@ impl TestDb {
     }
 }
 
+/// The admin URL with another host and port (a Citus worker's).
+fn with_host(url: &str, host: &str, port: i32) -> String {
+    let mut parsed = url::Url::parse(url).expect("admin url");
+    parsed.set_host(Some(host)).expect("host");
+    parsed.set_port(u16::try_from(port).ok()).expect("port");
+    parsed.into()
+}
+
 fn with_dbname(url: &str, name: &str) -> String {
     let base = url.split('?').next().unwrap_or(url);
     let (prefix, _) = base.rsplit_once('/').expect("database url has a path");
@@ -97,6 +174,7 @@ fn with_dbname(url: &str, name: &str) -> String {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let workers = std::mem::take(&mut self.workers);
         // Drop runs outside any runtime we may block; use a thread of its own.
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -106,12 +184,13 @@ impl Drop for TestDb {
                 return;
             };
             rt.block_on(async move {
-                if let Ok((client, connection)) = tokio_postgres::connect(&admin_url(), NoTls).await
-                {
-                    tokio::spawn(connection);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
+                for url in std::iter::once(admin_url()).chain(workers) {
+                    if let Ok((client, connection)) = tokio_postgres::connect(&url, NoTls).await {
+                        tokio::spawn(connection);
+                        let _ = client
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .await;
+                    }
                 }
             });
         })

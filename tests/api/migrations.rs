@@ -59,3 +59,42 @@ async fn each_tenant_schema_keeps_its_own_history_and_failures_are_named() {
     assert_eq!(migrate::migrate_tenant(&pool, &schema).await.unwrap(), 0);
     assert!(migrate::latest_tenant_version() >= 1);
 }
+
+#[tokio::test]
+async fn a_failing_migration_is_named_with_the_servers_message() {
+    let db = TestDb::create().await;
+    let pool = db.handle(2);
+    migrate::migrate_shared(&pool).await.unwrap();
+    provision::create_tenant(
+        &pool,
+        NewTenant {
+            schema: "t_fail",
+            name: "t_fail",
+            domain: None,
+            is_public: false,
+        },
+    )
+    .await
+    .unwrap();
+    // Forget that V2 and later ran: running V2 again meets its own index.
+    pool.shared()
+        .await
+        .unwrap()
+        .execute(
+            "DELETE FROM t_fail.refinery_schema_history WHERE version >= 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    let schema = SchemaName::parse("t_fail").unwrap();
+    let err = migrate::migrate_tenant(&pool, &schema)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("V2__message_search"), "{err}");
+    assert!(
+        err.contains("relation \"messages_text_search\" already exists"),
+        "{err}"
+    );
+    assert!(!err.contains("db error"), "{err}");
+}
