@@ -18,19 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use clap::Subcommand;
 
+use crate::db::citus::is_citus;
 use crate::db::migrate::latest_tenant_version;
 use crate::db::{Db, DbError, SchemaName};
 use crate::tenancy::provision;
-
-/// Run in a tenant-creating transaction before `CREATE SCHEMA`: on Citus,
-/// the schema (and every table later created in it) is distributed; on
-/// plain PostgreSQL the query selects no row and sets nothing.
-pub const DISTRIBUTE_NEW_SCHEMAS: &str = "SELECT set_config('citus.enable_schema_based_sharding', \
-     'on', true) FROM pg_extension WHERE extname = 'citus'";
-
-/// Serialises the making of reference tables across processes (the value
-/// is the shared migrations' lock, so migrators and this wait for each other).
-const SHARED_LOCK_KEY: i64 = 0x6368_6174_7465_7201;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CitusError {
@@ -55,55 +46,6 @@ pub enum CitusCommand {
     DistributeExisting,
     /// The worker nodes and how many tenant schemas each holds.
     Nodes,
-}
-
-/// Whether the database is a Citus coordinator (the extension is there).
-pub async fn is_citus(db: &Db) -> Result<bool, CitusError> {
-    let client = db.shared().await?;
-    let row = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')",
-            &[],
-        )
-        .await?;
-    Ok(row.try_get(0)?)
-}
-
-/// On Citus, makes every public table that is not yet distributed a
-/// reference table (in creation order, so a table is made one after those
-/// its foreign keys point to). refinery's history table stays on the
-/// coordinator: only the migrator reads it. Returns the tables it made.
-pub async fn make_reference_tables(db: &Db) -> Result<Vec<String>, CitusError> {
-    if !is_citus(db).await? {
-        return Ok(Vec::new());
-    }
-    let tx = db.shared_tx().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SHARED_LOCK_KEY])
-        .await?;
-    let rows = tx
-        .query(
-            "SELECT c.relname::text FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') \
-               AND c.relname <> 'refinery_schema_history' \
-               AND NOT EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = c.oid) \
-             ORDER BY c.oid",
-            &[],
-        )
-        .await?;
-    let mut made = Vec::new();
-    for row in rows {
-        let table: String = row.try_get(0)?;
-        let qualified = format!("public.{}", quote_ident(&table));
-        tx.execute(
-            "SELECT create_reference_table($1::text::regclass)",
-            &[&qualified],
-        )
-        .await?;
-        made.push(table);
-    }
-    tx.commit().await?;
-    Ok(made)
 }
 
 /// The tenant schemas Citus has distributed.
@@ -336,9 +278,4 @@ pub async fn run_doctor(db: &Db) -> Result<(), CitusError> {
         0 => Ok(()),
         n => Err(CitusError::Unhealthy(n)),
     }
-}
-
-/// A PostgreSQL identifier in double quotes.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio_postgres::Client;
 
-use crate::db::{Db, DbError, SchemaName, TenantTx};
+use crate::db::{Db, DbError, SHARED_MIGRATION_LOCK, SchemaName, TenantTx};
 use crate::error_kind::{Classify, Kind};
 
 mod public_migrations {
@@ -26,9 +26,6 @@ mod tenant_migrations {
     refinery::embed_migrations!("migrations/tenant");
 }
 
-/// Serialises migrators of the shared schema across processes.
-const SHARED_LOCK_KEY: i64 = 0x6368_6174_7465_7201;
-
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     #[error(transparent)]
@@ -36,7 +33,7 @@ pub enum MigrateError {
     #[error("migration failed: {}", describe(.0))]
     Refinery(#[from] refinery::Error),
     #[error("making the public tables Citus reference tables: {0}")]
-    Citus(Box<crate::citus::CitusError>),
+    Citus(DbError),
 }
 
 /// refinery's message ("error applying migrations") with what our driver
@@ -83,7 +80,7 @@ pub async fn migrate_shared(db: &Db) -> Result<usize, MigrateError> {
     let tx = db.shared_tx().await?;
     tx.raw()
         .batch_execute(&format!(
-            "SELECT pg_advisory_xact_lock({SHARED_LOCK_KEY}); SET LOCAL search_path TO public"
+            "SELECT pg_advisory_xact_lock({SHARED_MIGRATION_LOCK}); SET LOCAL search_path TO public"
         ))
         .await?;
     let migrations = public_migrations::migrations::runner()
@@ -95,9 +92,9 @@ pub async fn migrate_shared(db: &Db) -> Result<usize, MigrateError> {
     tx.commit().await?;
     // On Citus, the public tables (new ones included) become reference
     // tables; elsewhere this is one query that finds no extension.
-    crate::citus::make_reference_tables(db)
+    crate::db::citus::make_reference_tables(db)
         .await
-        .map_err(|e| MigrateError::Citus(Box::new(e)))?;
+        .map_err(MigrateError::Citus)?;
     Ok(report.applied_migrations().len())
 }
 

@@ -2,6 +2,7 @@
 //! cluster, the embedded migrations, and the one door to the data (`door`:
 //! `Db`, `TenantTx`, `Shared`). Nothing outside this module touches the pool.
 
+pub mod citus;
 pub mod door;
 pub mod embedded;
 pub mod migrate;
@@ -12,6 +13,10 @@ pub mod tls;
 pub use door::{Db, PoolStatus, Savepoint, Shared, SharedTx, Statements, TenantTx};
 pub use pool::{Database, DbError};
 pub use schema_name::{SchemaName, SchemaNameError};
+
+/// Serialises migrators of the shared schema (and the making of Citus
+/// reference tables after them) across processes.
+pub(crate) const SHARED_MIGRATION_LOCK: i64 = 0x6368_6174_7465_7201;
 
 /// `?` on a PostgreSQL or pool error in a module whose error type has a
 /// `Db(DbError)` variant: the two conversions every such module needs,

@@ -123,7 +123,7 @@ pub async fn create_tenant_in(
         })?;
     }
     // On Citus: distributed as it is made (see crate::citus).
-    tx.execute(crate::citus::DISTRIBUTE_NEW_SCHEMAS, &[])
+    tx.execute(crate::db::citus::DISTRIBUTE_NEW_SCHEMAS, &[])
         .await?;
     tx.create_schema(schema).await.map_err(|e| {
         match e.code() == Some(&SqlState::DUPLICATE_SCHEMA) {
