@@ -40,7 +40,7 @@ async fn doctor_names_a_tenant_behind_on_migrations() {
         .unwrap();
     let (checkups, general) = citus::doctor(&db).await.unwrap();
     assert!(general.is_empty(), "{general:?}");
-    let on_citus = citus::is_citus(&db).await.unwrap();
+    let on_citus = chatter::db::citus::is_citus(&db).await.unwrap();
     for checkup in &checkups {
         assert_eq!(checkup.distributed, on_citus.then_some(true), "{checkup:?}");
         match checkup.schema.as_str() {
@@ -71,7 +71,7 @@ async fn placements_are_shown_only_on_citus() {
     tenant(&db, "placed").await;
     match citus::placements(&db).await.unwrap() {
         None => {
-            assert!(!citus::is_citus(&db).await.unwrap());
+            assert!(!chatter::db::citus::is_citus(&db).await.unwrap());
             // Nothing to distribute or move off Citus: said plainly.
             assert!(matches!(
                 citus::distribute_existing(&db).await,
