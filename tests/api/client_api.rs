@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app};
 
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 
 /// Two tenants; an owner and an agent of `shop`, an owner of `other`.
 pub async fn setup() -> (TestApp, String, String, String) {

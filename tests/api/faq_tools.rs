@@ -125,3 +125,43 @@ async fn an_import_preview_names_each_bad_row_and_writes_nothing() {
         "a preview writes nothing"
     );
 }
+
+/// Each try costs an inference: a member gets the chat's fair use, then 429.
+#[tokio::test]
+async fn tries_are_limited_like_a_visitors_questions() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.chat.visitor_burst = 3;
+        s.chat.visitor_messages_per_minute = 1;
+    })
+    .await;
+    app.create_tenant("shop", "Shop", None).await;
+    app.import_faqs("shop", &[("What are your opening hours?", "9 to 5.")])
+        .await;
+    chatter::auth::users::create_user(
+        &app.handle,
+        chatter::auth::users::NewUser {
+            email: "agent@shop.test",
+            password: crate::client_api::PASSWORD,
+            is_operator: false,
+            membership: Some(("shop", chatter::auth::Role::Agent)),
+        },
+    )
+    .await
+    .unwrap();
+    let agent = crate::client_api::sign_in(&app, "agent@shop.test").await;
+    let ask = json!({"message": "opening hours?"});
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let (status, _) = call(
+            &app,
+            "POST",
+            "/api/faqs/try",
+            Some(&agent),
+            Some(ask.clone()),
+        )
+        .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 429, 429]);
+    app.stop().await;
+}

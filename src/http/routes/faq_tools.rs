@@ -55,6 +55,7 @@ pub struct TryResponse {
         (status = 400, description = "An empty or too long message", body = ErrorBody),
         (status = 401, description = "No live token", body = ErrorBody),
         (status = 403, description = "Not a member of this tenant", body = ErrorBody),
+        (status = 429, description = "Over the chat's fair-use limit; see `Retry-After`", body = ErrorBody),
     )
 )]
 pub async fn try_question(
@@ -62,6 +63,13 @@ pub async fn try_question(
     member: Member,
     ApiJson(request): ApiJson<TryRequest>,
 ) -> Result<Json<TryResponse>, AppError> {
+    // Each try is an inference, like a visitor's question: the same fair
+    // use, per member and per tenant, so no member can flood the model
+    // every tenant's chat waits on.
+    state
+        .chat_limits
+        .check_message(&member.tenant.schema, &format!("member:{}", member.user.id))
+        .map_err(AppError::TooManyRequests)?;
     let trial = state
         .answerer
         .try_question(&member.tenant.schema, &request.message, 3)
