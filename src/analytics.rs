@@ -6,8 +6,10 @@
 use crate::db::Db;
 use chrono::NaiveDate;
 use serde::Serialize;
+use std::time::Duration;
 
 use crate::db::DbError;
+use crate::engine::packed;
 use crate::engine::worker::EmbeddingQueue;
 use crate::tenancy::SchemaName;
 
@@ -55,15 +57,45 @@ pub struct Summary {
     pub fallback_rate: f64,
     pub per_day: Vec<Day>,
     pub feedback: Feedback,
+    /// Visitors' questions in the period per hour of the day, 0 to 23, in
+    /// UTC (tenants have no time zone setting yet).
+    pub busiest_hours: Vec<i64>,
     pub top_unanswered: Vec<UnansweredGroup>,
+}
+
+/// Grouping by meaning: the model, and the permission to embed questions
+/// whose vector was not kept (a rate limit's check; `Err` says how long
+/// until it allows).
+#[derive(Clone, Copy)]
+pub struct Grouping<'a> {
+    pub queue: &'a EmbeddingQueue,
+    pub may_embed: &'a (dyn Fn() -> Result<(), Duration> + Send + Sync),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SummaryError {
+    /// Questions need embedding and `may_embed` refused.
+    #[error("too many summaries that embed questions; try again later")]
+    TooMany(Duration),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+crate::db::db_error_conversions!(SummaryError);
+
+/// A fallback question, with its kept vector and that vector's model.
+struct Unanswered {
+    id: i64,
+    text: String,
+    stored: Option<(Vec<u8>, String)>,
 }
 
 pub async fn summary(
     db: &Db,
     schema: &SchemaName,
     days: i64,
-    queue: Option<&EmbeddingQueue>,
-) -> Result<Summary, DbError> {
+    grouping: Option<Grouping<'_>>,
+) -> Result<Summary, SummaryError> {
     let tx = db.tenant(schema).await?;
     let since = "now() - make_interval(days => $1::int)";
     let days_param = i32::try_from(days).unwrap_or(i32::MAX);
@@ -99,11 +131,12 @@ pub async fn summary(
             })
         })
         .collect::<Result<_, tokio_postgres::Error>>()?;
-    let unanswered: Vec<String> = tx
+    let unanswered = tx
         .query(
             &format!(
-                "SELECT v.text FROM messages b \
-                 CROSS JOIN LATERAL (SELECT text FROM messages v WHERE v.conversation_id = b.conversation_id \
+                "SELECT v.id, v.text, v.embedding, v.embedding_model FROM messages b \
+                 CROSS JOIN LATERAL (SELECT id, text, embedding, embedding_model FROM messages v \
+                   WHERE v.conversation_id = b.conversation_id \
                    AND v.id < b.id AND v.role = 'visitor' ORDER BY v.id DESC LIMIT 1) v \
                  WHERE b.role = 'bot' AND b.faq_id IS NULL AND b.created_at >= {since} \
                  ORDER BY b.id DESC LIMIT {MAX_UNANSWERED}"
@@ -112,8 +145,16 @@ pub async fn summary(
         )
         .await?
         .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
+        .map(|r| {
+            Ok(Unanswered {
+                id: r.try_get(0)?,
+                text: r.try_get(1)?,
+                stored: r
+                    .try_get::<_, Option<Vec<u8>>>(2)?
+                    .zip(r.try_get::<_, Option<String>>(3)?),
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     let row = tx
         .query_one(
             &format!(
@@ -123,6 +164,22 @@ pub async fn summary(
             &[&days_param],
         )
         .await?;
+    let mut busiest_hours = vec![0i64; 24];
+    for row in tx
+        .query(
+            &format!(
+                "SELECT extract(hour FROM created_at AT TIME ZONE 'UTC')::int, count(*) \
+                 FROM messages WHERE role = 'visitor' AND created_at >= ({since})::date GROUP BY 1"
+            ),
+            &[&days_param],
+        )
+        .await?
+    {
+        let (hour, n): (i32, i64) = (row.try_get(0)?, row.try_get(1)?);
+        if let Some(slot) = usize::try_from(hour).ok().and_then(|h| busiest_hours.get_mut(h)) {
+            *slot = n;
+        }
+    }
     let feedback = Feedback {
         thumbs_up: row.try_get(0)?,
         thumbs_down: row.try_get(1)?,
@@ -133,10 +190,11 @@ pub async fn summary(
     let (answered, fallback) = (sum(|d| d.answered), sum(|d| d.fallback));
     let replies = (answered + fallback).max(1) as f64;
     // Without the model (still loading), group identical wordings only.
-    let vectors = match queue {
-        Some(queue) => embed_in_chunks(queue, &unanswered).await,
+    let vectors = match grouping {
+        Some(grouping) => vectors_of(db, schema, grouping, &unanswered).await?,
         None => None,
     };
+    let unanswered: Vec<String> = unanswered.into_iter().map(|u| u.text).collect();
     Ok(Summary {
         days,
         conversations: sum(|d| d.conversations),
@@ -147,12 +205,60 @@ pub async fn summary(
         fallback_rate: fallback as f64 / replies,
         per_day,
         feedback,
+        busiest_hours,
         top_unanswered: group_by_meaning(&unanswered, vectors.as_deref()),
     })
 }
 
 /// Texts per inference job when grouping unanswered questions.
 const EMBED_CHUNK: usize = 8;
+
+/// The vectors of `questions`, in order: the kept ones (the chat path
+/// stores the vector of every question it could not answer), and for rows
+/// without one (older than the column, or of another model) embedded now,
+/// a few at a time, and kept for the next view. `None` when the model
+/// stops meanwhile.
+async fn vectors_of(
+    db: &Db,
+    schema: &SchemaName,
+    grouping: Grouping<'_>,
+    questions: &[Unanswered],
+) -> Result<Option<Vec<Vec<f32>>>, SummaryError> {
+    let (queue, dim) = (grouping.queue, grouping.queue.dim());
+    let mut vectors: Vec<Option<Vec<f32>>> = questions
+        .iter()
+        .map(|q| match &q.stored {
+            Some((bytes, model)) if model == queue.model_id() => packed::unpack(bytes, dim),
+            _ => None,
+        })
+        .collect();
+    let missing: Vec<usize> = (0..questions.len())
+        .filter(|&i| vectors[i].is_none())
+        .collect();
+    if !missing.is_empty() {
+        (grouping.may_embed)().map_err(SummaryError::TooMany)?;
+        let texts: Vec<String> = missing.iter().map(|&i| questions[i].text.clone()).collect();
+        let Some(made) = embed_in_chunks(queue, &texts).await else {
+            return Ok(None);
+        };
+        let ids: Vec<i64> = missing.iter().map(|&i| questions[i].id).collect();
+        let bytes: Vec<Vec<u8>> = made.iter().map(|v| packed::pack(v)).collect();
+        let tx = db.tenant(schema).await?;
+        tx.execute(
+            "UPDATE messages m SET embedding = u.embedding, embedding_model = $3 \
+             FROM unnest($1::bigint[], $2::bytea[]) AS u(id, embedding) WHERE m.id = u.id",
+            &[&ids, &bytes, &queue.model_id()],
+        )
+        .await?;
+        tx.commit().await?;
+        // Grouped with the vectors as stored, so a view now and a view
+        // later (reading them back) group alike.
+        for (i, v) in missing.into_iter().zip(bytes) {
+            vectors[i] = packed::unpack(&v, dim);
+        }
+    }
+    Ok(vectors.into_iter().collect())
+}
 
 /// Embeds `texts` a few at a time, one job after another. The worker takes
 /// jobs in order and finishes one before the next, so 500 questions as one

@@ -36,14 +36,16 @@ impl Classify for ConversationError {
 }
 
 /// What to list: words to search for, a date range (inclusive, UTC days),
-/// and whether every question was answered (`Some(false)`: at least one
-/// fell back).
+/// whether every question was answered (`Some(false)`: at least one fell
+/// back), and whether a visitor gave an answer a thumbs down
+/// (`Some(true)`: at least one 👎; `Some(false)`: none).
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
     pub q: Option<String>,
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
     pub answered: Option<bool>,
+    pub thumbs_down: Option<bool>,
     pub page: i64,
 }
 
@@ -58,6 +60,8 @@ pub struct Summary {
     pub messages: i64,
     pub first_message: Option<String>,
     pub answered: bool,
+    /// The bot's answers in it that the visitor gave a thumbs down.
+    pub thumbs_down: i64,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -91,12 +95,16 @@ const FILTER: &str = "($1::text IS NULL OR EXISTS (SELECT 1 FROM messages m WHER
      AND ($2::date IS NULL OR c.last_message_at >= $2::date) \
      AND ($3::date IS NULL OR c.started_at < $3::date + 1) \
      AND ($4::bool IS NULL OR $4 = NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id \
-     AND m.role = 'bot' AND m.faq_id IS NULL))";
+     AND m.role = 'bot' AND m.faq_id IS NULL)) \
+     AND ($5::bool IS NULL OR $5 = (c.id IN (SELECT m.conversation_id FROM feedback f \
+     JOIN messages m ON m.id = f.message_id WHERE NOT f.helpful)))";
 
 const SUMMARY: &str = "c.id, c.session_id, c.origin, c.started_at, c.last_message_at, \
      (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id), \
      (SELECT m.text FROM messages m WHERE m.conversation_id = c.id AND m.role = 'visitor' ORDER BY m.id LIMIT 1), \
-     NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.role = 'bot' AND m.faq_id IS NULL)";
+     NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.role = 'bot' AND m.faq_id IS NULL), \
+     (SELECT count(*) FROM messages m JOIN feedback f ON f.message_id = m.id \
+       WHERE m.conversation_id = c.id AND NOT f.helpful)";
 
 fn summary(row: &tokio_postgres::Row) -> Result<Summary, tokio_postgres::Error> {
     Ok(Summary {
@@ -108,6 +116,7 @@ fn summary(row: &tokio_postgres::Row) -> Result<Summary, tokio_postgres::Error> 
         messages: row.try_get(5)?,
         first_message: row.try_get(6)?,
         answered: row.try_get(7)?,
+        thumbs_down: row.try_get(8)?,
     })
 }
 
@@ -221,8 +230,13 @@ fn search_words(filter: &Filter) -> Option<&str> {
 
 async fn count_in(tx: &TenantTx, filter: &Filter) -> Result<i64, ConversationError> {
     let q = search_words(filter);
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-        [&q, &filter.from, &filter.to, &filter.answered];
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+        &q,
+        &filter.from,
+        &filter.to,
+        &filter.answered,
+        &filter.thumbs_down,
+    ];
     Ok(tx
         .query_one(
             &format!("SELECT count(*) FROM conversations c WHERE {FILTER}"),
@@ -243,13 +257,14 @@ async fn newest_in(
         .query(
             &format!(
                 "SELECT {SUMMARY} FROM conversations c WHERE {FILTER} \
-                 ORDER BY c.last_message_at DESC, c.id DESC LIMIT $6 OFFSET $5"
+                 ORDER BY c.last_message_at DESC, c.id DESC LIMIT $7 OFFSET $6"
             ),
             &[
                 &q,
                 &filter.from,
                 &filter.to,
                 &filter.answered,
+                &filter.thumbs_down,
                 &offset,
                 &limit,
             ],

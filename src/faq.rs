@@ -372,6 +372,26 @@ fn phrasings(faq: &IndexedFaq, alternatives: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Which of a FAQ's texts matched a question: one of `phrasings`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PhrasingKind {
+    Question,
+    Alternative,
+    Answer,
+}
+
+/// The text at `position` of the FAQ's `phrasings` (the index's vector
+/// order), and which kind it is; None past the end.
+pub fn phrasing_at(faq: &Faq, position: usize) -> Option<(PhrasingKind, &str)> {
+    match position {
+        0 => Some((PhrasingKind::Question, faq.question.as_str())),
+        n if n <= faq.alternatives.len() => faq.alternatives.get(n - 1).map(|a| (PhrasingKind::Alternative, a.as_str())),
+        n if n == faq.alternatives.len() + 1 => Some((PhrasingKind::Answer, faq.answer.as_str())),
+        _ => None,
+    }
+}
+
 /// Reads the tenant's FAQs and their vectors, embeds those that have none
 /// or were made by another model, writes those back, and builds the index
 /// (training the tenant's matcher off the async runtime).

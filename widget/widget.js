@@ -10,17 +10,23 @@
   window.__chatterWidget = true;
 
   var clientId = script.getAttribute("data-client-id") || "";
+  // The dashboard's live preview (/app/preview.html, framed by the Widget
+  // page): the settings come from the framing page, unsaved; nothing is
+  // fetched, stored or sent.
+  var preview = script.hasAttribute("data-preview") && window.parent !== window;
   var api = new URL("../api/", script.src).href;
   var cssUrl = new URL("widget.css", script.src).href;
   var key = "chatter:" + clientId + ":";
 
   function store(name, value) {
+    if (preview) return;
     try {
       if (value == null) localStorage.removeItem(key + name);
       else localStorage.setItem(key + name, value);
     } catch (e) { /* storage disabled: the session lasts as long as the page */ }
   }
   function stored(name) {
+    if (preview) return null;
     try { return localStorage.getItem(key + name); } catch (e) { return null; }
   }
   function el(tag, attrs, text) {
@@ -38,15 +44,27 @@
   // few rules are inline so nothing else loads.
   var host = el("div", { id: "chatter-widget" });
   var root = host.attachShadow({ mode: "open" });
-  var base = el("style", {}, ":host{all:initial;position:fixed;bottom:16px;right:16px;z-index:2147483000;" +
+  var baseCss = (":host{all:initial;position:fixed;bottom:16px;right:16px;z-index:2147483000;" +
     "font:15px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#111}" +
     ":host(.left){right:auto;left:16px}" +
     ".launch{width:56px;height:56px;border:0;border-radius:50%;background:var(--c,#2563eb);color:var(--t,#fff);" +
     "cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);display:grid;place-items:center;padding:0}" +
     ".launch svg{width:28px;height:28px;fill:currentColor}.panel[hidden]{display:none}");
+  // A constructed style sheet where the browser has them: a page whose
+  // Content-Security-Policy forbids inline <style> (the dashboard's own
+  // preview, strict sites) still styles the launcher.
+  var base = null;
+  try {
+    var sheet = new CSSStyleSheet();
+    sheet.replaceSync(baseCss);
+    root.adoptedStyleSheets = [sheet];
+  } catch (e) {
+    base = el("style", {}, baseCss);
+  }
   var launch = el("button", { class: "launch", type: "button", "aria-label": "Open chat", "aria-expanded": "false" });
   launch.innerHTML = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z"/></svg>';
-  root.append(base, launch);
+  if (base) root.append(base);
+  root.append(launch);
   theme(config);
 
   var panel, log, status, input, send, form, typing, suggestions, greet;
@@ -173,6 +191,7 @@
   }
 
   function start() {
+    if (preview) return Promise.resolve(true);
     return call("GET", "widget/config").then(function (res) {
       if (res.status !== 200) {
         var stop = failed(res);
@@ -309,7 +328,25 @@
 
   function mount() {
     document.body.append(host);
+    if (preview) return showPreview();
     if (stored("open")) toggle(true, true);
+  }
+
+  // The preview: open, with a sample exchange, redrawn with each message
+  // of settings from the framing page (same origin only).
+  function showPreview() {
+    toggle(true, true);
+    input.disabled = send.disabled = true;
+    input.placeholder = "Preview: try questions on the FAQs page";
+    bubble("visitor", "When are you open?");
+    bubble("bot", "Your FAQ's answer appears here.");
+    window.addEventListener("message", function (e) {
+      if (e.source !== window.parent || e.origin !== location.origin || !e.data || typeof e.data !== "object") return;
+      config = { bot_name: String(e.data.bot_name || "Chat"), greeting: String(e.data.greeting || ""), theme: e.data.theme || {} };
+      theme(config);
+      panel.querySelector(".title").textContent = config.bot_name;
+      greeting(config.greeting);
+    });
   }
   if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
 })();

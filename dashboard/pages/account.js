@@ -1,11 +1,13 @@
 // The signed-in user: change the password (every other session is signed
-// out by the server), sign out.
+// out by the server), and sign out everywhere (every token and browser
+// session of the user, this one too).
 import { api, h, heading, session, toast, errorText, field } from "../lib.js";
 
 export async function render(view) {
   const old = h("input", { id: "pw-old", type: "password", autocomplete: "current-password", required: true });
   const next = h("input", { id: "pw-new", type: "password", autocomplete: "new-password", required: true, minlength: 8 });
   const error = h("p", { class: "error", role: "alert" });
+  const everywhereError = h("p", { class: "error", role: "alert" });
   view.append(heading("Account"), h("p", {}, `Signed in as ${session.user.email}.`),
     h("form", { class: "card narrow", onsubmit: async (e) => {
       e.preventDefault();
@@ -16,5 +18,18 @@ export async function render(view) {
         toast("Password changed. Your other sessions are signed out.");
       } catch (err) { error.textContent = err.status === 401 ? "The current password is wrong." : errorText(err); }
     } }, h("h2", {}, "Change password"), field("Current password", old), field("New password", next, "At least 8 characters. Signs out your other sessions."),
-    error, h("button", { type: "submit" }, "Change password")));
+    error, h("button", { type: "submit" }, "Change password")),
+    h("section", { class: "card narrow" }, h("h2", {}, "Sign out everywhere"),
+      h("p", { class: "muted" }, "Ends every session of your account: other browsers, other devices, API tokens, and this browser."),
+      everywhereError,
+      h("button", { type: "button", class: "danger", onclick: async () => {
+        if (!confirm("Sign out of every browser and device, this one too?")) return;
+        everywhereError.textContent = "";
+        try {
+          await api("DELETE", "auth/sessions");
+          session.user = null;
+          document.getElementById("top").hidden = true;
+          location.hash = "#/signin";
+        } catch (err) { everywhereError.textContent = errorText(err); }
+      } }, "Sign out everywhere")));
 }

@@ -1,4 +1,5 @@
 // Conversations, 20 a page from the server, with its search and filters;
+// filters: dates, answered or not, marked not helpful (👎) or not;
 // a transcript shows each reply's FAQ and score. CSV export; erasure for owners.
 import { api, h, heading, session, toast, errorText, download, fmtDate, field } from "../lib.js";
 
@@ -9,6 +10,8 @@ export async function render(view, [openId]) {
   const to = h("input", { id: "conv-to", type: "date" });
   const answered = h("select", { id: "conv-answered" }, h("option", { value: "" }, "All"),
     h("option", { value: "true" }, "Answered"), h("option", { value: "false" }, "Fell back"));
+  const thumbsDown = h("select", { id: "conv-down" }, h("option", { value: "" }, "All"),
+    h("option", { value: "true" }, "Some answer marked not helpful"), h("option", { value: "false" }, "None marked not helpful"));
   const list = h("div", { "aria-live": "polite" });
   const detail = h("section", { class: "card transcript", hidden: true, "aria-label": "Transcript" });
   let page = 1;
@@ -19,17 +22,19 @@ export async function render(view, [openId]) {
     if (from.value) params.set("from", from.value);
     if (to.value) params.set("to", to.value);
     if (answered.value) params.set("answered", answered.value);
+    if (thumbsDown.value) params.set("thumbs_down", thumbsDown.value);
     const res = await api("GET", `conversations?${params}`);
     const pages = Math.max(1, Math.ceil(res.total / res.per_page));
     list.replaceChildren(
       h("p", { class: "muted" }, `${res.total} conversation${res.total === 1 ? "" : "s"}`),
       h("div", { class: "scroll" }, h("table", {},
-        h("thead", {}, h("tr", {}, ["Started", "First question", "Messages", "Answered", "Site"].map((t) => h("th", { scope: "col" }, t)))),
+        h("thead", {}, h("tr", {}, ["Started", "First question", "Messages", "Answered", "Not helpful", "Site"].map((t) => h("th", { scope: "col" }, t)))),
         h("tbody", {}, res.conversations.map((c) => h("tr", {},
           h("td", {}, fmtDate(c.started_at)),
           h("td", {}, h("a", { href: `#/conversations/${c.id}`, onclick: (e) => { e.preventDefault(); show(c.id); } }, c.first_message || "(empty)")),
           h("td", {}, String(c.messages)),
           h("td", {}, c.answered ? "Yes" : "No"),
+          h("td", {}, c.thumbs_down ? String(c.thumbs_down) : ""),
           h("td", { class: "small" }, c.origin || "")))))),
       h("nav", { class: "pager", "aria-label": "Pages" },
         h("button", { type: "button", class: "quiet", disabled: page <= 1, onclick: () => { page--; load(); } }, "Previous"),
@@ -59,7 +64,7 @@ export async function render(view, [openId]) {
   }
 
   const filters = h("form", { class: "card filters", onsubmit: (e) => { e.preventDefault(); page = 1; load(); } },
-    field("Search", q), field("From", from), field("To", to), field("Answered", answered),
+    field("Search", q), field("From", from), field("To", to), field("Answered", answered), field("Not helpful", thumbsDown),
     h("button", { type: "submit" }, "Search"));
   view.append(heading("Conversations"),
     h("div", { class: "row spread" }, h("span"), h("button", { type: "button", class: "quiet", onclick: async () => {

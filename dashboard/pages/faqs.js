@@ -82,6 +82,9 @@ export async function render(view) {
   draw();
 }
 
+// Which of a FAQ's texts came closest to the question tried.
+const MATCHED = { question: "its question", alternative: "a phrasing", answer: "its answer" };
+
 function tryBox() {
   const input = h("input", { id: "try-q", type: "text", maxlength: 2000, placeholder: "e.g. When are you open?" });
   const out = h("div", { class: "try-out", "aria-live": "polite" });
@@ -95,7 +98,11 @@ function tryBox() {
         h("p", { class: r.matched ? "badge ok" : "badge warn" }, r.matched ? `Answered (score ${r.score.toFixed(2)}, threshold ${r.threshold.toFixed(2)})` : `Fallback (best score ${r.score.toFixed(2)}, threshold ${r.threshold.toFixed(2)})`),
         h("blockquote", { class: "reply" }, r.reply),
         h("h3", {}, "Nearest FAQs"),
-        h("ol", { class: "nearest" }, r.nearest.map((n) => h("li", {}, h("span", {}, n.question), h("span", { class: "score" }, n.score.toFixed(2))))));
+        h("ol", { class: "nearest" }, r.nearest.map((n) => h("li", {},
+          h("span", {}, n.question, n.matched_text != null
+            ? h("small", { class: "matched" }, `matched ${MATCHED[n.matched_kind] || "phrasing"}: “${n.matched_text}”`)
+            : null),
+          h("span", { class: "score" }, n.score.toFixed(2))))));
     } catch (err) { out.replaceChildren(h("p", { class: "error", role: "alert" }, errorText(err))); }
   } }, h("h2", {}, "Try a question"), h("p", { class: "muted small" }, "See what the bot would reply. Nothing is stored."),
   h("div", { class: "row" }, h("label", { for: "try-q", class: "sr" }, "Question to try"), input, h("button", { type: "submit" }, "Try")), out);

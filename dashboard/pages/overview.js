@@ -1,6 +1,7 @@
 // Today and the chosen period in numbers, and conversations per day as a
 // uPlot chart (vendored in vendor/, loaded on this page only), with the
-// same numbers as a table for those who cannot see the chart.
+// same numbers as a table for those who cannot see the chart; the busiest
+// hours of the day (UTC: tenants have no time zone setting yet) likewise.
 import { api, h, heading, fmtPct } from "../lib.js";
 
 let uplot = null;
@@ -48,7 +49,23 @@ export async function render(view) {
     draw(await api("GET", `analytics/summary?days=${days}&groups=false`));
   } }, [7, 30, 90, 365].map((d) => h("option", { value: d, selected: d === days }, `Last ${d} days`)));
 
+  const hoursBox = h("div", { class: "chart", role: "img", "aria-label": "Questions per hour of the day, UTC" });
+  const hoursText = h("p", { class: "muted" });
+  const hoursTable = h("details", {}, h("summary", {}, "The numbers per hour"));
+
   let plot = null;
+  let hoursPlot = null;
+  function busiest(s) {
+    const hours = s.busiest_hours;
+    const label = (i) => `${String(i).padStart(2, "0")}:00–${String((i + 1) % 24).padStart(2, "0")}:00`;
+    const top = hours.map((n, i) => [n, i]).filter(([n]) => n > 0).sort((a, b) => b[0] - a[0]).slice(0, 3);
+    hoursText.textContent = top.length
+      ? `Busiest: ${top.map(([n, i]) => `${label(i)} (${n} question${n === 1 ? "" : "s"})`).join(", ")}. Times are UTC.`
+      : "No questions in this period.";
+    hoursTable.replaceChildren(h("summary", {}, "The numbers per hour"), h("table", {},
+      h("thead", {}, h("tr", {}, ["Hour (UTC)", "Questions"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, hours.map((n, i) => h("tr", {}, h("td", {}, label(i)), h("td", {}, String(n)))))));
+  }
   async function draw(s) {
     periodBox.replaceChildren(numbers(`Last ${s.days} days`, s));
     const xs = s.per_day.map((d) => Date.parse(d.date + "T00:00:00Z") / 1000);
@@ -72,10 +89,21 @@ export async function render(view) {
         { label: "Answered", stroke: "#16a34a", fill: "rgba(22,163,74,.12)", width: 2 },
         { label: "Fallback", stroke: "#dc2626", width: 2, dash: [6, 4] }],
     }, data, chartBox);
+    busiest(s);
+    hoursPlot?.destroy();
+    hoursPlot = new UPlot({
+      width, height: 160,
+      scales: { x: { time: false, range: [-0.5, 23.5] } },
+      axes: [{ ...axis, values: (u, ticks) => ticks.map((t) => `${t}h`) }, { ...axis, label: "questions" }],
+      legend: { show: false },
+      series: [{}, { label: "Questions", fill: cssVar("--accent") || "#2563eb", stroke: cssVar("--accent") || "#2563eb",
+        paths: UPlot.paths.bars({ size: [0.8] }), points: { show: false } }],
+    }, [[...Array(24).keys()], s.busiest_hours], hoursBox);
   }
 
   view.append(heading("Overview"), numbers("Today", today),
     h("div", { class: "row" }, h("label", { for: "period" }, "Period"), picker),
-    periodBox, h("section", { class: "card" }, h("h2", {}, "Conversations per day"), chartBox, tableBox));
+    periodBox, h("section", { class: "card" }, h("h2", {}, "Conversations per day"), chartBox, tableBox),
+    h("section", { class: "card" }, h("h2", {}, "Busiest hours"), hoursText, hoursBox, hoursTable));
   await draw(summary);
 }

@@ -2,6 +2,7 @@
 //! tokens stored only as their SHA-256 (`tokens`), and the service layer the
 //! CLI and the HTTP API share (`users`).
 
+pub mod members;
 pub mod password;
 pub mod tokens;
 pub mod users;
@@ -33,6 +34,10 @@ pub enum AuthError {
     UnknownTenant(String),
     #[error("no user {0:?}")]
     UnknownUser(String),
+    #[error("{0} is a member already: change their role instead")]
+    AlreadyMember(String),
+    #[error("a bot keeps one owner at least: make another member an owner first")]
+    LastOwner,
     /// Every password-hashing slot is taken (see `password`): try again.
     #[error("too many sign-ins at once; try again shortly")]
     Busy,
@@ -58,6 +63,7 @@ impl Classify for AuthError {
             AuthError::EmailTaken(_) => Kind::conflict(),
             AuthError::UnknownTenant(_) => Kind::new(Class::NotFound, "unknown_tenant"),
             AuthError::UnknownUser(_) => Kind::not_found(),
+            AuthError::AlreadyMember(_) | AuthError::LastOwner => Kind::conflict(),
             AuthError::Busy => Kind::new(Class::Unavailable, "busy").expected(),
             AuthError::Hash(_) => Kind::internal(),
             AuthError::Db(e) => e.kind(),

@@ -259,6 +259,12 @@ pub async fn revoke_token(db: &Db, token: &str) -> Result<(), AuthError> {
     tokens::revoke(&client, token).await
 }
 
+/// Signs the user out everywhere: every token, every browser session.
+pub async fn revoke_all_tokens(db: &Db, user_id: i64) -> Result<u64, AuthError> {
+    let client = db.shared().await?;
+    tokens::revoke_others(&client, user_id, None).await
+}
+
 /// Replaces the password after checking the old one, and signs out every
 /// other session: whoever knew the old password keeps nothing.
 pub async fn change_password(

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::bot_config::{BotConfig, BotConfigCache};
-use crate::chat::{self, Answer, ChatError, Stored};
+use crate::chat::{self, Answer, ChatError, QuestionVector, Stored};
 use crate::config::ChatSettings;
 use crate::db::{Db, SchemaName};
 use crate::engine::index::{FaqIndex, IndexCache};
@@ -43,6 +43,8 @@ pub struct Nearest {
     pub question: String,
     /// Cosine similarity of the closest phrasing, -1 to 1.
     pub score: f32,
+    /// That closest phrasing: the question, an alternative or the answer.
+    pub matched: Option<(faq::PhrasingKind, String)>,
 }
 
 /// The bot's answer, and where the exchange was stored.
@@ -136,22 +138,36 @@ impl Answerer {
         question: Question<'_>,
     ) -> Result<Reply, ChatError> {
         let message = self.check(question.message)?;
-        let answer = match question.pick {
-            None => self.decide(schema, message).await?,
+        let (answer, vector) = match question.pick {
+            None => {
+                let (vector, index, bot) = self.prepare(schema, message).await?;
+                (chat::decide(&index, &vector, &bot, &self.settings), Some(vector))
+            }
             Some(faq_id) => {
                 let (answer, learn) = self.answer_pick(schema, message, faq_id).await?;
                 if learn {
                     faq::add_phrasing(&self.db, schema, faq_id, message).await?;
                 }
-                answer
+                (answer, None)
             }
         };
+        // An unanswered question keeps its vector, for grouping it with
+        // others later without embedding it again (analytics).
+        let model_id = self.engine.queue()?.model_id().to_string();
+        let kept = vector
+            .as_deref()
+            .filter(|_| answer.faq_id.is_none())
+            .map(|v| QuestionVector {
+                vector: v,
+                model_id: &model_id,
+            });
         let stored = chat::store_exchange(
             &self.db,
             schema,
             question.session_id,
             question.origin,
             message,
+            kept,
             &answer,
         )
         .await?;
@@ -169,15 +185,26 @@ impl Answerer {
         let message = self.check(message)?;
         let (vector, index, bot) = self.prepare(schema, message).await?;
         let answer = chat::decide(&index, &vector, &bot, &self.settings);
-        let nearest = index
-            .nearest(&vector, nearest)
-            .into_iter()
-            .map(|hit| Nearest {
+        let mut found = Vec::new();
+        for hit in index.nearest(&vector, nearest) {
+            // The phrasing's text is read back (the index keeps vectors,
+            // not every alternative's words); a FAQ deleted or edited
+            // since the index was built names none.
+            let matched = match faq::get(&self.db, schema, hit.faq.id).await {
+                Ok(stored) if stored.question == hit.faq.question => {
+                    faq::phrasing_at(&stored, hit.phrasing).map(|(kind, text)| (kind, text.to_string()))
+                }
+                Ok(_) | Err(faq::FaqError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            found.push(Nearest {
                 faq_id: hit.faq.id,
                 question: hit.faq.question.clone(),
                 score: hit.score,
-            })
-            .collect();
+                matched,
+            });
+        }
+        let nearest = found;
         Ok(Trial {
             answer,
             threshold: bot.match_threshold,

@@ -18,6 +18,7 @@ use crate::config::ChatSettings;
 use crate::db::DbError;
 use crate::engine::EngineError;
 use crate::engine::index::FaqIndex;
+use crate::engine::packed;
 use crate::error_kind::{Class, Classify, Kind};
 use crate::faq::FaqError;
 use crate::tenancy::SchemaName;
@@ -209,15 +210,24 @@ pub struct Stored {
     pub message_id: i64,
 }
 
-/// Stores the visitor's message and the bot's answer in the conversation
-/// of `session_id`, or in a new conversation with a new id when that one is
-/// missing, malformed or unknown here.
+/// The vector of the visitor's message, kept with it when the bot could
+/// not answer, and the model that made it.
+#[derive(Debug, Clone, Copy)]
+pub struct QuestionVector<'a> {
+    pub vector: &'a [f32],
+    pub model_id: &'a str,
+}
+
+/// Stores the visitor's message (with its vector, if given) and the bot's
+/// answer in the conversation of `session_id`, or in a new conversation
+/// with a new id when that one is missing, malformed or unknown here.
 pub async fn store_exchange(
     db: &Db,
     schema: &SchemaName,
     session_id: Option<&str>,
     origin: Option<&str>,
     message: &str,
+    vector: Option<QuestionVector<'_>>,
     answer: &Answer,
 ) -> Result<Stored, DbError> {
     let tx = db.tenant(schema).await?;
@@ -259,11 +269,20 @@ pub async fn store_exchange(
     };
     let row = tx
         .query_one(
-            "WITH inserted AS (INSERT INTO messages (conversation_id, role, text, faq_id, score) VALUES \
-             ($1, 'visitor', $2, NULL, NULL), \
-             ($1, 'bot', $3, $4, $5) RETURNING id, role) \
+            "WITH inserted AS (INSERT INTO messages \
+             (conversation_id, role, text, faq_id, score, embedding, embedding_model) VALUES \
+             ($1, 'visitor', $2, NULL, NULL, $6, $7), \
+             ($1, 'bot', $3, $4, $5, NULL, NULL) RETURNING id, role) \
              SELECT id FROM inserted WHERE role = 'bot'",
-            &[&conversation, &message, &answer.reply, &faq_id, &answer.score],
+            &[
+                &conversation,
+                &message,
+                &answer.reply,
+                &faq_id,
+                &answer.score,
+                &vector.map(|v| packed::pack(v.vector)),
+                &vector.map(|v| v.model_id),
+            ],
         )
         .await?;
     let message_id = row.try_get(0)?;

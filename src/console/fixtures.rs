@@ -100,6 +100,7 @@ pub fn conversations() -> Vec<TenantConversation> {
                 messages,
                 first_message: Some(first.into()),
                 answered,
+                thumbs_down: 0,
             },
         }
     };

@@ -33,6 +33,9 @@ pub struct FaqIndex {
     matrix: Vec<f32>,
     /// For each matrix row, the position of its FAQ in `faqs`.
     row_owner: Vec<usize>,
+    /// For each matrix row, its position among its FAQ's vectors (as
+    /// `FaqVectors` gave them): which phrasing it is.
+    row_slot: Vec<u32>,
     faqs: Vec<IndexedFaq>,
     /// None: too little data (or a failed fit); the nearest phrasing ranks.
     matcher: Option<Matcher>,
@@ -53,6 +56,9 @@ pub struct Ranked<'a> {
 pub struct Hit<'a> {
     pub faq: &'a IndexedFaq,
     pub score: f32,
+    /// The best row's position among the FAQ's vectors: which phrasing
+    /// matched.
+    pub phrasing: usize,
 }
 
 impl FaqIndex {
@@ -67,11 +73,16 @@ impl FaqIndex {
         let rows: usize = entries.iter().map(|e| e.vectors.len()).sum();
         let mut matrix = Vec::with_capacity(rows * dim);
         let mut row_owner = Vec::with_capacity(rows);
+        let mut row_slot = Vec::with_capacity(rows);
         let mut faqs = Vec::with_capacity(entries.len());
         for entry in entries {
-            for vector in entry.vectors.iter().filter(|v| v.len() == dim) {
+            for (slot, vector) in entry.vectors.iter().enumerate() {
+                if vector.len() != dim {
+                    continue;
+                }
                 matrix.extend_from_slice(vector);
                 row_owner.push(faqs.len());
+                row_slot.push(u32::try_from(slot).unwrap_or(u32::MAX));
             }
             faqs.push(entry.faq);
         }
@@ -86,6 +97,7 @@ impl FaqIndex {
             dim,
             matrix,
             row_owner,
+            row_slot,
             faqs,
             matcher,
         }
@@ -150,17 +162,25 @@ impl FaqIndex {
         if query.len() != self.dim || self.faqs.is_empty() {
             return Vec::new();
         }
-        let best = self.best_rows(query);
+        let mut best = vec![(f32::NEG_INFINITY, 0usize); self.faqs.len()];
+        let rows = self.matrix.chunks_exact(self.dim).zip(&self.row_owner);
+        for ((row, owner), slot) in rows.zip(&self.row_slot) {
+            let score: f32 = row.iter().zip(query).map(|(a, b)| a * b).sum();
+            if score > best[*owner].0 {
+                best[*owner] = (score, *slot as usize);
+            }
+        }
         let mut order: Vec<usize> = (0..self.faqs.len())
-            .filter(|&i| best[i].is_finite())
+            .filter(|&i| best[i].0.is_finite())
             .collect();
-        order.sort_by(|&a, &b| best[b].total_cmp(&best[a]));
+        order.sort_by(|&a, &b| best[b].0.total_cmp(&best[a].0));
         order
             .into_iter()
             .take(k)
             .map(|i| Hit {
                 faq: &self.faqs[i],
-                score: best[i],
+                score: best[i].0,
+                phrasing: best[i].1,
             })
             .collect()
     }
@@ -292,13 +312,22 @@ mod tests {
                     faq: faq(2),
                     vectors: vec![vec![0.0, 1.0], vec![0.8, 0.6]],
                 },
+                FaqVectors {
+                    faq: faq(3),
+                    // A vector of the wrong size is skipped, and the
+                    // phrasings after it keep their own positions.
+                    vectors: vec![vec![1.0], vec![-1.0, 0.0]],
+                },
             ],
         );
-        let hits = index.nearest(&[0.6, 0.8], 2);
+        let hits = index.nearest(&[0.6, 0.8], 3);
         assert_eq!(hits[0].faq.id, 2);
         assert!((hits[0].score - 0.96).abs() < 1e-6);
+        assert_eq!(hits[0].phrasing, 1, "the second phrasing matched");
         assert_eq!(hits[1].faq.id, 1);
         assert!((hits[1].score - 0.6).abs() < 1e-6);
+        assert_eq!(hits[1].phrasing, 0);
+        assert_eq!((hits[2].faq.id, hits[2].phrasing), (3, 1));
         assert!(index.nearest(&[1.0], 2).is_empty(), "wrong dimension");
     }
 }

@@ -8,6 +8,7 @@
 //! - `status`: loading / ready / failed, what `/readyz` and chat look at.
 //! - `index`: one tenant's FAQ vectors as one contiguous matrix.
 //! - `matcher`: the tenant's learned head over those vectors, with calibrated confidence.
+//! - `packed`: vectors stored compactly in the database (half precision).
 //! - `hashing`: a small deterministic embedder for tests that don't test matching.
 
 pub mod hashing;
@@ -20,6 +21,7 @@ pub mod matcher;
 #[allow(unsafe_code)]
 pub mod minilm;
 pub mod model_files;
+pub mod packed;
 pub mod question_cache;
 pub mod status;
 pub mod worker;

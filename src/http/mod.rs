@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 use crate::http::layers::{cors, hosts, request_log, security, tenant};
 use crate::http::openapi::Layers;
 use crate::http::routes::{
-    analytics, auth, bot, chat, conversations, dashboard, faq_tools, faqs, health, metrics,
+    analytics, auth, bot, chat, conversations, dashboard, faq_tools, faqs, health, members, metrics,
     operator, session, static_files, widget,
 };
 use crate::http::state::AppState;
@@ -102,6 +102,7 @@ fn checked_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::readyz))
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
+        .routes(routes!(session::sign_out_everywhere))
         .routes(routes!(session::sign_in, session::sign_out))
         .routes(routes!(auth::user))
         .routes(routes!(auth::change_password))
@@ -143,4 +144,6 @@ fn tenant_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(conversations::list))
         .routes(routes!(conversations::export))
         .routes(routes!(conversations::get, conversations::delete))
+        .routes(routes!(members::list, members::add))
+        .routes(routes!(members::set_role, members::remove))
 }

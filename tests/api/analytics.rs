@@ -116,3 +116,95 @@ async fn a_year_of_many_messages_is_summed_per_day_quickly() {
     assert_eq!(summary["per_day"].as_array().unwrap().len(), 366);
     assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
 }
+
+/// The chat keeps the vector of each question it could not answer; the
+/// grouping reads those, embeds only rows without one (older rows, another
+/// model's) and keeps theirs, and groups alike either way. Only a summary
+/// that had to embed counts against a member's few a minute.
+#[tokio::test]
+async fn unanswered_questions_keep_their_vectors_and_group_the_same() {
+    let (app, _owner, agent, _other) = setup().await;
+    app.import_faqs(
+        "shop",
+        &[("What are your opening hours?", "9 to 5 on weekdays.")],
+    )
+    .await;
+    for message in [
+        "what are your opening hours",
+        "do you sell bicycles",
+        "bicycles do you sell",
+        "do you sell bicycles here",
+        "tents for rent",
+        "kayak lessons",
+    ] {
+        let (status, _) = app.chat("shop", json!({"message": message})).await;
+        assert_eq!(status, 200);
+    }
+    let client = app.pool.get().await.unwrap();
+    let kept = || async {
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE embedding IS NOT NULL AND embedding_model IS NOT NULL), \
+                 count(*) FILTER (WHERE embedding IS NOT NULL AND (role = 'bot' OR text LIKE 'what are%')), \
+                 min(length(embedding)) FROM shop.messages",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, Option<i32>>(2))
+    };
+    // The five fallback questions, half precision: 2 bytes a dimension.
+    let (with_vector, wrongly, bytes) = kept().await;
+    assert_eq!((with_vector, wrongly), (5, 0));
+    assert!(bytes.is_some_and(|b| b > 0 && b % 2 == 0), "{bytes:?}");
+
+    let groups = || async {
+        let (status, summary) =
+            call(&app, "GET", "/api/analytics/summary", Some(&agent), None).await;
+        (status, summary["top_unanswered"].clone())
+    };
+    let (status, stored) = groups().await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored[0]["count"], 3, "{stored}");
+    assert_eq!(stored.as_array().unwrap().len(), 3, "{stored}");
+    // Reading the kept vectors costs no inference: past the limit of six a
+    // minute, no 429.
+    for _ in 0..8 {
+        assert_eq!(groups().await, (200, stored.clone()));
+    }
+
+    // Rows from before the column, and rows of another model: embedded,
+    // kept, and grouped the same.
+    client
+        .batch_execute("UPDATE shop.messages SET embedding = NULL, embedding_model = NULL")
+        .await
+        .unwrap();
+    assert_eq!(kept().await.0, 0);
+    assert_eq!(groups().await, (200, stored.clone()));
+    assert_eq!(kept().await.0, 5, "kept for the next view");
+    client
+        .batch_execute("UPDATE shop.messages SET embedding_model = 'another model' WHERE embedding IS NOT NULL")
+        .await
+        .unwrap();
+    assert_eq!(groups().await, (200, stored.clone()));
+    let remade: i64 = client
+        .query_one(
+            "SELECT count(*) FROM shop.messages WHERE embedding_model = 'another model'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(remade, 0);
+    // Each of those views embedded: they count, and the limit holds.
+    let mut refused = false;
+    for _ in 0..6 {
+        client
+            .batch_execute("UPDATE shop.messages SET embedding = NULL")
+            .await
+            .unwrap();
+        let (status, _) = groups().await;
+        refused |= status == 429;
+    }
+    assert!(refused, "summaries that embed are limited");
+}

@@ -5,7 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use serde::Deserialize;
 
-use crate::analytics::{self, Summary};
+use crate::analytics::{self, Grouping, Summary, SummaryError};
 use crate::error::{AppError, ErrorBody};
 use crate::http::extract::Member;
 use crate::http::state::AppState;
@@ -35,7 +35,7 @@ pub struct Params {
         (status = 200, description = "The summary", body = Summary),
         (status = 401, description = "No live token", body = ErrorBody),
         (status = 403, description = "Not a member of this tenant", body = ErrorBody),
-        (status = 429, description = "Too many grouped summaries for this user; see `Retry-After`", body = ErrorBody),
+        (status = 429, description = "Too many summaries this minute that had to embed questions stored without their vector; see `Retry-After`", body = ErrorBody),
     )
 )]
 pub async fn summary(
@@ -51,17 +51,22 @@ pub async fn summary(
         ));
     }
     let groups = params.groups != Some(false);
-    if groups {
-        // Grouping embeds up to 500 questions: a member may ask for a few
-        // a minute, not a stream (issue 16). The numbers alone are a
-        // database read, like any other page's.
-        state
-            .summary_limits
-            .check(&member.user.id.to_string())
-            .map_err(AppError::TooManyRequests)?;
-    }
+    // Grouping reads the vectors the chat kept; it embeds only questions
+    // stored without one (older rows, another model), up to 500, and keeps
+    // theirs. Only such a summary counts against the member's few a minute
+    // (issue 16); the others are a database read, like any other page's.
+    let key = member.user.id.to_string();
+    let may_embed = || state.summary_limits.check(&key);
     let queue = state.engine.queue().ok().filter(|_| groups);
-    Ok(Json(
-        analytics::summary(&state.db, &member.tenant.schema, days, queue.as_ref()).await?,
-    ))
+    let grouping = queue.as_ref().map(|queue| Grouping {
+        queue,
+        may_embed: &may_embed,
+    });
+    analytics::summary(&state.db, &member.tenant.schema, days, grouping)
+        .await
+        .map(Json)
+        .map_err(|e| match e {
+            SummaryError::TooMany(wait) => AppError::TooManyRequests(wait),
+            SummaryError::Db(e) => AppError::Db(e),
+        })
 }

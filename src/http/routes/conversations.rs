@@ -29,6 +29,9 @@ pub struct ListParams {
     pub to: Option<NaiveDate>,
     /// `true`: every question answered; `false`: at least one fell back.
     pub answered: Option<bool>,
+    /// `true`: a visitor gave at least one answer a thumbs down (👎);
+    /// `false`: none.
+    pub thumbs_down: Option<bool>,
 }
 
 /// Conversations, latest first, 20 a page (members).
@@ -55,6 +58,7 @@ pub async fn list(
         from: params.from,
         to: params.to,
         answered: params.answered,
+        thumbs_down: params.thumbs_down,
         page: params.page.unwrap_or(1),
     };
     Ok(Json(

@@ -1,7 +1,7 @@
 //! What the dashboard asks of the FAQs without changing them.
 //! `POST /api/faqs/try`: what the bot would answer, for the "Try a
 //! question" box: the reply, whether it matched, and the three nearest FAQs
-//! with their scores. Nothing is stored and nothing counts in the
+//! with their scores and the phrasing of each that matched. Nothing is stored and nothing counts in the
 //! analytics: an owner testing a phrasing is not a visitor.
 //! `POST /api/faqs/import/preview`: every row of an import file, good or
 //! bad (named), before `POST /api/faqs/import` writes anything.
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::Answer;
 use crate::error::{AppError, ErrorBody};
-use crate::faq::{self, NewFaq};
+use crate::faq::{self, NewFaq, PhrasingKind};
 use crate::http::extract::{ApiBytes, ApiJson};
 use crate::http::extract::{Member, Owner};
 use crate::http::state::AppState;
@@ -30,6 +30,12 @@ pub struct Candidate {
     pub question: String,
     /// Cosine similarity of the closest phrasing, -1 to 1.
     pub score: f32,
+    /// The phrasing that came closest (`score` is its cosine); absent when
+    /// the FAQ changed since the index was built.
+    pub matched_text: Option<String>,
+    /// Whether that was the FAQ's question, one of its alternative
+    /// phrasings, or its answer.
+    pub matched_kind: Option<PhrasingKind>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -77,10 +83,15 @@ pub async fn try_question(
     let nearest = trial
         .nearest
         .into_iter()
-        .map(|n| Candidate {
-            faq_id: n.faq_id,
-            question: n.question,
-            score: n.score,
+        .map(|n| {
+            let (matched_kind, matched_text) = n.matched.unzip();
+            Candidate {
+                faq_id: n.faq_id,
+                question: n.question,
+                score: n.score,
+                matched_text,
+                matched_kind,
+            }
         })
         .collect();
     Ok(Json(TryResponse {

@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod faq_tools;
 pub mod faqs;
 pub mod health;
+pub mod members;
 pub mod metrics;
 pub mod operator;
 pub mod session;

@@ -3,6 +3,7 @@
 //! HttpOnly, SameSite=Strict cookie, with a CSRF cookie beside it;
 //! `DELETE /api/auth/session` revokes it and clears the cookies. How a
 //! request's cookie is read and CSRF-checked is `extract::session`.
+//! `DELETE /api/auth/sessions` signs the user out everywhere.
 
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
@@ -11,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 
-use crate::auth::users;
+use crate::auth::{AuthUser, users};
 use crate::error::{AppError, ErrorBody};
 use crate::http::extract::session::{CSRF_COOKIE, SESSION_COOKIE, check_same_origin, from_cookie};
 use crate::http::extract::{ApiJson, ClientAddress};
@@ -102,6 +103,35 @@ pub async fn sign_out(State(state): State<AppState>, parts: Parts) -> Result<Res
     }
     let headers = &parts.headers;
     let secure = over_tls(headers, &state);
+    Ok(with_cookies(
+        StatusCode::NO_CONTENT.into_response(),
+        [
+            set_cookie(SESSION_COOKIE, "", 0, true, secure),
+            set_cookie(CSRF_COOKIE, "", 0, false, secure),
+        ],
+    ))
+}
+
+/// Signs the user out everywhere: every token and browser session of the
+/// user (this one too) is revoked, and this browser's cookies cleared.
+#[utoipa::path(
+    delete,
+    path = "/api/auth/sessions",
+    tag = "account",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every session revoked; the cookies are cleared"),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "`csrf`: the CSRF check failed", body = ErrorBody),
+    )
+)]
+pub async fn sign_out_everywhere(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    users::revoke_all_tokens(&state.db, user.id).await?;
+    let secure = over_tls(&headers, &state);
     Ok(with_cookies(
         StatusCode::NO_CONTENT.into_response(),
         [
