@@ -1,6 +1,6 @@
 // The widget's settings (owners change them; agents read), the install
-// snippet with a copy button, and a preview of the launcher and a reply in
-// the chosen colour and position.
+// snippet with a copy button, and a live preview: the real widget in a
+// frame, redrawn with the form's unsaved name, greeting, colour and position.
 import { api, h, heading, session, toast, errorText, field, readOnlyNote } from "../lib.js";
 
 export async function render(view) {
@@ -15,17 +15,19 @@ export async function render(view) {
   const origins = h("textarea", { id: "w-origins", rows: 3 }, c.allowed_origins.join("\n"));
   const error = h("p", { class: "error", role: "alert" });
 
-  const preview = h("div", { class: "preview-site", "aria-label": "Preview", role: "img" });
+  // The real widget (/static/widget.js) in a frame of our own, in preview
+  // mode: it shows the form's values as they are typed, before saving.
+  const preview = h("iframe", { class: "preview", src: "preview.html", title: "Preview of the widget on a page of your site" });
   function drawPreview() {
-    preview.style.setProperty("--w", color.value);
-    preview.classList.toggle("left", position.value === "left");
-    preview.replaceChildren(
-      h("div", { class: "pw-panel" }, h("div", { class: "pw-head" }, name.value || "Chat"),
-        h("p", { class: "pw-msg bot" }, greeting.value), h("p", { class: "pw-msg visitor" }, "When are you open?")),
-      h("div", { class: "pw-launch" }));
+    preview.contentWindow?.postMessage({
+      bot_name: name.value, greeting: greeting.value, theme: { ...theme, color: color.value, position: position.value },
+    }, location.origin);
   }
-  for (const el of [name, greeting, color, position]) el.addEventListener("input", drawPreview);
-  drawPreview();
+  for (const el of [name, greeting, color, position]) {
+    el.addEventListener("input", drawPreview);
+    el.addEventListener("change", drawPreview);
+  }
+  preview.addEventListener("load", drawPreview);
 
   const fields = h("fieldset", { disabled: !session.canEdit }, h("legend", { class: "sr" }, "Settings"),
     field("Bot name", name), field("Greeting", greeting), field("Reply when no FAQ matches", fallback),

@@ -46,6 +46,17 @@ async fn the_summary_counts_and_groups_what_fell_back() {
     let days = summary["per_day"].as_array().unwrap();
     assert_eq!(days.len(), 8, "7 days back and today");
     assert_eq!(days.last().unwrap()["messages"], 10);
+    // The visitors' questions per hour of the day (UTC): all five now.
+    let hours: Vec<i64> = summary["busiest_hours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_i64().unwrap())
+        .collect();
+    assert_eq!(hours.len(), 24);
+    assert_eq!(hours.iter().sum::<i64>(), 5, "{hours:?}");
+    let now = chrono::Timelike::hour(&chrono::Utc::now()) as usize;
+    assert!(hours[now] == 5 || hours[(now + 23) % 24] > 0, "{hours:?}");
     let top = &summary["top_unanswered"];
     assert_eq!(top[0]["count"], 2, "{top}");
     assert!(top[0]["question"].as_str().unwrap().contains("bicycles"));

@@ -194,3 +194,66 @@ async fn members_list_search_read_export_and_owners_erase() {
         .get(0);
     assert_eq!(left, 0, "erasure removes the messages too");
 }
+
+/// The 👎 filter: conversations where a visitor marked an answer not
+/// helpful, or none; each listed conversation counts its thumbs down.
+#[tokio::test]
+async fn conversations_filter_by_a_thumbs_down() {
+    let (app, _owner, agent, _other) = setup().await;
+    app.import_faqs(
+        "shop",
+        &[("What are your opening hours?", "9 to 5 on weekdays.")],
+    )
+    .await;
+    let (_, liked) = app
+        .chat("shop", json!({"message": "what are your opening hours"}))
+        .await;
+    let (_, disliked) = app
+        .chat("shop", json!({"message": "opening hours please"}))
+        .await;
+    app.chat("shop", json!({"message": "no feedback here"})).await;
+    for (reply, helpful) in [(&liked, true), (&disliked, false)] {
+        let response = app
+            .post("/api/chat/feedback")
+            .header("X-Client-ID", "shop")
+            .json(&json!({"session_id": reply["session_id"], "message_id": reply["message_id"], "helpful": helpful}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    let (status, down) = call(
+        &app,
+        "GET",
+        "/api/conversations?thumbs_down=true",
+        Some(&agent),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{down}");
+    assert_eq!(down["total"], 1, "{down}");
+    assert_eq!(down["conversations"][0]["session_id"], disliked["session_id"]);
+    assert_eq!(down["conversations"][0]["thumbs_down"], 1);
+    let (_, rest) = call(
+        &app,
+        "GET",
+        "/api/conversations?thumbs_down=false&answered=true",
+        Some(&agent),
+        None,
+    )
+    .await;
+    assert_eq!(rest["total"], 1, "{rest}");
+    assert_eq!(rest["conversations"][0]["session_id"], liked["session_id"]);
+    assert_eq!(rest["conversations"][0]["thumbs_down"], 0);
+    let (_, all) = call(&app, "GET", "/api/conversations", Some(&agent), None).await;
+    assert_eq!(all["total"], 3);
+    let (status, _) = call(
+        &app,
+        "GET",
+        "/api/conversations?thumbs_down=sure",
+        Some(&agent),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+}

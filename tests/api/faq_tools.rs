@@ -165,3 +165,41 @@ async fn tries_are_limited_like_a_visitors_questions() {
     assert_eq!(statuses, vec![200, 200, 200, 429, 429]);
     app.stop().await;
 }
+
+/// Each of the nearest FAQs names the phrasing that came closest: the
+/// question, one of the alternatives, or the answer.
+#[tokio::test]
+async fn a_try_names_the_phrasing_that_matched() {
+    let (app, owner, agent, _other) = setup().await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/faqs",
+        Some(&owner),
+        Some(json!({
+            "question": "What are your opening hours?",
+            "answer": "Nine to five on weekdays.",
+            "alternatives": ["when does the shop open", "are you open on sunday"],
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for (message, kind, text) in [
+        ("are you open on sunday", "alternative", "are you open on sunday"),
+        ("What are your opening hours?", "question", "What are your opening hours?"),
+        ("Nine to five on weekdays.", "answer", "Nine to five on weekdays."),
+    ] {
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/api/faqs/try",
+            Some(&agent),
+            Some(json!({"message": message})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let best = &body["nearest"][0];
+        assert_eq!(best["matched_kind"], kind, "{message}: {body}");
+        assert_eq!(best["matched_text"], text, "{message}: {body}");
+    }
+}

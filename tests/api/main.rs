@@ -17,6 +17,7 @@ mod faq_tools;
 mod health;
 mod helpers;
 mod isolation;
+mod members;
 mod metrics;
 mod migrations;
 mod openapi;

@@ -263,6 +263,23 @@ async fn the_dashboard_is_served_with_a_strict_csp() {
     );
     assert!(module.headers().contains_key("content-security-policy"));
     assert_eq!(app.get("/app/nope.js").send().await.unwrap().status(), 404);
+    // The widget preview may be framed, by the dashboard only, under the
+    // same strict policy; the real widget script, no inline script.
+    let preview = app.get("/app/preview.html").send().await.unwrap();
+    assert_eq!(preview.status(), 200);
+    let preview_csp = preview.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(preview_csp.contains("frame-ancestors 'self'"), "{preview_csp}");
+    assert!(preview_csp.contains("script-src 'self'"), "{preview_csp}");
+    assert!(!preview_csp.contains("unsafe-inline"), "{preview_csp}");
+    assert_eq!(preview.headers()["x-frame-options"], "SAMEORIGIN");
+    let html = preview.text().await.unwrap();
+    assert!(html.contains(r#"src="/static/widget.js""#) && html.contains("data-preview"), "{html}");
+    assert!(!html.contains("<script>"), "no inline script");
+    let index = app.get("/app/").send().await.unwrap();
+    assert_eq!(index.headers()["x-frame-options"], "DENY");
     // The chart library is vendored with its licence.
     assert_eq!(
         app.get("/app/vendor/uPlot.LICENSE.txt")
@@ -302,4 +319,79 @@ async fn signing_a_browser_out_leaves_bearer_tokens_alone() {
         .await
         .unwrap();
     assert_eq!(me.status(), 200, "the API client's token still works");
+}
+
+/// "Sign out everywhere": every token and browser session of the user goes,
+/// this browser's too (its cookies are cleared); other users keep theirs.
+/// A cookie request needs the CSRF proof like any write.
+#[tokio::test]
+async fn signing_out_everywhere_revokes_every_session_of_the_user() {
+    let (app, owner, agent, _other) = setup().await;
+    let (cookies, csrf, _) = browser_sign_in(&app, "owner@shop.test").await;
+    let (other_browser, _, _) = browser_sign_in(&app, "owner@shop.test").await;
+    let second_token = crate::client_api::sign_in(&app, "owner@shop.test").await;
+    let me = |cookie: Option<String>, token: Option<String>| {
+        let mut request = app.get("/api/auth/user");
+        if let Some(cookie) = cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(me(Some(other_browser.clone()), None).await, 200);
+
+    // Without the CSRF proof: refused, nothing revoked.
+    let refused = app
+        .http
+        .delete(format!("{}/api/auth/sessions", app.addr))
+        .header(COOKIE, &cookies)
+        .header(ORIGIN, &app.addr)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(me(Some(cookies.clone()), None).await, 200);
+
+    let done = app
+        .http
+        .delete(format!("{}/api/auth/sessions", app.addr))
+        .header(COOKIE, &cookies)
+        .header(ORIGIN, &app.addr)
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 204);
+    let cleared: Vec<String> = done
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("chatter_session=;") && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    for (cookie, token) in [
+        (Some(cookies.clone()), None),
+        (Some(other_browser), None),
+        (None, Some(owner.clone())),
+        (None, Some(second_token)),
+    ] {
+        assert_eq!(me(cookie, token).await, 401);
+    }
+    assert_eq!(me(None, Some(agent)).await, 200, "another user's session stays");
+    // A bearer client may do it too; signed out, it gets 401.
+    let again = app
+        .http
+        .delete(format!("{}/api/auth/sessions", app.addr))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 401);
 }

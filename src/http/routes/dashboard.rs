@@ -3,7 +3,8 @@
 //! (compressed once, ETags, 304s) and a strict Content-Security-Policy:
 //! scripts and styles from this origin only (no inline script, so an FAQ
 //! that smuggled markup in could not run even if it were ever rendered as
-//! HTML), nothing framed from elsewhere and the dashboard framed nowhere.
+//! HTML), nothing framed from elsewhere and the dashboard framed nowhere
+//! (but the widget preview, framed by the dashboard itself).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -25,6 +26,12 @@ struct DashboardFiles;
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; font-src 'self'; frame-src 'self'; \
      manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The widget preview (`preview.html`, the real widget on a sketch of a
+/// site): the same policy, but framed by the dashboard's own Widget page.
+pub const PREVIEW_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; font-src 'self'; frame-src 'none'; \
+     manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'";
 
 /// Revalidated on every load (a 304 when unchanged): a new release must
 /// not mix old and new modules.
@@ -52,11 +59,16 @@ fn respond(path: &str, headers: &HeaderMap) -> Response {
     };
     let mut response = asset.respond(headers);
     let h = response.headers_mut();
+    let (csp, frame) = if path == "preview.html" {
+        (PREVIEW_CSP, "SAMEORIGIN")
+    } else {
+        (CSP, "DENY")
+    };
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
+        HeaderValue::from_static(csp),
     );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static(frame));
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
