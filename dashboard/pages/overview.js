@@ -26,7 +26,7 @@ function stat(label, value, sub) {
 function numbers(title, s) {
   return h("section", { class: "card" }, h("h2", {}, title), h("div", { class: "stats" },
     stat("Conversations", String(s.conversations)),
-    stat("Questions", String(s.messages)),
+    stat("Messages", String(s.messages)),
     stat("Answered", fmtPct(s.answered_rate), `${s.answered} of ${s.answered + s.fallback}`),
     stat("Helpful", String(s.feedback.thumbs_up)),
     stat("Not helpful", String(s.feedback.thumbs_down))));
@@ -49,7 +49,7 @@ export async function render(view) {
     draw(await api("GET", `analytics/summary?days=${days}&groups=false`));
   } }, [7, 30, 90, 365].map((d) => h("option", { value: d, selected: d === days }, `Last ${d} days`)));
 
-  const hoursBox = h("div", { class: "chart", role: "img", "aria-label": "Questions per hour of the day, UTC" });
+  const hoursBox = h("div", { class: "chart hours", role: "img", "aria-label": "Questions per hour of the day, UTC" });
   const hoursText = h("p", { class: "muted" });
   const hoursTable = h("details", {}, h("summary", {}, "The numbers per hour"));
 

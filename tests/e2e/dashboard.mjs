@@ -70,7 +70,10 @@ async function axe(page, label) {
 }
 
 async function shot(page, name) {
-  if (SCREENSHOTS) await page.screenshot({ path: `${SCREENSHOTS}/dashboard-${name}.png`, fullPage: true });
+  if (!SCREENSHOTS) return;
+  // Without a passing toast over the page.
+  await page.evaluate(() => document.getElementById("toast")?.classList.remove("show"));
+  await page.screenshot({ path: `${SCREENSHOTS}/dashboard-${name}.png`, fullPage: true });
 }
 
 async function signIn(page, email) {
@@ -117,6 +120,8 @@ try {
   await page.getByRole("button", { name: "Try", exact: true }).click();
   await page.locator(".try-out").getByText(GIFT_A).waitFor();
   await page.locator(".nearest").getByText(GIFT_Q).waitFor();
+  // Each nearest FAQ names the phrasing that matched.
+  await page.locator(".nearest li").first().locator(".matched").getByText(/^matched (its question|a phrasing|its answer): “/).waitFor();
   // Delete with undo: the hostile FAQ goes and comes back.
   await page.getByRole("button", { name: `Delete: ${HOSTILE_Q}` }).click();
   await page.getByRole("status").getByRole("button", { name: "Undo" }).click();
@@ -150,6 +155,9 @@ try {
   await box.press("Enter");
   await log.locator(".msg.bot").nth(2).waitFor();
   assert.equal(await log.getByText(KAYAK_A).count(), 0);
+  // The visitor marks that fallback not helpful (a drawn thumb, named).
+  await log.locator(".msg.bot").nth(2).getByRole("button", { name: "Not helpful", exact: true }).click();
+  await site.getByText("Thanks for your feedback.").waitFor();
 
   // The owner finds the conversation and reads its transcript.
   await go(page, "conversations");
@@ -159,6 +167,12 @@ try {
   const transcript = page.getByRole("region", { name: "Transcript" });
   await transcript.getByText(`FAQ: ${GIFT_Q}`).waitFor();
   await transcript.getByText(KAYAK_Q).waitFor();
+  // The thumbs-down filter (server-side) finds it too, and only it.
+  await page.getByLabel("Search", { exact: true }).fill("");
+  await page.getByLabel("Not helpful", { exact: true }).selectOption("true");
+  await page.getByRole("button", { name: "Search", exact: true }).click();
+  await page.getByText("1 conversation", { exact: true }).waitFor();
+  await page.getByRole("link", { name: "Can I buy a gift card?" }).waitFor();
   await axe(page, "conversations");
   await shot(page, "conversations");
 
@@ -180,15 +194,35 @@ try {
   // The other pages: look, accessibility, pictures.
   await go(page, "overview");
   await page.locator(".chart canvas").first().waitFor();
+  // Busiest hours: a chart, and the busiest named in words (UTC).
+  await page.getByRole("heading", { name: "Busiest hours" }).waitFor();
+  await page.locator(".chart canvas").nth(1).waitFor();
+  await page.getByText(/^Busiest: \d\d:00–\d\d:00 \(\d+ questions?\)/).waitFor();
   await axe(page, "overview");
   await shot(page, "overview");
   await go(page, "widget");
   await page.getByText(`data-client-id="acme_outdoor"`).waitFor();
+  // The live preview is the real widget in a frame, redrawn with values
+  // not yet saved.
+  const frame = page.frameLocator("iframe.preview");
+  await frame.getByRole("heading", { name: "Acme helper" }).waitFor();
+  await frame.getByText("Ask me about opening hours").waitFor();
   await axe(page, "widget");
   await shot(page, "widget");
+  await page.getByLabel("Bot name").fill("Acme <b>draft</b> name");
+  await page.getByLabel("Greeting").fill("A greeting not saved yet");
+  await frame.getByRole("heading", { name: "Acme <b>draft</b> name" }).waitFor();
+  await frame.getByText("A greeting not saved yet").waitFor();
+  assert.equal(await frame.locator("b").count(), 0, "the preview shows text, never HTML");
   await go(page, "members");
+  await page.getByRole("cell", { name: AGENT, exact: true }).waitFor();
   await axe(page, "members");
   await shot(page, "members");
+  // The only owner cannot demote themself: the server says why, the role stays.
+  await page.getByLabel(`Role of ${OWNER}`).selectOption("agent");
+  await page.getByRole("alert").getByText("keeps one owner").waitFor();
+  assert.equal(await page.getByLabel(`Role of ${OWNER}`).inputValue(), "owner");
+  await axe(page, "members (an error shown)");
   await go(page, "account");
   await axe(page, "account");
   await shot(page, "account");
@@ -232,10 +266,31 @@ try {
   });
   assert.equal(status, 403);
   await axe(agentPage, "FAQs (agent)");
+  // No Members page for an agent, and its API refuses them.
+  assert.equal(await agentPage.getByRole("link", { name: "Members" }).count(), 0);
+  assert.equal(await agentPage.evaluate(async () =>
+    (await fetch("/api/members", { headers: { "X-Client-ID": "acme_outdoor" } })).status), 403);
 
   // Signing out sends the browser to sign in; the pages stay closed.
-  await page.getByRole("button", { name: "Sign out" }).click();
+  await agentPage.getByRole("button", { name: "Sign out" }).click();
+  await ready(agentPage, "signin");
+  await agentPage.goto(`${APP}#/conversations`);
+  await ready(agentPage, "signin");
+
+  // "Sign out everywhere" on the Account page ends the owner's other
+  // browser's session too.
+  const elsewhere = await newContext();
+  const other = watch(await elsewhere.newPage(), "owner elsewhere");
+  await other.goto(APP);
+  await ready(other, "signin");
+  await signIn(other, OWNER);
+  await ready(other, "overview");
+  await go(page, "account");
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: "Sign out everywhere" }).click();
   await ready(page, "signin");
+  await other.goto(`${APP}#/faqs`);
+  await ready(other, "signin");
   await page.goto(`${APP}#/conversations`);
   await ready(page, "signin");
 
