@@ -176,7 +176,10 @@ pub async fn summary(
         .await?
     {
         let (hour, n): (i32, i64) = (row.try_get(0)?, row.try_get(1)?);
-        if let Some(slot) = usize::try_from(hour).ok().and_then(|h| busiest_hours.get_mut(h)) {
+        if let Some(slot) = usize::try_from(hour)
+            .ok()
+            .and_then(|h| busiest_hours.get_mut(h))
+        {
             *slot = n;
         }
     }

@@ -386,7 +386,10 @@ pub enum PhrasingKind {
 pub fn phrasing_at(faq: &Faq, position: usize) -> Option<(PhrasingKind, &str)> {
     match position {
         0 => Some((PhrasingKind::Question, faq.question.as_str())),
-        n if n <= faq.alternatives.len() => faq.alternatives.get(n - 1).map(|a| (PhrasingKind::Alternative, a.as_str())),
+        n if n <= faq.alternatives.len() => faq
+            .alternatives
+            .get(n - 1)
+            .map(|a| (PhrasingKind::Alternative, a.as_str())),
         n if n == faq.alternatives.len() + 1 => Some((PhrasingKind::Answer, faq.answer.as_str())),
         _ => None,
     }

@@ -105,7 +105,9 @@ pub async fn change(db: &Db, tenant_id: i64, email: &str, change: Change) -> Res
         .map(|row| row.try_get(0))
         .transpose()?;
     if role.is_none() {
-        return Err(AuthError::UnknownUser(format!("{email} among this bot's members")));
+        return Err(AuthError::UnknownUser(format!(
+            "{email} among this bot's members"
+        )));
     }
     let stays_owner = matches!(change, Change::Role(Role::Owner));
     if owners == [user] && !stays_owner {

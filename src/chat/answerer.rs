@@ -141,7 +141,10 @@ impl Answerer {
         let (answer, vector) = match question.pick {
             None => {
                 let (vector, index, bot) = self.prepare(schema, message).await?;
-                (chat::decide(&index, &vector, &bot, &self.settings), Some(vector))
+                (
+                    chat::decide(&index, &vector, &bot, &self.settings),
+                    Some(vector),
+                )
             }
             Some(faq_id) => {
                 let (answer, learn) = self.answer_pick(schema, message, faq_id).await?;
@@ -192,7 +195,8 @@ impl Answerer {
             // since the index was built names none.
             let matched = match faq::get(&self.db, schema, hit.faq.id).await {
                 Ok(stored) if stored.question == hit.faq.question => {
-                    faq::phrasing_at(&stored, hit.phrasing).map(|(kind, text)| (kind, text.to_string()))
+                    faq::phrasing_at(&stored, hit.phrasing)
+                        .map(|(kind, text)| (kind, text.to_string()))
                 }
                 Ok(_) | Err(faq::FaqError::NotFound(_)) => None,
                 Err(e) => return Err(e.into()),

@@ -34,7 +34,9 @@ mod tests {
     #[test]
     fn a_vector_round_trips_within_half_precision() {
         let n = 384;
-        let raw: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let raw: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
         let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt();
         let v: Vec<f32> = raw.iter().map(|x| x / norm).collect();
         let bytes = pack(&v);

@@ -162,7 +162,11 @@ async fn unanswered_questions_keep_their_vectors_and_group_the_same() {
             )
             .await
             .unwrap();
-        (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, Option<i32>>(2))
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, Option<i32>>(2),
+        )
     };
     // The five fallback questions, half precision: 2 bytes a dimension.
     let (with_vector, wrongly, bytes) = kept().await;

@@ -211,7 +211,8 @@ async fn conversations_filter_by_a_thumbs_down() {
     let (_, disliked) = app
         .chat("shop", json!({"message": "opening hours please"}))
         .await;
-    app.chat("shop", json!({"message": "no feedback here"})).await;
+    app.chat("shop", json!({"message": "no feedback here"}))
+        .await;
     for (reply, helpful) in [(&liked, true), (&disliked, false)] {
         let response = app
             .post("/api/chat/feedback")
@@ -232,7 +233,10 @@ async fn conversations_filter_by_a_thumbs_down() {
     .await;
     assert_eq!(status, 200, "{down}");
     assert_eq!(down["total"], 1, "{down}");
-    assert_eq!(down["conversations"][0]["session_id"], disliked["session_id"]);
+    assert_eq!(
+        down["conversations"][0]["session_id"],
+        disliked["session_id"]
+    );
     assert_eq!(down["conversations"][0]["thumbs_down"], 1);
     let (_, rest) = call(
         &app,

@@ -185,9 +185,21 @@ async fn a_try_names_the_phrasing_that_matched() {
     .await;
     assert_eq!(status, 201, "{body}");
     for (message, kind, text) in [
-        ("are you open on sunday", "alternative", "are you open on sunday"),
-        ("What are your opening hours?", "question", "What are your opening hours?"),
-        ("Nine to five on weekdays.", "answer", "Nine to five on weekdays."),
+        (
+            "are you open on sunday",
+            "alternative",
+            "are you open on sunday",
+        ),
+        (
+            "What are your opening hours?",
+            "question",
+            "What are your opening hours?",
+        ),
+        (
+            "Nine to five on weekdays.",
+            "answer",
+            "Nine to five on weekdays.",
+        ),
     ] {
         let (status, body) = call(
             &app,

@@ -32,8 +32,16 @@ async fn owners_manage_members_and_the_last_owner_stays() {
     for token in [&agent, &other] {
         for (method, path, body) in [
             ("GET", "/api/members", None),
-            ("POST", "/api/members", Some(json!({"email": "new@shop.test", "role": "owner"}))),
-            ("PUT", "/api/members/agent@shop.test", Some(json!({"role": "owner"}))),
+            (
+                "POST",
+                "/api/members",
+                Some(json!({"email": "new@shop.test", "role": "owner"})),
+            ),
+            (
+                "PUT",
+                "/api/members/agent@shop.test",
+                Some(json!({"role": "owner"})),
+            ),
             ("DELETE", "/api/members/owner@shop.test", None),
         ] {
             let (status, body) = call(&app, method, path, Some(token), body).await;
@@ -49,7 +57,10 @@ async fn owners_manage_members_and_the_last_owner_stays() {
     ] {
         let (status, res) = call(&app, "POST", "/api/members", Some(&owner), Some(body)).await;
         assert_eq!(status, 400, "{res}");
-        assert!(res["error"]["message"].as_str().unwrap().contains(named), "{res}");
+        assert!(
+            res["error"]["message"].as_str().unwrap().contains(named),
+            "{res}"
+        );
     }
     let (status, _) = call(
         &app,
@@ -81,29 +92,99 @@ async fn owners_manage_members_and_the_last_owner_stays() {
     assert_eq!(status, 409);
     // The new agent reads the bot but cannot write.
     let newcomer = crate::client_api::sign_in(&app, "new@shop.test").await;
-    assert_eq!(call(&app, "GET", "/api/faqs", Some(&newcomer), None).await.0, 200);
-    assert_eq!(call(&app, "GET", "/api/members", Some(&newcomer), None).await.0, 403);
+    assert_eq!(
+        call(&app, "GET", "/api/faqs", Some(&newcomer), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&app, "GET", "/api/members", Some(&newcomer), None)
+            .await
+            .0,
+        403
+    );
 
     // The only owner can be neither demoted nor removed.
     for (method, body) in [("PUT", Some(json!({"role": "agent"}))), ("DELETE", None)] {
-        let (status, res) = call(&app, method, "/api/members/owner@shop.test", Some(&owner), body).await;
+        let (status, res) = call(
+            &app,
+            method,
+            "/api/members/owner@shop.test",
+            Some(&owner),
+            body,
+        )
+        .await;
         assert_eq!(status, 409, "{method}: {res}");
-        assert!(res["error"]["message"].as_str().unwrap().contains("owner"), "{res}");
+        assert!(
+            res["error"]["message"].as_str().unwrap().contains("owner"),
+            "{res}"
+        );
     }
     // Promote the newcomer: now the first owner may step down, at once.
-    let (status, _) = call(&app, "PUT", "/api/members/new@shop.test", Some(&owner), Some(json!({"role": "owner"}))).await;
+    let (status, _) = call(
+        &app,
+        "PUT",
+        "/api/members/new@shop.test",
+        Some(&owner),
+        Some(json!({"role": "owner"})),
+    )
+    .await;
     assert_eq!(status, 204);
-    assert_eq!(call(&app, "GET", "/api/members", Some(&newcomer), None).await.0, 200);
-    let (status, _) = call(&app, "PUT", "/api/members/owner@shop.test", Some(&owner), Some(json!({"role": "agent"}))).await;
+    assert_eq!(
+        call(&app, "GET", "/api/members", Some(&newcomer), None)
+            .await
+            .0,
+        200
+    );
+    let (status, _) = call(
+        &app,
+        "PUT",
+        "/api/members/owner@shop.test",
+        Some(&owner),
+        Some(json!({"role": "agent"})),
+    )
+    .await;
     assert_eq!(status, 204);
-    assert_eq!(call(&app, "GET", "/api/members", Some(&owner), None).await.0, 403, "demoted");
+    assert_eq!(
+        call(&app, "GET", "/api/members", Some(&owner), None)
+            .await
+            .0,
+        403,
+        "demoted"
+    );
     // The newcomer, the only owner now, removes the agent; not a member: 404.
-    let (status, _) = call(&app, "DELETE", "/api/members/agent@shop.test", Some(&newcomer), None).await;
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        "/api/members/agent@shop.test",
+        Some(&newcomer),
+        None,
+    )
+    .await;
     assert_eq!(status, 204);
-    assert_eq!(call(&app, "GET", "/api/faqs", Some(&agent), None).await.0, 403, "removed");
-    let (status, _) = call(&app, "DELETE", "/api/members/agent@shop.test", Some(&newcomer), None).await;
+    assert_eq!(
+        call(&app, "GET", "/api/faqs", Some(&agent), None).await.0,
+        403,
+        "removed"
+    );
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        "/api/members/agent@shop.test",
+        Some(&newcomer),
+        None,
+    )
+    .await;
     assert_eq!(status, 404);
-    let (status, _) = call(&app, "DELETE", "/api/members/new@shop.test", Some(&newcomer), None).await;
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        "/api/members/new@shop.test",
+        Some(&newcomer),
+        None,
+    )
+    .await;
     assert_eq!(status, 409, "the last owner stays");
     let (_, list) = call(&app, "GET", "/api/members", Some(&newcomer), None).await;
     assert_eq!(
@@ -111,7 +192,12 @@ async fn owners_manage_members_and_the_last_owner_stays() {
         json!([{"email": "new@shop.test", "role": "owner"}, {"email": "owner@shop.test", "role": "agent"}])
     );
     // Another tenant's members are untouched.
-    assert_eq!(call(&app, "GET", "/api/bot/config", Some(&other), None).await.0, 403);
+    assert_eq!(
+        call(&app, "GET", "/api/bot/config", Some(&other), None)
+            .await
+            .0,
+        403
+    );
 }
 
 /// Two owners demoting each other at once: one succeeds, the other is
@@ -119,11 +205,30 @@ async fn owners_manage_members_and_the_last_owner_stays() {
 #[tokio::test]
 async fn two_owners_stepping_down_at_once_leave_one() {
     let (app, owner, agent, _other) = setup().await;
-    let (status, _) = call(&app, "PUT", "/api/members/agent@shop.test", Some(&owner), Some(json!({"role": "owner"}))).await;
+    let (status, _) = call(
+        &app,
+        "PUT",
+        "/api/members/agent@shop.test",
+        Some(&owner),
+        Some(json!({"role": "owner"})),
+    )
+    .await;
     assert_eq!(status, 204);
     let (a, b) = tokio::join!(
-        call(&app, "PUT", "/api/members/owner@shop.test", Some(&owner), Some(json!({"role": "agent"}))),
-        call(&app, "DELETE", "/api/members/agent@shop.test", Some(&agent), None),
+        call(
+            &app,
+            "PUT",
+            "/api/members/owner@shop.test",
+            Some(&owner),
+            Some(json!({"role": "agent"}))
+        ),
+        call(
+            &app,
+            "DELETE",
+            "/api/members/agent@shop.test",
+            Some(&agent),
+            None
+        ),
     );
     let mut statuses = [a.0, b.0];
     statuses.sort();

@@ -271,12 +271,18 @@ async fn the_dashboard_is_served_with_a_strict_csp() {
         .to_str()
         .unwrap()
         .to_string();
-    assert!(preview_csp.contains("frame-ancestors 'self'"), "{preview_csp}");
+    assert!(
+        preview_csp.contains("frame-ancestors 'self'"),
+        "{preview_csp}"
+    );
     assert!(preview_csp.contains("script-src 'self'"), "{preview_csp}");
     assert!(!preview_csp.contains("unsafe-inline"), "{preview_csp}");
     assert_eq!(preview.headers()["x-frame-options"], "SAMEORIGIN");
     let html = preview.text().await.unwrap();
-    assert!(html.contains(r#"src="/static/widget.js""#) && html.contains("data-preview"), "{html}");
+    assert!(
+        html.contains(r#"src="/static/widget.js""#) && html.contains("data-preview"),
+        "{html}"
+    );
     assert!(!html.contains("<script>"), "no inline script");
     let index = app.get("/app/").send().await.unwrap();
     assert_eq!(index.headers()["x-frame-options"], "DENY");
@@ -384,7 +390,11 @@ async fn signing_out_everywhere_revokes_every_session_of_the_user() {
     ] {
         assert_eq!(me(cookie, token).await, 401);
     }
-    assert_eq!(me(None, Some(agent)).await, 200, "another user's session stays");
+    assert_eq!(
+        me(None, Some(agent)).await,
+        200,
+        "another user's session stays"
+    );
     // A bearer client may do it too; signed out, it gets 401.
     let again = app
         .http
