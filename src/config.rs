@@ -161,8 +161,8 @@ pub struct ChatSettings {
     /// tenant cannot take the model from the others.
     pub tenant_messages_per_minute: u32,
     pub tenant_burst: u32,
-    /// Analytics summaries a minute for one user (each may embed 500
-    /// unanswered questions).
+    /// Analytics summaries a minute for one user that had to embed
+    /// unanswered questions stored without their vector (up to 500 each).
     pub summaries_per_minute: u32,
 }
 
