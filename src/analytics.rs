@@ -1,7 +1,9 @@
 //! A tenant's numbers for the last N days: conversations, messages,
-//! answered and fallback rates, a per-day series, and the questions the bot
-//! could not answer, grouped by meaning, so the client sees which FAQ to
-//! write next.
+//! answered and fallback rates, a per-day series, the busiest hours of the
+//! day, and the questions the bot could not answer, grouped by meaning, so
+//! the client sees which FAQ to write next. Grouping reads the vectors the
+//! chat kept with those questions; it embeds only the ones stored without
+//! (older rows, another model), and keeps theirs.
 
 use crate::db::Db;
 use chrono::NaiveDate;
