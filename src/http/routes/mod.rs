@@ -11,6 +11,8 @@ pub mod faqs;
 pub mod health;
 pub mod metrics;
 pub mod operator;
+pub mod recovery;
 pub mod session;
+pub mod signup;
 pub mod static_files;
 pub mod widget;
