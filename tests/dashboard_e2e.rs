@@ -4,8 +4,8 @@
 //! (playwright-core): an owner signs in, adds and tries a FAQ, finds the
 //! visitor's conversation, turns an unanswered question into a FAQ that the
 //! widget then answers; an agent sees but cannot change; a signed-out
-//! browser is sent to sign in; axe-core finds no serious or critical
-//! problem on any page. `SCREENSHOTS=docs` (passed through to node) saves a
+//! browser is sent to sign in; a business signs itself up and lands on its
+//! own dashboard; axe-core finds no serious or critical problem on any page. `SCREENSHOTS=docs` (passed through to node) saves a
 //! picture of every page.
 //!
 //! Needs what `tests/widget_e2e.rs` needs (PostgreSQL, the test model,
@@ -123,6 +123,7 @@ async fn an_owner_runs_the_bot_from_the_dashboard() {
         .env("PORT", "0")
         .env("CHATTER_HOST", "127.0.0.1")
         .env("CHATTER_LOG_FORMAT", "json")
+        .env("CHATTER_SIGNUP_ENABLED", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = serve.spawn().unwrap();
@@ -209,4 +210,16 @@ async fn an_owner_runs_the_bot_from_the_dashboard() {
         !questions.iter().any(|q| q.contains("agent")),
         "{questions:?}"
     );
+    // The business that signed up in the browser: its tenant and its owner.
+    let owner: String = client
+        .query_one(
+            "SELECT u.email FROM public.memberships m JOIN public.users u ON u.id = m.user_id \
+             JOIN public.tenants t ON t.id = m.tenant_id \
+             WHERE t.schema_name = 'bolt_bikes' AND m.role = 'owner'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "owner@bolt.test");
 }

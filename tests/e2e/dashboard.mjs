@@ -233,6 +233,33 @@ try {
   assert.equal(status, 403);
   await axe(agentPage, "FAQs (agent)");
 
+  // A business signs itself up (the server runs with signup.enabled): from
+  // the sign-in page's link to its own dashboard, signed in as the owner.
+  // Without mail, the sign-in page says who resets a password.
+  const newcomer = await newContext();
+  const joiner = watch(await newcomer.newPage(), "newcomer");
+  await joiner.goto(APP);
+  await ready(joiner, "signin");
+  await joiner.getByText("Ask the platform's operator").waitFor();
+  await joiner.getByRole("link", { name: "Create an account" }).click();
+  await ready(joiner, "signup");
+  await axe(joiner, "sign up");
+  await shot(joiner, "signup");
+  await joiner.getByLabel("Business name").fill("Bolt Bikes");
+  assert.equal(await joiner.getByLabel("Client id").inputValue(), "bolt_bikes");
+  await joiner.getByLabel("Email").fill(OWNER);
+  await joiner.getByLabel("Password").fill(PASSWORD);
+  await joiner.getByRole("button", { name: "Create my account" }).click();
+  await joiner.getByRole("alert").getByText("exists already").waitFor();
+  assert.equal(await joiner.getByLabel("Email").getAttribute("aria-invalid"), "true");
+  await axe(joiner, "sign up, with an error");
+  await joiner.getByLabel("Email").fill("owner@bolt.test");
+  await joiner.getByRole("button", { name: "Create my account" }).click();
+  await ready(joiner, "overview");
+  await joiner.getByText("owner@bolt.test (owner)").waitFor();
+  assert.equal(await joiner.locator("#tenant").inputValue(), "bolt_bikes");
+  await newcomer.close();
+
   // Signing out sends the browser to sign in; the pages stay closed.
   await page.getByRole("button", { name: "Sign out" }).click();
   await ready(page, "signin");
