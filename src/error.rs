@@ -268,6 +268,17 @@ mod tests {
                 400,
                 "invalid",
             ),
+            (
+                AppError::Signup(SignupError::SlugTaken("acme".into())),
+                409,
+                "slug_taken",
+            ),
+            (
+                AppError::Signup(SignupError::EmailTaken("a@b.test".into())),
+                409,
+                "email_taken",
+            ),
+            (AppError::Auth(AuthError::InvalidLink), 400, "invalid_link"),
         ];
         for (error, status, code) in cases {
             let kind = error.kind();

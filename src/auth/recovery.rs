@@ -138,19 +138,6 @@ pub async fn verify_email(db: &Db, token: &str) -> Result<(), AuthError> {
     Ok(())
 }
 
-/// Whether the user's address was verified.
-pub async fn is_verified(db: &Db, user_id: i64) -> Result<bool, AuthError> {
-    let row = db
-        .shared()
-        .await?
-        .query_one(
-            "SELECT email_verified_at IS NOT NULL FROM public.users WHERE id = $1",
-            &[&user_id],
-        )
-        .await?;
-    Ok(row.try_get(0)?)
-}
-
 /// The operator's reset (no mail needed): sets `email`'s password, and
 /// signs the user out everywhere.
 pub async fn set_password(db: &Db, email: &str, new_password: &str) -> Result<(), AuthError> {
