@@ -2,7 +2,7 @@
 // password with it (#/reset/<token>), confirm an address (#/verify/<token>).
 // Tokens live in the URL's fragment, which the browser never sends to a
 // server; the pages spend them with a POST.
-import { api, h, errorText, field } from "../lib.js";
+import { api, h, errorText, field, session } from "../lib.js";
 
 const back = () => h("p", { class: "small" }, h("a", { href: "#/signin" }, "Back to sign in"));
 
@@ -42,6 +42,8 @@ export function reset(view, token) {
     button.disabled = true;
     try {
       await api("POST", "auth/password-reset/confirm", { token, new_password: password.value }, { quiet401: true });
+      // Every session of the account is signed out, this browser's too.
+      session.user = null;
       form.replaceChildren(h("h1", { tabindex: "-1" }, "Password changed"),
         h("p", { role: "status" }, "Your new password is set, and every other session is signed out."),
         h("p", {}, h("a", { href: "#/signin" }, "Sign in")));

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use crate::auth::{AuthError, tokens};
 use crate::db::Statements;
 
@@ -83,25 +85,36 @@ pub async fn peek(
     Ok(row.map(|r| r.try_get(0)).transpose()?)
 }
 
-/// Uses a link up: deletes it and returns its user if it was live. A link
-/// used, expired or unknown gives None.
+/// A link used up: whose it was, and the database's clock when it was.
+#[derive(Debug, Clone, Copy)]
+pub struct Taken {
+    pub user_id: i64,
+    pub at: DateTime<Utc>,
+}
+
+/// Uses a link up: deletes it and says whose it was if it was live. A link
+/// used, expired or unknown gives None. Plain statements only (no clock in
+/// `RETURNING` or `SET`): on Citus the table is a reference table, whose
+/// modifications take no such expression.
 pub async fn take(
     client: &impl Statements,
     token: &str,
     purpose: Purpose,
-) -> Result<Option<i64>, AuthError> {
+) -> Result<Option<Taken>, AuthError> {
     let row = client
         .query_opt(
             "DELETE FROM public.email_tokens WHERE token_sha256 = $1 AND purpose = $2 \
-             RETURNING user_id, expires_at > now() AS live",
+             RETURNING user_id, expires_at",
             &[&tokens::digest(token), &purpose.as_str()],
         )
         .await?;
     let Some(row) = row else {
         return Ok(None);
     };
-    let live: bool = row.try_get("live")?;
-    Ok(live.then(|| row.try_get("user_id")).transpose()?)
+    let user_id: i64 = row.try_get("user_id")?;
+    let expires_at: DateTime<Utc> = row.try_get("expires_at")?;
+    let at: DateTime<Utc> = client.query_one("SELECT now()", &[]).await?.try_get(0)?;
+    Ok((expires_at > at).then_some(Taken { user_id, at }))
 }
 
 /// Deletes every link of `purpose` the user has (a password changed by one

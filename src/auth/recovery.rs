@@ -105,13 +105,14 @@ pub async fn confirm_reset(db: &Db, token: &str, new_password: &str) -> Result<(
     let hash = password::hash(new_password.to_string()).await?;
     let tx = db.shared_tx().await?;
     // Taken now, in the transaction: of two confirmations racing, one wins.
-    let user_id = email_tokens::take(&tx, token, Purpose::Reset)
+    let taken = email_tokens::take(&tx, token, Purpose::Reset)
         .await?
         .ok_or(AuthError::InvalidLink)?;
+    let user_id = taken.user_id;
     tx.execute(
         "UPDATE public.users SET password_hash = $2, \
-         email_verified_at = coalesce(email_verified_at, now()) WHERE id = $1",
-        &[&user_id, &hash],
+         email_verified_at = coalesce(email_verified_at, $3) WHERE id = $1",
+        &[&user_id, &hash, &taken.at],
     )
     .await?;
     tokens::revoke_others(&tx, user_id, None).await?;
@@ -125,13 +126,13 @@ pub async fn confirm_reset(db: &Db, token: &str, new_password: &str) -> Result<(
 pub async fn verify_email(db: &Db, token: &str) -> Result<(), AuthError> {
     let token = email_tokens::well_formed(token).ok_or(AuthError::InvalidLink)?;
     let tx = db.shared_tx().await?;
-    let user_id = email_tokens::take(&tx, token, Purpose::Verify)
+    let taken = email_tokens::take(&tx, token, Purpose::Verify)
         .await?
         .ok_or(AuthError::InvalidLink)?;
     tx.execute(
-        "UPDATE public.users SET email_verified_at = coalesce(email_verified_at, now()) \
+        "UPDATE public.users SET email_verified_at = coalesce(email_verified_at, $2) \
          WHERE id = $1",
-        &[&user_id],
+        &[&taken.user_id, &taken.at],
     )
     .await?;
     tx.commit().await?;
