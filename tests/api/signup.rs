@@ -627,3 +627,50 @@ async fn an_operator_resets_a_password_from_the_command_line() {
         .unwrap();
     assert_eq!(old.status(), 401);
 }
+
+/// The `Mailer` other code sends through (usage notices): a message reaches
+/// the relay as written, and `starttls` never falls back to plain text when
+/// the relay offers no STARTTLS.
+#[tokio::test]
+async fn the_mailer_delivers_and_never_downgrades_starttls() {
+    use chatter::mail::{MailError, Mailer};
+    let mut sink = SmtpSink::start().await;
+    let mut smtp = chatter::config::SmtpSettings {
+        host: Some("127.0.0.1".into()),
+        port: sink.port,
+        from: Some("Chatter <no-reply@chat.example.com>".into()),
+        tls: SmtpTls::None,
+        ..Default::default()
+    };
+    let mailer = Mailer::from_settings(&smtp).unwrap().unwrap();
+    mailer
+        .send(
+            "owner@acme.test",
+            "You have used 80% of this month's conversations",
+            "Héllo: 80% of 1,000 conversations.\nhttps://chat.example.com/app/#/billing",
+        )
+        .await
+        .unwrap();
+    let mail = sink.next(MAIL_WAIT).await;
+    assert_eq!(mail.to, vec!["owner@acme.test"]);
+    assert_eq!(
+        mail.header("Subject").as_deref(),
+        Some("You have used 80% of this month's conversations")
+    );
+    assert!(
+        mail.text()
+            .starts_with("Héllo: 80% of 1,000 conversations.\n"),
+        "{}",
+        mail.text()
+    );
+    assert_eq!(mail.link(), "https://chat.example.com/app/#/billing");
+
+    smtp.tls = SmtpTls::Starttls;
+    let mailer = Mailer::from_settings(&smtp).unwrap().unwrap();
+    let err = mailer
+        .send("owner@acme.test", "plain?", "must not go in the clear")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MailError::Send(_)), "{err:?}");
+    assert!(sink.nothing_within(Duration::from_millis(300)).await);
+}
