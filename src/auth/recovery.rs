@@ -52,6 +52,34 @@ pub fn send_verification(mailer: &Mailer, base_url: &str, email: &str, token: &s
     );
 }
 
+/// A new verification link for a signed-in user whose address is not
+/// confirmed yet, mailed in the background; false when it already is.
+pub async fn resend_verification(
+    db: &Db,
+    mailer: &Mailer,
+    base_url: &str,
+    user_id: i64,
+    ttl: Duration,
+) -> Result<bool, AuthError> {
+    let client = db.shared().await?;
+    let row = client
+        .query_one(
+            "SELECT email, email_verified_at IS NOT NULL FROM public.users WHERE id = $1",
+            &[&user_id],
+        )
+        .await?;
+    let (email, verified): (String, bool) = (row.try_get(0)?, row.try_get(1)?);
+    if verified {
+        return Ok(false);
+    }
+    // One live link at a time: the older ones stop working.
+    email_tokens::revoke_all(&client, user_id, Purpose::Verify).await?;
+    let token = email_tokens::issue(&client, user_id, Purpose::Verify, ttl).await?;
+    drop(client);
+    send_verification(mailer, base_url, &email, &token, ttl);
+    Ok(true)
+}
+
 /// A reset request: when `email` has an account, a reset link is stored
 /// and mailed; when it has none, nothing happens. The caller answers the
 /// same either way (and runs this in the background, so the time taken

@@ -111,6 +111,7 @@ fn checked_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(recovery::request))
         .routes(routes!(recovery::confirm))
         .routes(routes!(recovery::verify_email))
+        .routes(routes!(recovery::resend_verification))
         .routes(routes!(operator::list_tenants, operator::create_tenant))
         .routes(routes!(operator::delete_tenant))
         .routes(routes!(operator::list_users, operator::create_user))

@@ -50,6 +50,7 @@ async fn the_document_is_openapi_3_1_and_describes_the_contract() {
         ("post", "/api/auth/password-reset"),
         ("post", "/api/auth/password-reset/confirm"),
         ("post", "/api/auth/verify-email"),
+        ("post", "/api/auth/verify-email/resend"),
         ("get", "/api/bot/config"),
         ("put", "/api/bot/config"),
         ("get", "/api/faqs"),

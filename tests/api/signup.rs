@@ -390,6 +390,30 @@ async fn the_verification_link_marks_the_address_verified_once() {
         row.get::<_, bool>(0)
     };
     assert!(!verified().await);
+    // A new link on request: the first one stops working.
+    let session: Value = login(&app, "ann@acme.test", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let bearer = session["token"].as_str().unwrap().to_string();
+    let resend = || {
+        app.post("/api/auth/verify-email/resend")
+            .bearer_auth(&bearer)
+            .send()
+    };
+    let resent: Value = resend().await.unwrap().json().await.unwrap();
+    assert_eq!(resent, json!({"sent": true}));
+    let first = token;
+    let token = token_in(&sink.next(MAIL_WAIT).await, "verify");
+    assert_ne!(first, token);
+    let stale = app
+        .post("/api/auth/verify-email")
+        .json(&json!({"token": first}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 400, "the older link stopped working");
     let follow = || {
         app.post("/api/auth/verify-email")
             .json(&json!({"token": token}))
@@ -400,6 +424,19 @@ async fn the_verification_link_marks_the_address_verified_once() {
     let again = follow().await.unwrap();
     assert_eq!(again.status(), 400);
     assert_eq!(error_code(again).await, "invalid_link");
+    let user: Value = app
+        .get("/api/auth/user")
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["email_verified"], true);
+    let resent: Value = resend().await.unwrap().json().await.unwrap();
+    assert_eq!(resent, json!({"sent": false}), "confirmed already: no mail");
+    assert!(sink.nothing_within(Duration::from_millis(300)).await);
     // Only the link's digest was stored.
     let stored: i64 = app
         .pool

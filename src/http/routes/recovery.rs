@@ -11,8 +11,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::recovery;
 use crate::auth::users::normalize_email;
+use crate::auth::{AuthUser, recovery};
 use crate::error::{AppError, ErrorBody};
 use crate::http::extract::{ApiJson, ClientAddress};
 use crate::http::routes::signup::reset_by_mail;
@@ -149,4 +149,46 @@ pub async fn verify_email(
 ) -> Result<StatusCode, AppError> {
     recovery::verify_email(&state.db, &body.token).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VerificationResent {
+    /// False when the address was confirmed already (nothing is sent).
+    pub sent: bool,
+}
+
+/// Mails the signed-in user a new link to confirm their address (the older
+/// links stop working).
+#[utoipa::path(
+    post,
+    path = "/api/auth/verify-email/resend",
+    tag = "account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A link is on its way, or the address is confirmed already", body = VerificationResent),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "`csrf`: the CSRF check failed", body = ErrorBody),
+        (status = 404, description = "Mail is not set up on this server", body = ErrorBody),
+        (status = 429, description = "Too many links asked for this account; see `Retry-After`", body = ErrorBody),
+    )
+)]
+pub async fn resend_verification(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<VerificationResent>, AppError> {
+    let (Some(mailer), Some(base_url)) = (state.mailer.clone(), state.settings.public_url()) else {
+        return Err(AppError::NotFound(
+            "mail is not set up on this server".into(),
+        ));
+    };
+    // The same bucket as reset requests for this address: either sends a
+    // mail to it, and nobody may flood a mailbox.
+    state
+        .reset_limits
+        .email
+        .check(&user.email)
+        .map_err(AppError::TooManyRequests)?;
+    let ttl = Duration::from_secs(state.settings.auth.verify_link_ttl_secs);
+    let sent = recovery::resend_verification(&state.db, &mailer, &base_url, user.id, ttl).await?;
+    Ok(Json(VerificationResent { sent }))
 }
