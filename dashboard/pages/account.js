@@ -18,8 +18,8 @@ export async function render(view) {
           const r = await api("POST", "auth/verify-email/resend");
           status.textContent = r.sent ? "A new link is on its way to your mailbox." : "Your address is confirmed already.";
         } catch (err) { status.textContent = errorText(err); } finally { send.disabled = false; }
-      } }, "Send the link again");
-      confirm.replaceChildren(h("p", { class: "note" }, "Your email address is not confirmed yet: open the link we mailed you. ", send), status);
+      } }, "Send me a link to confirm it");
+      confirm.replaceChildren(h("p", { class: "note" }, "Your email address is not confirmed yet. ", send), status);
     }).catch(() => { /* the page works without it */ });
   }
   view.append(heading("Account"), h("p", {}, `Signed in as ${session.user.email}.`), confirm,
