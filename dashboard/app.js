@@ -14,6 +14,17 @@ const PAGES = {
   account: ["Account", () => import("./pages/account.js")],
 };
 
+// Pages for whoever is signed out: sign-up and getting back in by mail.
+const PUBLIC = {
+  signup: ["Sign up", async (view) => {
+    const mod = await import("./pages/signup.js");
+    mod.render(view, async () => { await loadUser(); location.hash = "#/overview"; });
+  }],
+  forgot: ["Forgot password", async (view) => (await import("./pages/recover.js")).forgot(view)],
+  reset: ["Choose a new password", async (view, rest) => (await import("./pages/recover.js")).reset(view, rest[0] || "")],
+  verify: ["Confirm your address", async (view, rest) => (await import("./pages/recover.js")).verify(view, rest[0] || "")],
+};
+
 const main = document.getElementById("main");
 const top = document.getElementById("top");
 const nav = document.getElementById("nav");
@@ -85,6 +96,7 @@ async function route() {
   if (raw === "main") return; // the skip link
   const [name, ...rest] = raw.split("/");
   delete document.body.dataset.ready;
+  if (PUBLIC[name]) return publicPage(run, name, rest);
   if (name === "signin" || !session.user) {
     if (!session.user && !(await loadUser())) return signIn(run);
     if (name === "signin") { location.hash = "#/overview"; return; }
@@ -112,6 +124,18 @@ async function route() {
   }
   main.querySelector("h1")?.focus();
   document.body.dataset.ready = page;
+}
+
+async function publicPage(run, name, rest) {
+  const [title, show] = PUBLIC[name];
+  top.hidden = true;
+  document.title = `${title} · Chatter`;
+  const view = h("div", { class: "page signin" });
+  main.replaceChildren(view);
+  await show(view, rest);
+  if (run !== routing) return;
+  (main.querySelector("input") || main.querySelector("h1"))?.focus();
+  document.body.dataset.ready = name;
 }
 
 async function signIn(run) {

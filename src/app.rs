@@ -29,6 +29,8 @@ pub enum StartupError {
     Migrate(#[from] MigrateError),
     #[error("cannot create the public tenant: {0}")]
     Bootstrap(#[from] TenancyError),
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -89,7 +91,8 @@ impl Application {
         };
         crate::auth::password::limit_concurrency(settings.auth.max_concurrent_hashes);
         crate::auth::password::prepare();
-        let state = AppState::new(database.db().clone(), settings, engine, metrics);
+        let mailer = crate::mail::Mailer::from_settings(&settings.smtp)?;
+        let state = AppState::new(database.db().clone(), settings, engine, metrics, mailer);
         let (listener_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let subscriber_state = state.clone();
         let change_listener = events::spawn_listener(

@@ -33,6 +33,8 @@ pub enum ConfigError {
          (for example `openssl rand -hex 32`), or set DEBUG=True for local development"
     )]
     MissingSecretKey,
+    #[error("{0}")]
+    Mail(&'static str),
 }
 
 /// A string that never shows itself in `Debug` or logs.
@@ -64,6 +66,8 @@ pub struct Settings {
     pub model: ModelSettings,
     pub chat: ChatSettings,
     pub auth: AuthSettings,
+    pub signup: SignupSettings,
+    pub smtp: SmtpSettings,
     pub log: LogSettings,
 }
 
@@ -90,6 +94,9 @@ pub struct ServerSettings {
     pub request_timeout_secs: u64,
     /// Open connections at most; more are closed as soon as accepted.
     pub max_connections: usize,
+    /// The address people reach this server at (`https://chat.example.com`),
+    /// for links in mail. Unset: `https://` and the public domain.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +187,60 @@ pub struct AuthSettings {
     pub password_changes_per_minute: u32,
     /// Password hashes computed at once (19 MiB each); 0: two per core.
     pub max_concurrent_hashes: usize,
+    /// Password-reset requests an hour for one email (three times as many
+    /// from one address), and reset confirmations an hour from one address.
+    pub password_resets_per_hour: u32,
+    /// How long a password-reset link works.
+    pub reset_link_ttl_secs: u64,
+    /// How long an address-verification link works.
+    pub verify_link_ttl_secs: u64,
+}
+
+/// Self-service sign-up (`POST /api/signup`, the dashboard's `#/signup`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignupSettings {
+    /// Off: the sign-up routes answer 404 and only operators make tenants.
+    pub enabled: bool,
+    /// Sign-ups an hour from one client address, and for one email.
+    pub per_address_per_hour: u32,
+    pub per_email_per_hour: u32,
+}
+
+/// How the server connects to its SMTP relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text all the way (a relay on the same host only).
+    None,
+    /// Plain, then upgraded with STARTTLS (refused if the server cannot).
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+}
+
+/// Mail (address verification, password reset, usage notices): on when
+/// `host` is set. The password only from the environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: Option<String>,
+    pub port: u16,
+    pub username: Option<String>,
+    /// `CHATTER_SMTP_PASSWORD` only: never in a file.
+    #[serde(skip)]
+    pub password: Option<Secret>,
+    /// The sender, `Name <address>` or an address.
+    pub from: Option<String>,
+    pub tls: SmtpTls,
+    /// Longest one SMTP conversation may take.
+    pub timeout_secs: u64,
+}
+
+impl SmtpSettings {
+    pub fn enabled(&self) -> bool {
+        self.host.is_some()
+    }
 }
 
 impl AuthSettings {
@@ -223,6 +284,7 @@ impl Default for ServerSettings {
             header_read_timeout_secs: 10,
             request_timeout_secs: 30,
             max_connections: 768,
+            public_url: None,
         }
     }
 }
@@ -295,6 +357,33 @@ impl Default for AuthSettings {
             login_attempts_per_minute: 10,
             password_changes_per_minute: 5,
             max_concurrent_hashes: 0,
+            password_resets_per_hour: 5,
+            reset_link_ttl_secs: 60 * 60,
+            verify_link_ttl_secs: 7 * 24 * 60 * 60,
+        }
+    }
+}
+
+impl Default for SignupSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            per_address_per_hour: 10,
+            per_email_per_hour: 5,
+        }
+    }
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: 587,
+            username: None,
+            password: None,
+            from: None,
+            tls: SmtpTls::Starttls,
+            timeout_secs: 15,
         }
     }
 }
@@ -404,6 +493,42 @@ impl Settings {
         if let Some(v) = get("CHATTER_MODEL_THREADS") {
             self.model.threads = parse_num("CHATTER_MODEL_THREADS", v, "a number of threads")?;
         }
+        if let Some(v) = get("CHATTER_PUBLIC_URL") {
+            self.server.public_url = Some(v.trim_end_matches('/').to_string());
+        }
+        if let Some(v) = get("CHATTER_SIGNUP_ENABLED") {
+            self.signup.enabled = parse_bool("CHATTER_SIGNUP_ENABLED", v)?;
+        }
+        if let Some(v) = get("CHATTER_SMTP_HOST") {
+            self.smtp.host = Some(v.to_string());
+        }
+        if let Some(v) = get("CHATTER_SMTP_PORT") {
+            self.smtp.port = parse_num("CHATTER_SMTP_PORT", v, "a TCP port number")?;
+        }
+        if let Some(v) = get("CHATTER_SMTP_USERNAME") {
+            self.smtp.username = Some(v.to_string());
+        }
+        if let Some(v) = env.get("CHATTER_SMTP_PASSWORD").filter(|v| !v.is_empty()) {
+            // Not trimmed: a password may begin or end with a space.
+            self.smtp.password = Some(Secret::new(v.as_str()));
+        }
+        if let Some(v) = get("CHATTER_SMTP_FROM") {
+            self.smtp.from = Some(v.to_string());
+        }
+        if let Some(v) = get("CHATTER_SMTP_TLS") {
+            self.smtp.tls = match v.to_ascii_lowercase().as_str() {
+                "none" => SmtpTls::None,
+                "starttls" => SmtpTls::Starttls,
+                "tls" => SmtpTls::Tls,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "CHATTER_SMTP_TLS",
+                        value: v.to_string(),
+                        expected: "`none`, `starttls` or `tls`",
+                    });
+                }
+            };
+        }
         if let Some(v) = get("CHATTER_LOG_FORMAT") {
             self.log.format = match v.to_ascii_lowercase().as_str() {
                 "text" => LogFormat::Text,
@@ -428,7 +553,39 @@ impl Settings {
         if !self.server.debug && self.server.secret_key.is_none() {
             return Err(ConfigError::MissingSecretKey);
         }
+        if self.smtp.enabled() {
+            if self.smtp.from.is_none() {
+                return Err(ConfigError::Mail(
+                    "smtp.host is set but smtp.from is not: set CHATTER_SMTP_FROM to the \
+                     sender's address (for example `Chatter <no-reply@example.com>`)",
+                ));
+            }
+            if self.public_url().is_none() {
+                return Err(ConfigError::Mail(
+                    "smtp.host is set but the server does not know its public address for \
+                     the links in mail: set CHATTER_PUBLIC_URL (for example \
+                     `https://chat.example.com`)",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The address people reach this server at, without a trailing slash:
+    /// `server.public_url`, else `https://` and the public domain (Render's
+    /// external host name). Never the request's `Host`: a link in a mail
+    /// built from what a client sent could point anywhere.
+    pub fn public_url(&self) -> Option<String> {
+        self.server
+            .public_url
+            .as_ref()
+            .map(|url| url.trim_end_matches('/').to_string())
+            .or_else(|| {
+                self.tenancy
+                    .public_domain
+                    .as_ref()
+                    .map(|domain| format!("https://{domain}"))
+            })
     }
 
     /// Allowed hosts plus the public domain, which is always served.
@@ -555,6 +712,71 @@ mod tests {
     }
 
     #[test]
+    fn smtp_comes_from_the_environment_and_its_password_never_from_a_file() {
+        let s = Settings::load(
+            Some(write_file("[smtp]\nport = 2525\n").path()),
+            &env(&[
+                ("CHATTER_SMTP_HOST", "mail.example.com"),
+                ("CHATTER_SMTP_USERNAME", "chatter"),
+                ("CHATTER_SMTP_PASSWORD", " pa ss "),
+                ("CHATTER_SMTP_FROM", "Chatter <no-reply@example.com>"),
+                ("CHATTER_SMTP_TLS", "TLS"),
+                ("CHATTER_SIGNUP_ENABLED", "true"),
+                ("CHATTER_PUBLIC_URL", "https://chat.example.com/"),
+                ("DEBUG", "True"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.smtp.enabled() && s.signup.enabled);
+        assert_eq!(s.smtp.port, 2525);
+        assert_eq!(s.smtp.tls, SmtpTls::Tls);
+        assert_eq!(s.smtp.password.as_ref().unwrap().expose(), " pa ss ");
+        assert_eq!(s.public_url().as_deref(), Some("https://chat.example.com"));
+        assert!(s.validate_for_serving().is_ok());
+        assert!(!format!("{s:?}").contains("pa ss"));
+        let err = Settings::load(
+            Some(write_file("[smtp]\npassword = \"x\"\n").path()),
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("password"), "{err}");
+        let err = Settings::load(
+            Some(write_file("").path()),
+            &env(&[("CHATTER_SMTP_TLS", "ssl")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("CHATTER_SMTP_TLS"), "{err}");
+    }
+
+    /// Mail needs a sender and an address for its links; the public
+    /// domain (Render's host name) is one.
+    #[test]
+    fn mail_without_a_sender_or_a_public_address_stops_serving() {
+        let load = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("DEBUG", "True"), ("CHATTER_SMTP_HOST", "localhost")];
+            all.extend_from_slice(pairs);
+            Settings::load(Some(write_file("").path()), &env(&all)).unwrap()
+        };
+        let err = load(&[("CHATTER_PUBLIC_URL", "http://x.example")])
+            .validate_for_serving()
+            .unwrap_err();
+        assert!(err.to_string().contains("CHATTER_SMTP_FROM"), "{err}");
+        let err = load(&[("CHATTER_SMTP_FROM", "a@example.com")])
+            .validate_for_serving()
+            .unwrap_err();
+        assert!(err.to_string().contains("CHATTER_PUBLIC_URL"), "{err}");
+        let s = load(&[
+            ("CHATTER_SMTP_FROM", "a@example.com"),
+            ("RENDER_EXTERNAL_HOSTNAME", "chatter.onrender.com"),
+        ]);
+        assert!(s.validate_for_serving().is_ok());
+        assert_eq!(
+            s.public_url().as_deref(),
+            Some("https://chatter.onrender.com")
+        );
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let err =
             Settings::load(Some(write_file("").path()), &env(&[("PORT", "eighty")])).unwrap_err();
@@ -634,6 +856,14 @@ mod tests {
             "login_attempts_per_minute",
             "password_changes_per_minute",
             "max_concurrent_hashes",
+            "password_resets_per_hour",
+            "reset_link_ttl_secs",
+            "verify_link_ttl_secs",
+            "enabled",
+            "per_address_per_hour",
+            "per_email_per_hour",
+            "tls",
+            "timeout_secs",
             "format",
             "level",
         ] {
@@ -700,6 +930,19 @@ mod tests {
             "auth.login_attempts_per_minute",
             "auth.password_changes_per_minute",
             "auth.max_concurrent_hashes",
+            "auth.password_resets_per_hour",
+            "auth.reset_link_ttl_secs",
+            "auth.verify_link_ttl_secs",
+            "server.public_url",
+            "signup.enabled",
+            "signup.per_address_per_hour",
+            "signup.per_email_per_hour",
+            "smtp.host",
+            "smtp.port",
+            "smtp.username",
+            "smtp.from",
+            "smtp.tls",
+            "smtp.timeout_secs",
             "log.format",
             "log.level",
         ];

@@ -19,6 +19,7 @@ use crate::db::DbError;
 use crate::engine::EngineError;
 use crate::error_kind::{Class, Classify, Kind};
 use crate::faq::FaqError;
+use crate::signup::SignupError;
 use crate::tenancy::TenancyError;
 
 /// Every error's body, as clients read it.
@@ -81,6 +82,8 @@ pub enum AppError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Chat(#[from] ChatError),
+    #[error(transparent)]
+    Signup(#[from] SignupError),
 }
 
 impl Classify for AppError {
@@ -112,6 +115,7 @@ impl Classify for AppError {
             AppError::Conversation(e) => e.kind(),
             AppError::Auth(e) => e.kind(),
             AppError::Chat(e) => e.kind(),
+            AppError::Signup(e) => e.kind(),
         }
     }
 }
@@ -264,6 +268,17 @@ mod tests {
                 400,
                 "invalid",
             ),
+            (
+                AppError::Signup(SignupError::SlugTaken("acme".into())),
+                409,
+                "slug_taken",
+            ),
+            (
+                AppError::Signup(SignupError::EmailTaken("a@b.test".into())),
+                409,
+                "email_taken",
+            ),
+            (AppError::Auth(AuthError::InvalidLink), 400, "invalid_link"),
         ];
         for (error, status, code) in cases {
             let kind = error.kind();

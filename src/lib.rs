@@ -24,7 +24,10 @@
 //!   the embedded PostgreSQL, migrations, TLS.
 //! - `tenancy`: tenant routing (`TenantResolver`), provisioning and the
 //!   `public.tenants` / `public.domains` tables, change events.
-//! - `auth`: accounts, passwords, sign-in tokens.
+//! - `auth`: accounts, passwords, sign-in tokens, mailed links
+//!   (`auth::recovery`: address verification, password reset).
+//! - `signup`: a business makes its own tenant and owner (all or nothing);
+//!   `mail`: the SMTP `Mailer`.
 //! - `bot_config`: a tenant's bot settings, cached; `origins`: which sites
 //!   may use the widget (CORS), per tenant and across tenants.
 //! - `engine`: the embedding model, its batching worker, the FAQ index.
@@ -56,9 +59,11 @@ pub mod error;
 pub mod error_kind;
 pub mod faq;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod origins;
 pub mod rate_limit;
 pub mod serve;
+pub mod signup;
 pub mod telemetry;
 pub mod tenancy;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::config::{AuthSettings, ChatSettings};
+use crate::config::{AuthSettings, ChatSettings, SignupSettings};
 use crate::db::SchemaName;
 
 struct Bucket {
@@ -30,6 +30,15 @@ impl RateLimiter {
             per_second: f64::from(per_minute.max(1)) / 60.0,
             buckets: Mutex::new(HashMap::new()),
             max_keys: 100_000,
+        }
+    }
+
+    /// `per_hour` earned back an hour, `burst` at once: for what is rare
+    /// by nature (sign-ups, password resets).
+    pub fn per_hour(per_hour: u32, burst: u32) -> Self {
+        Self {
+            per_second: f64::from(per_hour.max(1)) / 3600.0,
+            ..Self::per_minute(1, burst)
         }
     }
 
@@ -109,6 +118,46 @@ impl LoginLimits {
     }
 }
 
+/// Sign-ups: per client address, and per email (each makes a tenant, runs
+/// every tenant migration and may send a mail).
+pub struct SignupLimits {
+    pub address: RateLimiter,
+    pub email: RateLimiter,
+}
+
+impl SignupLimits {
+    pub fn new(signup: &SignupSettings) -> Self {
+        Self {
+            address: RateLimiter::per_hour(
+                signup.per_address_per_hour,
+                signup.per_address_per_hour,
+            ),
+            email: RateLimiter::per_hour(signup.per_email_per_hour, signup.per_email_per_hour),
+        }
+    }
+}
+
+/// Password resets: requests per email (each sends a mail to that
+/// address: nobody may flood a mailbox) and per address (three times as
+/// many), and confirmations per address (each costs a hash).
+pub struct ResetLimits {
+    pub email: RateLimiter,
+    pub address: RateLimiter,
+    pub confirm: RateLimiter,
+}
+
+impl ResetLimits {
+    pub fn new(auth: &AuthSettings) -> Self {
+        let per_hour = auth.password_resets_per_hour;
+        let from_address = per_hour.saturating_mul(3);
+        Self {
+            email: RateLimiter::per_hour(per_hour, per_hour),
+            address: RateLimiter::per_hour(from_address, from_address),
+            confirm: RateLimiter::per_hour(from_address, from_address),
+        }
+    }
+}
+
 /// Fair use of the chat: per visitor (tenant and client address) and per
 /// tenant; feedback per visitor, apart, so rating answers never costs a
 /// question.
@@ -157,6 +206,25 @@ mod tests {
         );
         let buckets = limiter.buckets.lock().unwrap();
         assert!(buckets.keys().all(|k| k.len() <= 128));
+    }
+
+    #[test]
+    fn hourly_limits_refill_over_an_hour() {
+        let limiter = RateLimiter::per_hour(6, 2);
+        let start = Instant::now();
+        assert!(limiter.check_at("a", start).is_ok());
+        assert!(limiter.check_at("a", start).is_ok());
+        let wait = limiter.check_at("a", start).unwrap_err();
+        // One of six an hour: ten minutes.
+        assert!(
+            wait >= Duration::from_secs(590) && wait <= Duration::from_secs(610),
+            "{wait:?}"
+        );
+        assert!(
+            limiter
+                .check_at("a", start + Duration::from_secs(601))
+                .is_ok()
+        );
     }
 
     #[test]

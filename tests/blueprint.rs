@@ -119,3 +119,25 @@ fn the_server_binds_all_interfaces_on_port() {
             .any(|h| h == ".onrender.com")
     );
 }
+
+/// Sign-up is on for the hosted platform; the SMTP settings are asked for
+/// at the first deploy (`sync: false`), never written in the file.
+#[test]
+fn sign_up_is_on_and_mail_secrets_are_asked_for() {
+    let doc = blueprint();
+    let web = &doc["services"][0];
+    assert_eq!(
+        env_var(web, "CHATTER_SIGNUP_ENABLED")["value"].as_str(),
+        Some("true")
+    );
+    for key in [
+        "CHATTER_SMTP_HOST",
+        "CHATTER_SMTP_USERNAME",
+        "CHATTER_SMTP_PASSWORD",
+        "CHATTER_SMTP_FROM",
+    ] {
+        let var = env_var(web, key);
+        assert_eq!(var["sync"].as_bool(), Some(false), "{key}");
+        assert!(var["value"].is_badvalue(), "{key} has no value in the file");
+    }
+}

@@ -4,7 +4,9 @@
 //! (playwright-core): an owner signs in, adds and tries a FAQ, finds the
 //! visitor's conversation, turns an unanswered question into a FAQ that the
 //! widget then answers; an agent sees but cannot change; a signed-out
-//! browser is sent to sign in; axe-core finds no serious or critical
+//! browser is sent to sign in; a business signs itself up and lands on its
+//! own dashboard, confirms its address and resets its password through the
+//! links mailed to a local SMTP sink; axe-core finds no serious or critical
 //! problem on any page. `SCREENSHOTS=docs` (passed through to node) saves a
 //! picture of every page.
 //!
@@ -26,6 +28,9 @@ use tokio_postgres::NoTls;
 #[path = "support/e2e.rs"]
 mod e2e;
 use e2e::{Server, TestDb, chatter, run};
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
+use smtp_sink::SmtpSink;
 
 const TENANT: &str = "acme_outdoor";
 const PASSWORD: &str = "correct horse battery";
@@ -117,12 +122,24 @@ async fn an_owner_runs_the_bot_from_the_dashboard() {
             .unwrap();
     }
 
+    // Mail goes to a sink of the test's own; the browser test reads each
+    // message's link from the client's site (`/mail`, below), as a person
+    // would from their mailbox.
+    let sink = SmtpSink::start().await;
+    let sink_port = sink.port.to_string();
+    let sink = std::sync::Arc::new(tokio::sync::Mutex::new(sink));
     let mut serve = chatter(&db, work.path());
     serve
+        .env("CHATTER_SMTP_HOST", "127.0.0.1")
+        .env("CHATTER_SMTP_PORT", &sink_port)
+        .env("CHATTER_SMTP_TLS", "none")
+        .env("CHATTER_SMTP_FROM", "Chatter <no-reply@chatter.test>")
+        .env("CHATTER_PUBLIC_URL", "https://chatter.test")
         .arg("serve")
         .env("PORT", "0")
         .env("CHATTER_HOST", "127.0.0.1")
         .env("CHATTER_LOG_FORMAT", "json")
+        .env("CHATTER_SIGNUP_ENABLED", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = serve.spawn().unwrap();
@@ -153,7 +170,15 @@ async fn an_owner_runs_the_bot_from_the_dashboard() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let html = client_page(&base);
-    let app = Router::new().route("/", get(move || async move { Html(html) }));
+    let app = Router::new()
+        .route("/", get(move || async move { Html(html) }))
+        .route(
+            "/mail",
+            get(move || async move {
+                let mail = sink.lock().await.next(Duration::from_secs(60)).await;
+                format!("{}\n{}", mail.to.join(","), mail.link())
+            }),
+        );
     tokio::spawn(async move {
         let _ = axum::serve(site, app).await;
     });
@@ -167,6 +192,7 @@ async fn an_owner_runs_the_bot_from_the_dashboard() {
         .env("AGENT", "agent@acme.test")
         .env("PASSWORD", PASSWORD)
         .env("HOURS_ANSWER", HOURS)
+        .env("MAIL_URL", format!("{site_origin}/mail"))
         .kill_on_drop(true);
     if let Some(dir) = std::env::var_os("SCREENSHOTS") {
         node.env("SCREENSHOTS", root.join(PathBuf::from(dir)));
@@ -209,4 +235,16 @@ async fn an_owner_runs_the_bot_from_the_dashboard() {
         !questions.iter().any(|q| q.contains("agent")),
         "{questions:?}"
     );
+    // The business that signed up in the browser: its tenant and its owner.
+    let owner: String = client
+        .query_one(
+            "SELECT u.email FROM public.memberships m JOIN public.users u ON u.id = m.user_id \
+             JOIN public.tenants t ON t.id = m.tenant_id \
+             WHERE t.schema_name = 'bolt_bikes' AND m.role = 'owner'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "owner@bolt.test");
 }

@@ -8,7 +8,23 @@ export async function render(view) {
   const next = h("input", { id: "pw-new", type: "password", autocomplete: "new-password", required: true, minlength: 8 });
   const error = h("p", { class: "error", role: "alert" });
   const everywhereError = h("p", { class: "error", role: "alert" });
-  view.append(heading("Account"), h("p", {}, `Signed in as ${session.user.email}.`),
+  // An address not confirmed yet: a new link on request (when mail is set up).
+  const unconfirmed = h("div");
+  if (!session.user.email_verified) {
+    api("GET", "auth/options").then((o) => {
+      if (!o.password_reset) return;
+      const status = h("p", { role: "status" });
+      const send = h("button", { type: "button", class: "quiet", onclick: async () => {
+        send.disabled = true;
+        try {
+          const r = await api("POST", "auth/verify-email/resend");
+          status.textContent = r.sent ? "A new link is on its way to your mailbox." : "Your address is confirmed already.";
+        } catch (err) { status.textContent = errorText(err); } finally { send.disabled = false; }
+      } }, "Send me a link to confirm it");
+      unconfirmed.replaceChildren(h("p", { class: "note" }, "Your email address is not confirmed yet. ", send), status);
+    }).catch(() => { /* the page works without it */ });
+  }
+  view.append(heading("Account"), h("p", {}, `Signed in as ${session.user.email}.`), unconfirmed,
     h("form", { class: "card narrow", onsubmit: async (e) => {
       e.preventDefault();
       error.textContent = "";

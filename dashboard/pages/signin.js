@@ -23,5 +23,15 @@ export function render(view, done) {
   h("div", { class: "field" }, h("label", { for: "email" }, "Email"), email),
   h("div", { class: "field" }, h("label", { for: "password" }, "Password"), password),
   error, button);
+  const more = h("p", { class: "small links" });
   view.append(form);
+  form.append(more);
+  // What this server offers the signed-out: a link to each.
+  api("GET", "auth/options", undefined, { quiet401: true }).then((o) => {
+    const links = [];
+    if (o.password_reset) links.push(h("a", { href: "#/forgot" }, "Forgot password?"));
+    else links.push(h("span", { class: "muted" }, "Forgot your password? Ask the platform's operator."));
+    if (o.signup) links.push(h("a", { href: "#/signup" }, "Create an account"));
+    more.replaceChildren(...links);
+  }).catch(() => { /* the form works without them */ });
 }

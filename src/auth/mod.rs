@@ -2,8 +2,10 @@
 //! tokens stored only as their SHA-256 (`tokens`), and the service layer the
 //! CLI and the HTTP API share (`users`).
 
+pub mod email_tokens;
 pub mod members;
 pub mod password;
+pub mod recovery;
 pub mod tokens;
 pub mod users;
 
@@ -41,6 +43,13 @@ pub enum AuthError {
     /// Every password-hashing slot is taken (see `password`): try again.
     #[error("too many sign-ins at once; try again shortly")]
     Busy,
+    /// A mailed link used already, expired, or never made.
+    #[error(
+        "this link does not work any more: it was used already or it expired; ask for a new one"
+    )]
+    InvalidLink,
+    #[error("mail could not be sent: {0}")]
+    Mail(String),
     #[error("password hashing failed: {0}")]
     Hash(String),
     #[error(transparent)]
@@ -65,6 +74,8 @@ impl Classify for AuthError {
             AuthError::UnknownUser(_) => Kind::not_found(),
             AuthError::AlreadyMember(_) | AuthError::LastOwner => Kind::conflict(),
             AuthError::Busy => Kind::new(Class::Unavailable, "busy").expected(),
+            AuthError::InvalidLink => Kind::new(Class::BadInput, "invalid_link"),
+            AuthError::Mail(_) => Kind::internal(),
             AuthError::Hash(_) => Kind::internal(),
             AuthError::Db(e) => e.kind(),
         }

@@ -67,6 +67,8 @@ pub struct AuthUser {
     #[serde(skip)]
     pub id: i64,
     pub email: String,
+    /// The address was confirmed (a mailed link reached it).
+    pub email_verified: bool,
     pub is_operator: bool,
     pub memberships: Vec<Membership>,
 }
@@ -222,7 +224,8 @@ pub async fn find_by_token(
 async fn load_user(client: &impl Statements, user_id: i64) -> Result<Option<AuthUser>, AuthError> {
     let Some(row) = client
         .query_opt(
-            "SELECT email, is_operator FROM public.users WHERE id = $1",
+            "SELECT email, is_operator, email_verified_at IS NOT NULL AS email_verified \
+             FROM public.users WHERE id = $1",
             &[&user_id],
         )
         .await?
@@ -248,6 +251,7 @@ async fn load_user(client: &impl Statements, user_id: i64) -> Result<Option<Auth
     Ok(Some(AuthUser {
         id: user_id,
         email: row.try_get("email")?,
+        email_verified: row.try_get("email_verified")?,
         is_operator: row.try_get("is_operator")?,
         memberships,
     }))

@@ -71,6 +71,9 @@ pub enum UserCommand {
         #[arg(long, value_parser = ["owner", "agent"], requires = "tenant")]
         role: Option<String>,
     },
+    /// Set a user's password (the first line of stdin) and sign them out
+    /// everywhere: the reset for a server without mail.
+    ResetPassword { email: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,7 @@
 //! `chatter user`: accounts, the password read from stdin.
 
 use super::{CliError, UserCommand};
-use crate::auth::{NewUser, Role, users};
+use crate::auth::{NewUser, Role, recovery, users};
 use crate::db::Database;
 
 pub(super) async fn user_command(db: &Database, cmd: UserCommand) -> Result<(), CliError> {
@@ -43,6 +43,14 @@ pub(super) async fn user_command(db: &Database, cmd: UserCommand) -> Result<(), 
             } else {
                 println!("created user {email} ({})", what.join(", "));
             }
+        }
+        UserCommand::ResetPassword { email } => {
+            let password = tokio::task::spawn_blocking(read_password)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))??;
+            recovery::set_password(db.db(), &email, &password).await?;
+            let email = users::normalize_email(&email)?;
+            println!("set a new password for {email}; their sessions are signed out");
         }
     }
     Ok(())

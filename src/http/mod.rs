@@ -23,7 +23,7 @@ use crate::http::layers::{cors, hosts, request_log, security, tenant};
 use crate::http::openapi::Layers;
 use crate::http::routes::{
     analytics, auth, bot, chat, conversations, dashboard, faq_tools, faqs, health, members,
-    metrics, operator, session, static_files, widget,
+    metrics, operator, recovery, session, signup, static_files, widget,
 };
 use crate::http::state::AppState;
 
@@ -106,6 +106,13 @@ fn checked_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(session::sign_in, session::sign_out))
         .routes(routes!(auth::user))
         .routes(routes!(auth::change_password))
+        .routes(routes!(signup::sign_up))
+        .routes(routes!(signup::page))
+        .routes(routes!(signup::options))
+        .routes(routes!(recovery::request))
+        .routes(routes!(recovery::confirm))
+        .routes(routes!(recovery::verify_email))
+        .routes(routes!(recovery::resend_verification))
         .routes(routes!(operator::list_tenants, operator::create_tenant))
         .routes(routes!(operator::delete_tenant))
         .routes(routes!(operator::list_users, operator::create_user))

@@ -15,9 +15,10 @@ use crate::engine::Engine;
 use crate::http::allowed_hosts::AllowedHosts;
 use crate::http::assets::FrontPage;
 use crate::http::openapi::RenderedDocument;
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::origins::OriginUnionCache;
-use crate::rate_limit::{ChatLimits, LoginLimits, RateLimiter};
+use crate::rate_limit::{ChatLimits, LoginLimits, RateLimiter, ResetLimits, SignupLimits};
 use crate::tenancy::TenantResolver;
 use crate::tenancy::events::{ChangeEvent, Signal};
 
@@ -32,6 +33,10 @@ pub struct AppState {
     pub answerer: Arc<Answerer>,
     pub metrics: Arc<Metrics>,
     pub login_limits: Arc<LoginLimits>,
+    pub signup_limits: Arc<SignupLimits>,
+    pub reset_limits: Arc<ResetLimits>,
+    /// None without `smtp.host`: no mail is sent.
+    pub mailer: Option<Mailer>,
     pub chat_limits: Arc<ChatLimits>,
     /// Analytics summaries per user (`chat.summaries_per_minute`).
     pub summary_limits: Arc<RateLimiter>,
@@ -44,7 +49,13 @@ pub struct AppState {
 impl AppState {
     /// `metrics` is passed in because the model's worker, started before
     /// the state exists, records into the same registry.
-    pub fn new(db: Db, settings: Settings, engine: Arc<Engine>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        db: Db,
+        settings: Settings,
+        engine: Arc<Engine>,
+        metrics: Arc<Metrics>,
+        mailer: Option<Mailer>,
+    ) -> Self {
         let capacity = settings.tenancy.cache_capacity;
         let bot_configs = Arc::new(BotConfigCache::new(db.clone(), capacity));
         let answerer = Answerer::new(
@@ -56,6 +67,9 @@ impl AppState {
         );
         Self {
             login_limits: Arc::new(LoginLimits::new(&settings.auth)),
+            signup_limits: Arc::new(SignupLimits::new(&settings.signup)),
+            reset_limits: Arc::new(ResetLimits::new(&settings.auth)),
+            mailer,
             chat_limits: Arc::new(ChatLimits::new(&settings.chat)),
             summary_limits: Arc::new(RateLimiter::per_minute(
                 settings.chat.summaries_per_minute,

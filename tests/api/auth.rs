@@ -75,7 +75,7 @@ async fn login_gives_a_token_that_names_the_user() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
-        json!({"email": EMAIL, "is_operator": false,
+        json!({"email": EMAIL, "email_verified": false, "is_operator": false,
                "memberships": [{"tenant": "shop", "role": "owner"}]})
     );
     // Django REST framework's scheme works too.

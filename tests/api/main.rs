@@ -25,6 +25,9 @@ mod question_cache;
 mod real_model;
 mod routing;
 mod session;
+mod signup;
+#[path = "../support/smtp_sink.rs"]
+mod smtp_sink;
 mod tls;
 mod tls_self_signed;
 mod widget;

@@ -44,6 +44,13 @@ async fn the_document_is_openapi_3_1_and_describes_the_contract() {
         ("post", "/api/auth/logout"),
         ("get", "/api/auth/user"),
         ("post", "/api/auth/password/change"),
+        ("post", "/api/signup"),
+        ("get", "/signup"),
+        ("get", "/api/auth/options"),
+        ("post", "/api/auth/password-reset"),
+        ("post", "/api/auth/password-reset/confirm"),
+        ("post", "/api/auth/verify-email"),
+        ("post", "/api/auth/verify-email/resend"),
         ("get", "/api/bot/config"),
         ("put", "/api/bot/config"),
         ("get", "/api/faqs"),
@@ -93,6 +100,19 @@ async fn the_document_is_openapi_3_1_and_describes_the_contract() {
     assert!(faqs["responses"]["404"].is_object(), "unknown tenant");
     assert!(op("post", "/api/faqs")["responses"]["413"].is_object());
     assert!(op("post", "/api/auth/login")["responses"]["429"].is_object());
+    // Sign-up is documented off (404) as well as on, with its refusals.
+    for status in ["201", "400", "403", "404", "409", "429"] {
+        assert!(
+            op("post", "/api/signup")["responses"][status].is_object(),
+            "POST /api/signup documents {status}"
+        );
+    }
+    for status in ["202", "404", "429"] {
+        assert!(
+            op("post", "/api/auth/password-reset")["responses"][status].is_object(),
+            "POST /api/auth/password-reset documents {status}"
+        );
+    }
     // The widget's routes: fair use, CORS, and the tenant header.
     for (method, path) in [("post", "/api/chat"), ("post", "/api/chat/feedback")] {
         assert!(op(method, path)["responses"]["429"].is_object(), "{path}");

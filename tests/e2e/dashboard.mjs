@@ -5,6 +5,7 @@
 //   SITE_PAGE      the client's page carrying the widget
 //   OWNER, AGENT   two members' emails; PASSWORD their password
 //   HOURS_ANSWER   the answer of the seeded "What are your opening hours?"
+//   MAIL_URL       answers the next mail the server sent: "recipient\nlink"
 //   SCREENSHOTS    optional: a folder for a picture of every page
 // axe-core (from node_modules) runs on every page: no serious or critical
 // violation. The page's Content-Security-Policy stays on: axe is evaluated
@@ -16,8 +17,8 @@ import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
 
-const { CHATTER_URL, SITE_PAGE, OWNER, AGENT, PASSWORD, HOURS_ANSWER, SCREENSHOTS } = process.env;
-for (const [name, value] of Object.entries({ CHATTER_URL, SITE_PAGE, OWNER, AGENT, PASSWORD, HOURS_ANSWER })) {
+const { CHATTER_URL, SITE_PAGE, OWNER, AGENT, PASSWORD, HOURS_ANSWER, MAIL_URL, SCREENSHOTS } = process.env;
+for (const [name, value] of Object.entries({ CHATTER_URL, SITE_PAGE, OWNER, AGENT, PASSWORD, HOURS_ANSWER, MAIL_URL })) {
   if (!value) throw new Error(`${name} is not set (run through tests/dashboard_e2e.rs)`);
 }
 const TIMEOUT = 60_000;
@@ -270,6 +271,75 @@ try {
   assert.equal(await agentPage.getByRole("link", { name: "Members" }).count(), 0);
   assert.equal(await agentPage.evaluate(async () =>
     (await fetch("/api/members", { headers: { "X-Client-ID": "acme_outdoor" } })).status), 403);
+
+  // A business signs itself up (the server runs with signup.enabled): from
+  // the sign-in page's link to its own dashboard, signed in as the owner;
+  // then it follows the mailed links: confirm the address, reset the password.
+  const newcomer = await newContext();
+  const joiner = watch(await newcomer.newPage(), "newcomer");
+  await joiner.goto(APP);
+  await ready(joiner, "signin");
+  await joiner.getByRole("link", { name: "Forgot password?" }).waitFor();
+  await joiner.getByRole("link", { name: "Create an account" }).click();
+  await ready(joiner, "signup");
+  await axe(joiner, "sign up");
+  await shot(joiner, "signup");
+  await joiner.getByLabel("Business name").fill("Bolt Bikes");
+  assert.equal(await joiner.getByLabel("Client id").inputValue(), "bolt_bikes");
+  await joiner.getByLabel("Email").fill(OWNER);
+  await joiner.getByLabel("Password").fill(PASSWORD);
+  await joiner.getByRole("button", { name: "Create my account" }).click();
+  await joiner.getByRole("alert").getByText("exists already").waitFor();
+  assert.equal(await joiner.getByLabel("Email").getAttribute("aria-invalid"), "true");
+  await axe(joiner, "sign up, with an error");
+  await joiner.getByLabel("Email").fill("owner@bolt.test");
+  await joiner.getByRole("button", { name: "Create my account" }).click();
+  await ready(joiner, "overview");
+  await joiner.getByText("owner@bolt.test (owner)").waitFor();
+  assert.equal(await joiner.locator("#tenant").inputValue(), "bolt_bikes");
+
+  /** The next mail's link, opened in this server's dashboard. */
+  async function followMail(to) {
+    const [rcpt, link] = (await (await fetch(MAIL_URL)).text()).split("\n");
+    assert.equal(rcpt, to);
+    const fragment = new URL(link).hash;
+    await joiner.goto(`${APP}${fragment}`);
+    return fragment;
+  }
+  assert.match(await followMail("owner@bolt.test"), /^#\/verify\//);
+  await ready(joiner, "verify");
+  await joiner.getByText("your address is confirmed").waitFor();
+  await axe(joiner, "confirm your address");
+
+  await joiner.goto(`${APP}#/forgot`);
+  await ready(joiner, "forgot");
+  await axe(joiner, "forgot password");
+  await shot(joiner, "forgot");
+  await joiner.getByLabel("Email").fill("owner@bolt.test");
+  await joiner.getByRole("button", { name: "Send me a link" }).click();
+  await joiner.getByRole("status").getByText("If an account has this email").waitFor();
+  const resetLink = await followMail("owner@bolt.test");
+  assert.match(resetLink, /^#\/reset\//);
+  await ready(joiner, "reset");
+  await axe(joiner, "choose a new password");
+  await shot(joiner, "reset");
+  await joiner.getByLabel("New password").fill("a new password for Bolt");
+  await joiner.getByRole("button", { name: "Set my new password" }).click();
+  await joiner.getByRole("heading", { name: "Password changed" }).waitFor();
+  await joiner.getByRole("link", { name: "Sign in" }).click();
+  // The reset signed every session out, this browser's too.
+  await ready(joiner, "signin");
+  await joiner.getByLabel("Email").fill("owner@bolt.test");
+  await joiner.getByLabel("Password").fill("a new password for Bolt");
+  await joiner.getByRole("button", { name: "Sign in" }).click();
+  await ready(joiner, "overview");
+  // The same link a second time is refused.
+  await joiner.goto(`${APP}${resetLink}`);
+  await ready(joiner, "reset");
+  await joiner.getByLabel("New password").fill("one more password");
+  await joiner.getByRole("button", { name: "Set my new password" }).click();
+  await joiner.getByRole("alert").getByText("does not work any more").waitFor();
+  await newcomer.close();
 
   // Signing out sends the browser to sign in; the pages stay closed.
   await agentPage.getByRole("button", { name: "Sign out" }).click();

@@ -12,6 +12,8 @@ pub mod health;
 pub mod members;
 pub mod metrics;
 pub mod operator;
+pub mod recovery;
 pub mod session;
+pub mod signup;
 pub mod static_files;
 pub mod widget;

@@ -21,7 +21,7 @@ use crate::http::state::AppState;
 
 /// Whether the browser reached us over TLS: only a trusted proxy's
 /// `X-Forwarded-Proto` can say so (the server itself speaks plain HTTP).
-fn over_tls(headers: &HeaderMap, state: &AppState) -> bool {
+pub(crate) fn over_tls(headers: &HeaderMap, state: &AppState) -> bool {
     state.settings.server.trust_proxy
         && headers
             .get("x-forwarded-proto")
@@ -72,15 +72,26 @@ pub async fn sign_in(
     let max_age = state.settings.auth.max_age_secs;
     let axum::Json(LoginResponse { token }) =
         crate::http::routes::auth::login(State(state), address, body).await?;
+    Ok(signed_in(
+        StatusCode::NO_CONTENT.into_response(),
+        &token,
+        max_age,
+        secure,
+    ))
+}
+
+/// `response` with the session cookie for `token` and a fresh CSRF cookie:
+/// the browser is signed in (sign-in, sign-up).
+pub(crate) fn signed_in(response: Response, token: &str, max_age: u64, secure: bool) -> Response {
     let mut csrf = [0u8; 32];
     rand::rng().fill_bytes(&mut csrf);
-    Ok(with_cookies(
-        StatusCode::NO_CONTENT.into_response(),
+    with_cookies(
+        response,
         [
-            set_cookie(SESSION_COOKIE, &token, max_age, true, secure),
+            set_cookie(SESSION_COOKIE, token, max_age, true, secure),
             set_cookie(CSRF_COOKIE, &hex::encode(csrf), max_age, false, secure),
         ],
-    ))
+    )
 }
 
 /// Signs the browser out: revokes its cookie's session and clears both cookies.
