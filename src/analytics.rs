@@ -8,6 +8,7 @@
 use crate::db::Db;
 use chrono::NaiveDate;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::db::DbError;
@@ -215,14 +216,17 @@ pub async fn summary(
     })
 }
 
-/// Texts per inference job when grouping unanswered questions.
+/// Texts per inference job when grouping unanswered questions. The worker
+/// takes jobs in order and finishes one before the next, so 500 questions
+/// as one job made every tenant's visitors wait for all of them (issue 16:
+/// 27 s); as small jobs, a chat question queued meanwhile waits for one.
 const EMBED_CHUNK: usize = 8;
 
 /// The vectors of `questions`, in order: the kept ones (the chat path
 /// stores the vector of every question it could not answer), and for rows
 /// without one (older than the column, or of another model) embedded now,
-/// a few at a time, and kept for the next view. `None` when the model
-/// stops meanwhile.
+/// a few at a time, each chunk kept at once. `None` when the model stops
+/// meanwhile.
 async fn vectors_of(
     db: &Db,
     schema: &SchemaName,
@@ -237,17 +241,40 @@ async fn vectors_of(
             _ => None,
         })
         .collect();
-    let missing: Vec<usize> = (0..questions.len())
-        .filter(|&i| vectors[i].is_none())
-        .collect();
+    // The same wording asked again is embedded once: its rows, by text.
+    let mut missing: Vec<(&str, Vec<usize>)> = Vec::new();
+    let mut position: HashMap<&str, usize> = HashMap::new();
+    for (i, q) in questions.iter().enumerate() {
+        if vectors[i].is_none() {
+            let at = *position.entry(q.text.as_str()).or_insert_with(|| {
+                missing.push((q.text.as_str(), Vec::new()));
+                missing.len() - 1
+            });
+            missing[at].1.push(i);
+        }
+    }
     if !missing.is_empty() {
         (grouping.may_embed)().map_err(SummaryError::TooMany)?;
-        let texts: Vec<String> = missing.iter().map(|&i| questions[i].text.clone()).collect();
-        let Some(made) = embed_in_chunks(queue, &texts).await else {
+    }
+    // A few at a time, each chunk kept as soon as it is made: a view cut
+    // short (the request's deadline, a closed tab) still leaves its work
+    // for the next one, so a slow machine gets there in a few views.
+    for chunk in missing.chunks(EMBED_CHUNK) {
+        let texts: Vec<String> = chunk.iter().map(|(text, _)| text.to_string()).collect();
+        let Ok(made) = queue.embed(texts).await else {
             return Ok(None);
         };
-        let ids: Vec<i64> = missing.iter().map(|&i| questions[i].id).collect();
-        let bytes: Vec<Vec<u8>> = made.iter().map(|v| packed::pack(v)).collect();
+        let mut ids = Vec::new();
+        let mut bytes = Vec::new();
+        let mut rows = Vec::new();
+        for ((_, at), vector) in chunk.iter().zip(&made) {
+            let packed = packed::pack(vector);
+            for &i in at {
+                ids.push(questions[i].id);
+                bytes.push(packed.clone());
+                rows.push(i);
+            }
+        }
         let tx = db.tenant(schema).await?;
         tx.execute(
             "UPDATE messages m SET embedding = u.embedding, embedding_model = $3 \
@@ -258,23 +285,11 @@ async fn vectors_of(
         tx.commit().await?;
         // Grouped with the vectors as stored, so a view now and a view
         // later (reading them back) group alike.
-        for (i, v) in missing.into_iter().zip(bytes) {
-            vectors[i] = packed::unpack(&v, dim);
+        for (i, v) in rows.into_iter().zip(&bytes) {
+            vectors[i] = packed::unpack(v, dim);
         }
     }
     Ok(vectors.into_iter().collect())
-}
-
-/// Embeds `texts` a few at a time, one job after another. The worker takes
-/// jobs in order and finishes one before the next, so 500 questions as one
-/// job made every tenant's visitors wait for all of them (issue 16: 27 s);
-/// as small jobs, a chat question queued meanwhile waits for one chunk.
-async fn embed_in_chunks(queue: &EmbeddingQueue, texts: &[String]) -> Option<Vec<Vec<f32>>> {
-    let mut vectors = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(EMBED_CHUNK) {
-        vectors.extend(queue.embed(chunk.to_vec()).await.ok()?);
-    }
-    Some(vectors)
 }
 
 /// Greedy grouping, newest question first: each joins the first group whose
