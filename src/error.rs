@@ -12,6 +12,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 use crate::auth::AuthError;
+use crate::billing::BillingError;
 use crate::bot_config::BotConfigError;
 use crate::chat::ChatError;
 use crate::conversations::ConversationError;
@@ -81,6 +82,8 @@ pub enum AppError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Chat(#[from] ChatError),
+    #[error(transparent)]
+    Billing(#[from] BillingError),
 }
 
 impl Classify for AppError {
@@ -112,6 +115,7 @@ impl Classify for AppError {
             AppError::Conversation(e) => e.kind(),
             AppError::Auth(e) => e.kind(),
             AppError::Chat(e) => e.kind(),
+            AppError::Billing(e) => e.kind(),
         }
     }
 }

@@ -25,6 +25,8 @@
 //! - `tenancy`: tenant routing (`TenantResolver`), provisioning and the
 //!   `public.tenants` / `public.domains` tables, change events.
 //! - `auth`: accounts, passwords, sign-in tokens.
+//! - `billing`: plans, monthly usage, Razorpay subscriptions and webhooks;
+//!   what each tenant may do now, cached.
 //! - `bot_config`: a tenant's bot settings, cached; `origins`: which sites
 //!   may use the widget (CORS), per tenant and across tenants.
 //! - `engine`: the embedding model, its batching worker, the FAQ index.
@@ -42,6 +44,7 @@ pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod backup;
+pub mod billing;
 pub mod bot_config;
 pub mod cache;
 pub mod chat;

@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 use crate::http::layers::{cors, hosts, request_log, security, tenant};
 use crate::http::openapi::Layers;
 use crate::http::routes::{
-    analytics, auth, bot, chat, conversations, dashboard, faq_tools, faqs, health, metrics,
+    analytics, auth, billing, bot, chat, conversations, dashboard, faq_tools, faqs, health, metrics,
     operator, session, static_files, widget,
 };
 use crate::http::state::AppState;
@@ -112,6 +112,8 @@ fn checked_routes() -> OpenApiRouter<AppState> {
             operator::set_membership,
             operator::remove_membership
         ))
+        .routes(routes!(billing::tenant_status, billing::grant))
+        .routes(routes!(billing::webhook))
         .routes(routes!(
             operator::list_domains,
             operator::add_domain,
@@ -143,4 +145,10 @@ fn tenant_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(conversations::list))
         .routes(routes!(conversations::export))
         .routes(routes!(conversations::get, conversations::delete))
+        .routes(routes!(billing::page))
+        .routes(routes!(billing::subscribe))
+        .routes(routes!(billing::checkout))
+        .routes(routes!(billing::change_plan))
+        .routes(routes!(billing::cancel))
+        .routes(routes!(billing::invoices))
 }
