@@ -165,6 +165,8 @@ pub struct Billing {
     /// is refused before any inference. Dropped with the entitlements.
     full: Mutex<HashMap<SchemaName, NaiveDate>>,
     capacity: usize,
+    /// What every tenant gets without billing (shared, no allocation).
+    unbilled: Arc<Entitlement>,
 }
 
 impl Billing {
@@ -178,6 +180,7 @@ impl Billing {
             entitlements: InvalidatingCache::new(capacity),
             full: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
+            unbilled: Arc::new(Entitlement::unbilled()),
         }
     }
 
@@ -217,7 +220,7 @@ impl Billing {
     /// tables. Without billing, unlimited and no read at all.
     pub async fn entitlement(&self, schema: &SchemaName) -> Result<Arc<Entitlement>, BillingError> {
         if !self.enabled() {
-            return Ok(Arc::new(Entitlement::unbilled()));
+            return Ok(Arc::clone(&self.unbilled));
         }
         if let Some(hit) = self.entitlements.get(schema) {
             return Ok(hit);
@@ -264,6 +267,10 @@ impl Billing {
     /// The tenant's plan, state and this month's usage.
     pub async fn status(&self, schema: &SchemaName) -> Result<Status, BillingError> {
         let now = self.now();
+        if !self.enabled() && entitlement::load(&self.db, schema).await?.is_none() {
+            // Without billing nothing else would have looked the tenant up.
+            return Err(BillingError::UnknownTenant(schema.to_string()));
+        }
         let ent = self.entitlement(schema).await?;
         let used = usage::conversations_in(&self.db, schema, month_of(now)).await?;
         Ok(self.status_of(&ent, used, now))

@@ -5,6 +5,7 @@
 
 mod args;
 mod ask;
+mod billing;
 mod domains;
 mod faqs;
 mod migrations;
@@ -16,6 +17,7 @@ mod users;
 use std::process::ExitCode;
 
 pub use args::{
+    BillingCommand,
     Cli, Command, DomainCommand, FaqCommand, MigrateArgs, ModelCommand, TenantCommand, UserCommand,
 };
 
@@ -30,6 +32,7 @@ use faqs::faq_command;
 use migrations::migrate_command;
 use model::{embed, model_fetch};
 use tenants::tenant_command;
+use billing::billing_command;
 use users::user_command;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +65,8 @@ pub enum CliError {
     Chat(#[from] crate::chat::ChatError),
     #[error(transparent)]
     Citus(#[from] crate::citus::CitusError),
+    #[error(transparent)]
+    Billing(#[from] crate::billing::BillingError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -111,6 +116,7 @@ async fn with_database(
         Command::Tenant(cmd) => tenant_command(db, cmd).await,
         Command::Domain(cmd) => domain_command(db, cmd).await,
         Command::User(cmd) => user_command(db, cmd).await,
+        Command::Billing(cmd) => billing_command(db, settings, cmd).await,
         Command::Console => Ok(crate::console::run(db.db().clone(), settings).await?),
         Command::Citus(cmd) => Ok(crate::citus::run_command(db.db(), cmd).await?),
         Command::Doctor => Ok(crate::citus::run_doctor(db.db()).await?),

@@ -582,6 +582,10 @@ async fn an_expired_trial_answers_through_grace_then_paying_restores_at_once() {
     assert_eq!((status["chat_open"].as_bool(), status["in_grace"].as_bool()), (Some(false), Some(false)));
     let (code, body) = new_visitor(&b.app).await;
     assert_eq!((code, body["error"]["code"].as_str()), (403, Some("chat_unavailable")), "{body}");
+    // The widget learns it before the visitor types.
+    let config: Value = b.app.get("/api/widget/config").header("X-Client-ID", "shop").send().await.unwrap().json().await.unwrap();
+    assert_eq!(config["chat_open"], false);
+    assert_eq!(config["unavailable_reply"].as_str(), body["error"]["message"].as_str());
     // The dashboard still works; paying restores chat at once.
     b.subscribe("starter").await;
     let (status, body) = call(
@@ -595,6 +599,8 @@ async fn an_expired_trial_answers_through_grace_then_paying_restores_at_once() {
     .await;
     assert_eq!((status, body["chat_open"].as_bool()), (200, Some(true)), "{body}");
     assert_eq!(new_visitor(&b.app).await.0, 200);
+    let config: Value = b.app.get("/api/widget/config").header("X-Client-ID", "shop").send().await.unwrap().json().await.unwrap();
+    assert_eq!((config["chat_open"].as_bool(), &config["unavailable_reply"]), (Some(true), &Value::Null));
 }
 
 #[tokio::test]
@@ -708,4 +714,47 @@ async fn self_hosted_without_keys_is_unlimited() {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn operators_grant_a_plan_from_the_command_line_and_servers_hear_it() {
+    let b = billed().await;
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(
+        &mut config,
+        b"[[billing.plans]]\nname = \"starter\"\nprice = \"1\"\nrazorpay_plan_id = \"plan_Starter001\"\nfaqs = 200\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chatter"))
+            .arg("--config")
+            .arg(config.path())
+            .args(args)
+            .env("DATABASE_URL", &b.app.db.url)
+            .env("DEBUG", "True")
+            .env("RAZORPAY_KEY_ID", KEY_ID)
+            .env("RAZORPAY_KEY_SECRET", KEY_SECRET)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap()
+    };
+    // Cached by the server before the grant.
+    assert_eq!(b.status().await["plan"], "trial");
+    let out = run(&["billing", "grant", "shop", "--plan", "starter"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "shop is on starter (granted)");
+    let out = run(&["billing", "show", "shop"]);
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((shown["plan"].as_str(), shown["limits"]["faqs"].as_u64()), (Some("starter"), Some(200)));
+    let out = run(&["billing", "grant", "shop", "--plan", "gold"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gold"));
+    // The server dropped its cached standing on the NOTIFY.
+    for _ in 0..100 {
+        if b.status().await["plan"] == "starter" {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the server never heard of the grant");
 }
