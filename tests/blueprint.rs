@@ -124,7 +124,11 @@ fn the_server_binds_all_interfaces_on_port() {
 fn razorpay_secrets_are_asked_for_never_committed() {
     let doc = blueprint();
     let service = &doc["services"][0];
-    for key in ["RAZORPAY_KEY_ID", "RAZORPAY_KEY_SECRET", "RAZORPAY_WEBHOOK_SECRET"] {
+    for key in [
+        "RAZORPAY_KEY_ID",
+        "RAZORPAY_KEY_SECRET",
+        "RAZORPAY_WEBHOOK_SECRET",
+    ] {
         let var = env_var(service, key);
         assert_eq!(var["sync"].as_bool(), Some(false), "{key}");
         assert!(var["value"].is_badvalue(), "{key} has a committed value");

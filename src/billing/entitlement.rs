@@ -175,9 +175,9 @@ impl Entitlement {
         };
         match state {
             State::Trial | State::Created | State::Unbilled => {
-                let ends = row.trial_ends_at.unwrap_or(
-                    row.created_at + Duration::days(i64::from(settings.trial.days)),
-                );
+                let ends = row
+                    .trial_ends_at
+                    .unwrap_or(row.created_at + Duration::days(i64::from(settings.trial.days)));
                 ent.plan = "trial".into();
                 ent.state = if state == State::Created {
                     State::Created
@@ -268,7 +268,9 @@ mod tests {
         assert_eq!(ent.limits.faqs, Some(50));
         let end = at("2026-01-15T00:00:00Z");
         assert_eq!(ent.trial_ends_at, Some(end));
-        assert!(ent.chat_open(end - Duration::seconds(1)) && !ent.in_grace(end - Duration::seconds(1)));
+        assert!(
+            ent.chat_open(end - Duration::seconds(1)) && !ent.in_grace(end - Duration::seconds(1))
+        );
         assert!(ent.chat_open(end) && ent.in_grace(end));
         let closed = end + Duration::days(3);
         assert!(!ent.chat_open(closed) && !ent.in_grace(closed));
@@ -310,7 +312,10 @@ mod tests {
         assert_eq!(ent, Entitlement::unbilled());
         let mut public = row(None, None);
         public.is_public = true;
-        assert_eq!(Entitlement::of(&settings(), &public), Entitlement::unbilled());
+        assert_eq!(
+            Entitlement::of(&settings(), &public),
+            Entitlement::unbilled()
+        );
         assert!(Entitlement::unbilled().chat_open(at("2999-01-01T00:00:00Z")));
     }
 }

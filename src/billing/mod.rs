@@ -321,7 +321,11 @@ impl Billing {
     }
 
     /// Refuses a new member (`email`, unless already one) past the plan's limit.
-    pub async fn check_members(&self, schema: &SchemaName, email: &str) -> Result<(), BillingError> {
+    pub async fn check_members(
+        &self,
+        schema: &SchemaName,
+        email: &str,
+    ) -> Result<(), BillingError> {
         let ent = self.entitlement(schema).await?;
         let Some(limit) = ent.limits.members else {
             return Ok(());

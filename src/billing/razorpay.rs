@@ -182,10 +182,11 @@ impl Razorpay {
 
     /// `GET /v1/subscriptions/{id}`.
     pub async fn fetch_subscription(&self, id: &str) -> Result<Subscription, BillingError> {
-        self.call(
-            self.http
-                .get(format!("{}/v1/subscriptions/{}", self.base, path_segment(id)?)),
-        )
+        self.call(self.http.get(format!(
+            "{}/v1/subscriptions/{}",
+            self.base,
+            path_segment(id)?
+        )))
         .await
     }
 
@@ -194,7 +195,11 @@ impl Razorpay {
         let body = serde_json::json!({ "plan_id": plan_id, "schedule_change_at": "now" });
         self.call(
             self.http
-                .patch(format!("{}/v1/subscriptions/{}", self.base, path_segment(id)?))
+                .patch(format!(
+                    "{}/v1/subscriptions/{}",
+                    self.base,
+                    path_segment(id)?
+                ))
                 .json(&body),
         )
         .await
@@ -231,10 +236,15 @@ impl Razorpay {
 /// Razorpay ids are letters, digits and `_`: anything else is not one of
 /// theirs and never goes into a URL.
 fn path_segment(id: &str) -> Result<&str, BillingError> {
-    if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         Ok(id)
     } else {
-        Err(BillingError::BadRequest(format!("{id:?} is not a Razorpay id")))
+        Err(BillingError::BadRequest(format!(
+            "{id:?} is not a Razorpay id"
+        )))
     }
 }
 

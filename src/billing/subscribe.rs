@@ -25,19 +25,29 @@ impl Billing {
     /// Creates a Razorpay subscription to `plan` for the tenant and records
     /// it (state `created`, the trial or grace running on) until Checkout
     /// is paid.
-    pub async fn subscribe(&self, schema: &SchemaName, plan: &str) -> Result<Checkout, BillingError> {
+    pub async fn subscribe(
+        &self,
+        schema: &SchemaName,
+        plan: &str,
+    ) -> Result<Checkout, BillingError> {
         let razorpay = self.razorpay()?;
         let chosen = self
             .settings
             .plan(plan)
             .ok_or_else(|| BillingError::UnknownPlan(plan.to_string()))?;
         let ent = self.entitlement(schema).await?;
-        if ent.state.is_paying() && ent.state != State::Granted && ent.razorpay_subscription_id.is_some()
+        if ent.state.is_paying()
+            && ent.state != State::Granted
+            && ent.razorpay_subscription_id.is_some()
         {
             return Err(BillingError::AlreadySubscribed);
         }
         let sub = razorpay
-            .create_subscription(&chosen.razorpay_plan_id, self.settings.total_count, schema.as_str())
+            .create_subscription(
+                &chosen.razorpay_plan_id,
+                self.settings.total_count,
+                schema.as_str(),
+            )
             .await?;
         // A trial keeps its end; a lapsed subscription keeps its state (and
         // grace) until the new one's events arrive.
@@ -104,7 +114,11 @@ impl Billing {
     }
 
     /// Moves the paid subscription to another plan, from now.
-    pub async fn change_plan(&self, schema: &SchemaName, plan: &str) -> Result<Status, BillingError> {
+    pub async fn change_plan(
+        &self,
+        schema: &SchemaName,
+        plan: &str,
+    ) -> Result<Status, BillingError> {
         let razorpay = self.razorpay()?;
         let chosen = self
             .settings
@@ -130,7 +144,8 @@ impl Billing {
             _ => return Err(BillingError::NoSubscription),
         };
         razorpay.cancel_at_cycle_end(&id).await?;
-        self.set(schema, "cancel_at_cycle_end = ($2 = 'yes')", "yes").await?;
+        self.set(schema, "cancel_at_cycle_end = ($2 = 'yes')", "yes")
+            .await?;
         self.status(schema).await
     }
 
@@ -145,7 +160,12 @@ impl Billing {
     }
 
     /// One change to the tenant's row, announced.
-    async fn set(&self, schema: &SchemaName, assignment: &'static str, value: &str) -> Result<(), BillingError> {
+    async fn set(
+        &self,
+        schema: &SchemaName,
+        assignment: &'static str,
+        value: &str,
+    ) -> Result<(), BillingError> {
         let tx = self.db.shared_tx().await?;
         tx.execute(
             &format!(

@@ -39,7 +39,10 @@ pub async fn conversations_in(
 ) -> Result<i64, DbError> {
     let tx = db.tenant(schema).await?;
     let row = tx
-        .query_opt("SELECT conversations FROM usage WHERE month = $1", &[&month])
+        .query_opt(
+            "SELECT conversations FROM usage WHERE month = $1",
+            &[&month],
+        )
         .await?;
     tx.commit().await?;
     Ok(match row {

@@ -58,9 +58,7 @@ impl Outcome {
 fn target_state(event: &str) -> Option<State> {
     Some(match event {
         "subscription.authenticated" => State::Authenticated,
-        "subscription.activated" | "subscription.charged" | "subscription.resumed" => {
-            State::Active
-        }
+        "subscription.activated" | "subscription.charged" | "subscription.resumed" => State::Active,
         "subscription.pending" => State::Pending,
         "subscription.halted" => State::Halted,
         "subscription.cancelled" => State::Cancelled,

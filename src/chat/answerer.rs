@@ -153,9 +153,7 @@ impl Answerer {
         );
         let (entitlement, bot) = (entitlement?, bot?);
         let continuing = question.session_id.is_some_and(chat::is_session_id);
-        if !entitlement.chat_open(now)
-            || (!continuing && self.billing.month_full(schema, now))
-        {
+        if !entitlement.chat_open(now) || (!continuing && self.billing.month_full(schema, now)) {
             return Err(ChatError::Unavailable(bot.unavailable_reply.clone()));
         }
         let meter = Meter {

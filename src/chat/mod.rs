@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::Serialize;
 
-use crate::billing::usage::{self, Meter};
 use crate::billing::BillingError;
+use crate::billing::usage::{self, Meter};
 use crate::bot_config::BotConfig;
 use crate::config::ChatSettings;
 use crate::db::DbError;

@@ -17,8 +17,8 @@ mod users;
 use std::process::ExitCode;
 
 pub use args::{
-    BillingCommand,
-    Cli, Command, DomainCommand, FaqCommand, MigrateArgs, ModelCommand, TenantCommand, UserCommand,
+    BillingCommand, Cli, Command, DomainCommand, FaqCommand, MigrateArgs, ModelCommand,
+    TenantCommand, UserCommand,
 };
 
 use crate::app::{Application, StartupError};
@@ -27,12 +27,12 @@ use crate::db::Database;
 use crate::db::migrate;
 
 use ask::ask;
+use billing::billing_command;
 use domains::domain_command;
 use faqs::faq_command;
 use migrations::migrate_command;
 use model::{embed, model_fetch};
 use tenants::tenant_command;
-use billing::billing_command;
 use users::user_command;
 
 #[derive(Debug, thiserror::Error)]

@@ -22,8 +22,8 @@ use utoipa_axum::routes;
 use crate::http::layers::{cors, hosts, request_log, security, tenant};
 use crate::http::openapi::Layers;
 use crate::http::routes::{
-    analytics, auth, billing, bot, chat, conversations, dashboard, faq_tools, faqs, health, metrics,
-    operator, session, static_files, widget,
+    analytics, auth, billing, bot, chat, conversations, dashboard, faq_tools, faqs, health,
+    metrics, operator, session, static_files, widget,
 };
 use crate::http::state::AppState;
 

@@ -50,11 +50,7 @@ impl AppState {
     pub fn new(db: Db, settings: Settings, engine: Arc<Engine>, metrics: Arc<Metrics>) -> Self {
         let capacity = settings.tenancy.cache_capacity;
         let bot_configs = Arc::new(BotConfigCache::new(db.clone(), capacity));
-        let billing = Arc::new(Billing::new(
-            db.clone(),
-            settings.billing.clone(),
-            capacity,
-        ));
+        let billing = Arc::new(Billing::new(db.clone(), settings.billing.clone(), capacity));
         let answerer = Answerer::new(
             db.clone(),
             Arc::clone(&engine),

@@ -55,8 +55,10 @@ fn authorised(headers: &HeaderMap) -> bool {
 fn refused() -> (StatusCode, Json<Value>) {
     (
         StatusCode::UNAUTHORIZED,
-        Json(json!({"error": {"code": "BAD_REQUEST_ERROR", "description": "Authentication failed",
-                    "source": "NA", "step": "NA", "reason": "NA", "metadata": {}}})),
+        Json(
+            json!({"error": {"code": "BAD_REQUEST_ERROR", "description": "Authentication failed",
+                    "source": "NA", "step": "NA", "reason": "NA", "metadata": {}}}),
+        ),
     )
 }
 
@@ -84,7 +86,9 @@ async fn create_sub(
     if body["plan_id"].as_str().is_none() || body["total_count"].as_u64().is_none() {
         return (
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": {"code": "BAD_REQUEST_ERROR", "description": "plan_id and total_count are required"}})),
+            Json(
+                json!({"error": {"code": "BAD_REQUEST_ERROR", "description": "plan_id and total_count are required"}}),
+            ),
         );
     }
     let n = {
@@ -98,7 +102,10 @@ async fn create_sub(
         .push(("POST".into(), "/v1/subscriptions".into(), body.clone()));
     let id = format!("sub_ChatterTest{n:04}");
     let plan = body["plan_id"].as_str().unwrap_or_default();
-    (StatusCode::OK, Json(entity(&id, plan, "created", body["notes"].clone())))
+    (
+        StatusCode::OK,
+        Json(entity(&id, plan, "created", body["notes"].clone())),
+    )
 }
 
 async fn update_sub(
@@ -110,10 +117,11 @@ async fn update_sub(
     if !authorised(&headers) {
         return refused();
     }
-    s.calls
-        .lock()
-        .unwrap()
-        .push(("PATCH".into(), format!("/v1/subscriptions/{id}"), body.clone()));
+    s.calls.lock().unwrap().push((
+        "PATCH".into(),
+        format!("/v1/subscriptions/{id}"),
+        body.clone(),
+    ));
     let plan = body["plan_id"].as_str().unwrap_or_default();
     (StatusCode::OK, Json(entity(&id, plan, "active", json!({}))))
 }
@@ -127,11 +135,15 @@ async fn cancel_sub(
     if !authorised(&headers) {
         return refused();
     }
-    s.calls
-        .lock()
-        .unwrap()
-        .push(("POST".into(), format!("/v1/subscriptions/{id}/cancel"), body));
-    (StatusCode::OK, Json(entity(&id, "plan_Starter001", "active", json!({}))))
+    s.calls.lock().unwrap().push((
+        "POST".into(),
+        format!("/v1/subscriptions/{id}/cancel"),
+        body,
+    ));
+    (
+        StatusCode::OK,
+        Json(entity(&id, "plan_Starter001", "active", json!({}))),
+    )
 }
 
 async fn list_invoices(
@@ -265,8 +277,12 @@ impl Billed {
     }
 
     async fn deliver(&self, name: &str, event_id: &str) -> (u16, Value) {
-        self.deliver_raw(fixture(&format!("{name}.json")), &fixture_text(&format!("{name}.sig")), event_id)
-            .await
+        self.deliver_raw(
+            fixture(&format!("{name}.json")),
+            &fixture_text(&format!("{name}.sig")),
+            event_id,
+        )
+        .await
     }
 
     async fn deliver_raw(&self, body: Vec<u8>, signature: &str, event_id: &str) -> (u16, Value) {
@@ -337,8 +353,16 @@ async fn each_webhook_event_moves_the_state_in_order() {
     .enumerate()
     {
         let (status, body) = b.deliver(event, &format!("evt_{i:04}")).await;
-        assert_eq!((status, body["outcome"].as_str()), (200, Some("applied")), "{event}: {body}");
-        assert_eq!(b.row().await, (state.to_string(), "starter".to_string()), "{event}");
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (200, Some("applied")),
+            "{event}: {body}"
+        );
+        assert_eq!(
+            b.row().await,
+            (state.to_string(), "starter".to_string()),
+            "{event}"
+        );
         // The owner sees it at once: this process dropped its cached copy.
         assert_eq!(b.status().await["state"], state, "{event}");
     }
@@ -355,20 +379,30 @@ async fn a_body_altered_by_one_byte_is_400_and_changes_nothing() {
     let mut body = fixture("charged.json");
     let at = body.len() / 2;
     body[at] ^= 0x01;
-    let (status, answer) = b.deliver_raw(body, &fixture_text("charged.sig"), "evt_tampered").await;
+    let (status, answer) = b
+        .deliver_raw(body, &fixture_text("charged.sig"), "evt_tampered")
+        .await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"]["code"], "bad_signature");
     // No signature at all, or one made with another secret: the same.
     let (status, _) = b.deliver_raw(fixture("charged.json"), "", "evt_none").await;
     assert_eq!(status, 400);
     let (status, _) = b
-        .deliver_raw(fixture("charged.json"), &fixture_text("activated.sig"), "evt_other")
+        .deliver_raw(
+            fixture("charged.json"),
+            &fixture_text("activated.sig"),
+            "evt_other",
+        )
         .await;
     assert_eq!(status, 400);
     assert_eq!(b.row().await.0, "created");
     // Nothing was recorded either: the genuine delivery still applies.
     let (status, body) = b.deliver("charged", "evt_tampered").await;
-    assert_eq!((status, body["outcome"].as_str()), (200, Some("applied")), "{body}");
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("applied")),
+        "{body}"
+    );
     assert_eq!(b.row().await.0, "active");
 }
 
@@ -379,7 +413,10 @@ async fn the_same_event_twice_is_applied_once() {
     let (_, first) = b.deliver("halted", "evt_same").await;
     assert_eq!(first["outcome"], "applied");
     let (status, again) = b.deliver("halted", "evt_same").await;
-    assert_eq!((status, again["outcome"].as_str()), (200, Some("duplicate")));
+    assert_eq!(
+        (status, again["outcome"].as_str()),
+        (200, Some("duplicate"))
+    );
     let client = b.app.pool.get().await.unwrap();
     let events: i64 = client
         .query_one(
@@ -400,7 +437,11 @@ async fn a_late_pending_never_undoes_a_later_charged() {
     let (_, body) = b.deliver("charged", "evt_charged").await;
     assert_eq!(body["outcome"], "applied");
     let (status, body) = b.deliver("late_pending", "evt_late").await;
-    assert_eq!((status, body["outcome"].as_str()), (200, Some("stale")), "{body}");
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("stale")),
+        "{body}"
+    );
     assert_eq!(b.row().await.0, "active");
 }
 
@@ -415,19 +456,27 @@ async fn a_checkout_signature_for_another_subscription_is_refused() {
         "POST",
         "/api/billing/checkout",
         Some(&b.owner),
-        Some(json!({"razorpay_payment_id": pay, "razorpay_subscription_id": SUB,
-                    "razorpay_signature": fixture_text("checkout_other.sig")})),
+        Some(
+            json!({"razorpay_payment_id": pay, "razorpay_subscription_id": SUB,
+                    "razorpay_signature": fixture_text("checkout_other.sig")}),
+        ),
     )
     .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_signature")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_signature")),
+        "{body}"
+    );
     // And naming the other subscription with its own valid signature: refused too.
     let (status, _) = call(
         &b.app,
         "POST",
         "/api/billing/checkout",
         Some(&b.owner),
-        Some(json!({"razorpay_payment_id": pay, "razorpay_subscription_id": "sub_SomeoneElse0009",
-                    "razorpay_signature": fixture_text("checkout_other.sig")})),
+        Some(
+            json!({"razorpay_payment_id": pay, "razorpay_subscription_id": "sub_SomeoneElse0009",
+                    "razorpay_signature": fixture_text("checkout_other.sig")}),
+        ),
     )
     .await;
     assert_eq!(status, 400);
@@ -438,8 +487,10 @@ async fn a_checkout_signature_for_another_subscription_is_refused() {
         "POST",
         "/api/billing/checkout",
         Some(&b.owner),
-        Some(json!({"razorpay_payment_id": pay, "razorpay_subscription_id": SUB,
-                    "razorpay_signature": fixture_text("checkout.sig")})),
+        Some(
+            json!({"razorpay_payment_id": pay, "razorpay_subscription_id": SUB,
+                    "razorpay_signature": fixture_text("checkout.sig")}),
+        ),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -502,14 +553,20 @@ async fn the_month_limit_holds_at_99_and_100_percent_and_rolls_over() {
     // A visitor with a session that is not (or no longer) stored is a new conversation too.
     let (status, _) = b
         .app
-        .chat("shop", json!({"message": "hours?", "session_id": "0".repeat(32)}))
+        .chat(
+            "shop",
+            json!({"message": "hours?", "session_id": "0".repeat(32)}),
+        )
         .await;
     assert_eq!(status, 403);
     // Nothing else breaks: the conversation under way goes on, FAQs and the
     // dashboard's reads answer.
     let (status, body) = b
         .app
-        .chat("shop", json!({"message": "And on Sunday?", "session_id": session}))
+        .chat(
+            "shop",
+            json!({"message": "And on Sunday?", "session_id": session}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = call(&b.app, "GET", "/api/faqs", Some(&b.owner), None).await;
@@ -520,13 +577,23 @@ async fn the_month_limit_holds_at_99_and_100_percent_and_rolls_over() {
     // On a paid plan (the trial would end before the month does), its
     // month used up too:
     let op = operator(&b.app).await;
-    let (status, _) = call(&b.app, "PUT", "/api/tenants/shop/billing", Some(&op), Some(json!({"plan": "starter"}))).await;
+    let (status, _) = call(
+        &b.app,
+        "PUT",
+        "/api/tenants/shop/billing",
+        Some(&op),
+        Some(json!({"plan": "starter"})),
+    )
+    .await;
     assert_eq!(status, 200);
     set_usage(&b.app, month, 2000).await;
     assert_eq!(new_visitor(&b.app).await.0, 403);
     // The month rolls over: new visitors are welcome again, counted afresh.
     let clock = b.app.state.billing.clock();
-    let next = (month + chrono::Months::new(1)).and_hms_opt(0, 1, 0).unwrap().and_utc();
+    let next = (month + chrono::Months::new(1))
+        .and_hms_opt(0, 1, 0)
+        .unwrap()
+        .and_utc();
     clock.advance(next - clock.now());
     let (status, body) = new_visitor(&b.app).await;
     assert_eq!(status, 200, "{body}");
@@ -541,30 +608,98 @@ async fn faq_and_member_limits_refuse_naming_the_limit() {
         let (status, body) = call(&b.app, "POST", "/api/faqs", Some(&b.owner), Some(faq(q))).await;
         assert_eq!(status, 201, "{body}");
     }
-    let (status, body) = call(&b.app, "POST", "/api/faqs", Some(&b.owner), Some(faq("Four?"))).await;
+    let (status, body) = call(
+        &b.app,
+        "POST",
+        "/api/faqs",
+        Some(&b.owner),
+        Some(faq("Four?")),
+    )
+    .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "plan_limit");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("3 FAQs") && message.contains("trial"), "{message}");
+    assert!(
+        message.contains("3 FAQs") && message.contains("trial"),
+        "{message}"
+    );
     // Members: the owner is one of two.
     let op = operator(&b.app).await;
     let member = |email: &str| json!({"email": email, "password": PASSWORD, "tenant": "shop", "role": "agent"});
-    let (status, body) = call(&b.app, "POST", "/api/users", Some(&op), Some(member("a1@shop.test"))).await;
+    let (status, body) = call(
+        &b.app,
+        "POST",
+        "/api/users",
+        Some(&op),
+        Some(member("a1@shop.test")),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = call(&b.app, "POST", "/api/users", Some(&op), Some(member("a2@shop.test"))).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("plan_limit")), "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("2 members"));
+    let (status, body) = call(
+        &b.app,
+        "POST",
+        "/api/users",
+        Some(&op),
+        Some(member("a2@shop.test")),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("plan_limit")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 members")
+    );
     // An operator's grant lifts the limits at once.
-    let (status, body) = call(&b.app, "PUT", "/api/tenants/shop/billing", Some(&op), Some(json!({"plan": "business"}))).await;
+    let (status, body) = call(
+        &b.app,
+        "PUT",
+        "/api/tenants/shop/billing",
+        Some(&op),
+        Some(json!({"plan": "business"})),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!((body["plan"].as_str(), body["state"].as_str()), (Some("business"), Some("granted")));
-    let (status, body) = call(&b.app, "POST", "/api/faqs", Some(&b.owner), Some(faq("Four?"))).await;
+    assert_eq!(
+        (body["plan"].as_str(), body["state"].as_str()),
+        (Some("business"), Some("granted"))
+    );
+    let (status, body) = call(
+        &b.app,
+        "POST",
+        "/api/faqs",
+        Some(&b.owner),
+        Some(faq("Four?")),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     let (status, body) = call(&b.app, "GET", "/api/tenants/shop/billing", Some(&op), None).await;
-    assert_eq!((status, body["plan"].as_str()), (200, Some("business")), "{body}");
-    let (status, _) = call(&b.app, "PUT", "/api/tenants/shop/billing", Some(&op), Some(json!({"plan": "platinum"}))).await;
+    assert_eq!(
+        (status, body["plan"].as_str()),
+        (200, Some("business")),
+        "{body}"
+    );
+    let (status, _) = call(
+        &b.app,
+        "PUT",
+        "/api/tenants/shop/billing",
+        Some(&op),
+        Some(json!({"plan": "platinum"})),
+    )
+    .await;
     assert_eq!(status, 400);
-    let (status, _) = call(&b.app, "GET", "/api/tenants/shop/billing", Some(&b.owner), None).await;
+    let (status, _) = call(
+        &b.app,
+        "GET",
+        "/api/tenants/shop/billing",
+        Some(&b.owner),
+        None,
+    )
+    .await;
     assert_eq!(status, 403);
 }
 
@@ -575,17 +710,39 @@ async fn an_expired_trial_answers_through_grace_then_paying_restores_at_once() {
     let clock = b.app.state.billing.clock();
     clock.advance(chrono::Duration::days(14) + chrono::Duration::hours(1));
     let status = b.status().await;
-    assert_eq!((status["state"].as_str(), status["in_grace"].as_bool()), (Some("trial"), Some(true)));
+    assert_eq!(
+        (status["state"].as_str(), status["in_grace"].as_bool()),
+        (Some("trial"), Some(true))
+    );
     assert_eq!(new_visitor(&b.app).await.0, 200);
     clock.advance(chrono::Duration::days(3));
     let status = b.status().await;
-    assert_eq!((status["chat_open"].as_bool(), status["in_grace"].as_bool()), (Some(false), Some(false)));
+    assert_eq!(
+        (status["chat_open"].as_bool(), status["in_grace"].as_bool()),
+        (Some(false), Some(false))
+    );
     let (code, body) = new_visitor(&b.app).await;
-    assert_eq!((code, body["error"]["code"].as_str()), (403, Some("chat_unavailable")), "{body}");
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (403, Some("chat_unavailable")),
+        "{body}"
+    );
     // The widget learns it before the visitor types.
-    let config: Value = b.app.get("/api/widget/config").header("X-Client-ID", "shop").send().await.unwrap().json().await.unwrap();
+    let config: Value = b
+        .app
+        .get("/api/widget/config")
+        .header("X-Client-ID", "shop")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(config["chat_open"], false);
-    assert_eq!(config["unavailable_reply"].as_str(), body["error"]["message"].as_str());
+    assert_eq!(
+        config["unavailable_reply"].as_str(),
+        body["error"]["message"].as_str()
+    );
     // The dashboard still works; paying restores chat at once.
     b.subscribe("starter").await;
     let (status, body) = call(
@@ -593,14 +750,32 @@ async fn an_expired_trial_answers_through_grace_then_paying_restores_at_once() {
         "POST",
         "/api/billing/checkout",
         Some(&b.owner),
-        Some(json!({"razorpay_payment_id": "pay_ChatterTest0001", "razorpay_subscription_id": SUB,
-                    "razorpay_signature": fixture_text("checkout.sig")})),
+        Some(
+            json!({"razorpay_payment_id": "pay_ChatterTest0001", "razorpay_subscription_id": SUB,
+                    "razorpay_signature": fixture_text("checkout.sig")}),
+        ),
     )
     .await;
-    assert_eq!((status, body["chat_open"].as_bool()), (200, Some(true)), "{body}");
+    assert_eq!(
+        (status, body["chat_open"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
     assert_eq!(new_visitor(&b.app).await.0, 200);
-    let config: Value = b.app.get("/api/widget/config").header("X-Client-ID", "shop").send().await.unwrap().json().await.unwrap();
-    assert_eq!((config["chat_open"].as_bool(), &config["unavailable_reply"]), (Some(true), &Value::Null));
+    let config: Value = b
+        .app
+        .get("/api/widget/config")
+        .header("X-Client-ID", "shop")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (config["chat_open"].as_bool(), &config["unavailable_reply"]),
+        (Some(true), &Value::Null)
+    );
 }
 
 #[tokio::test]
@@ -614,7 +789,10 @@ async fn a_halted_subscription_answers_for_the_grace_days() {
     b.clock_at(halted_at, chrono::Duration::days(2));
     assert_eq!(b.status().await["in_grace"], true);
     assert_eq!(new_visitor(&b.app).await.0, 200);
-    b.clock_at(halted_at, chrono::Duration::days(3) + chrono::Duration::minutes(1));
+    b.clock_at(
+        halted_at,
+        chrono::Duration::days(3) + chrono::Duration::minutes(1),
+    );
     assert_eq!(new_visitor(&b.app).await.0, 403);
     // Razorpay charges again: restored by the webhook at once.
     let (_, body) = b.deliver("resumed_after_halt", "evt_3").await;
@@ -626,20 +804,45 @@ async fn a_halted_subscription_answers_for_the_grace_days() {
 async fn owners_change_plan_cancel_at_cycle_end_and_read_invoices() {
     let b = billed().await;
     // Nothing to change before subscribing.
-    let (status, _) = call(&b.app, "POST", "/api/billing/plan", Some(&b.owner), Some(json!({"plan": "business"}))).await;
+    let (status, _) = call(
+        &b.app,
+        "POST",
+        "/api/billing/plan",
+        Some(&b.owner),
+        Some(json!({"plan": "business"})),
+    )
+    .await;
     assert_eq!(status, 409);
     b.subscribe("starter").await;
     b.deliver("charged", "evt_1").await;
-    let (status, body) = call(&b.app, "POST", "/api/billing/plan", Some(&b.owner), Some(json!({"plan": "business"}))).await;
-    assert_eq!((status, body["plan"].as_str()), (200, Some("business")), "{body}");
+    let (status, body) = call(
+        &b.app,
+        "POST",
+        "/api/billing/plan",
+        Some(&b.owner),
+        Some(json!({"plan": "business"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["plan"].as_str()),
+        (200, Some("business")),
+        "{body}"
+    );
     let (status, body) = call(&b.app, "POST", "/api/billing/cancel", Some(&b.owner), None).await;
-    assert_eq!((status, body["cancel_at_cycle_end"].as_bool()), (200, Some(true)), "{body}");
+    assert_eq!(
+        (status, body["cancel_at_cycle_end"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
     let (status, body) = call(&b.app, "GET", "/api/billing/invoices", Some(&b.owner), None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body[0]["id"], "inv_ChatterTest0001");
     assert_eq!(body[0]["amount"], 99900);
     let calls = b.razorpay.calls.lock().unwrap().clone();
-    let paths: Vec<(&str, &str)> = calls.iter().map(|(m, p, _)| (m.as_str(), p.as_str())).collect();
+    let paths: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|(m, p, _)| (m.as_str(), p.as_str()))
+        .collect();
     assert_eq!(
         paths,
         [
@@ -653,7 +856,14 @@ async fn owners_change_plan_cancel_at_cycle_end_and_read_invoices() {
     assert_eq!(calls[2].2["cancel_at_cycle_end"], 1);
     assert_eq!(calls[3].2["subscription_id"], SUB);
     // An unknown plan is named.
-    let (status, body) = call(&b.app, "POST", "/api/billing/plan", Some(&b.owner), Some(json!({"plan": "gold"}))).await;
+    let (status, body) = call(
+        &b.app,
+        "POST",
+        "/api/billing/plan",
+        Some(&b.owner),
+        Some(json!({"plan": "gold"})),
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(body["error"]["message"].as_str().unwrap().contains("gold"));
 }
@@ -668,8 +878,19 @@ async fn wrong_razorpay_keys_are_refused_by_the_stand_in() {
     .await;
     app.create_tenant("shop", "Shop", None).await;
     let op = operator(&app).await;
-    let (status, body) = call(&app, "POST", "/api/billing/subscription", Some(&op), Some(json!({"plan": "starter"}))).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("payment_provider")), "{body}");
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/billing/subscription",
+        Some(&op),
+        Some(json!({"plan": "starter"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("payment_provider")),
+        "{body}"
+    );
     assert!(!body.to_string().contains("not-the-secret"));
 }
 
@@ -691,20 +912,40 @@ async fn self_hosted_without_keys_is_unlimited() {
     .unwrap();
     let owner = sign_in(&app, "owner@shop.test").await;
     // Far past any trial, any month: still answering.
-    app.state.billing.clock().advance(chrono::Duration::days(400));
+    app.state
+        .billing
+        .clock()
+        .advance(chrono::Duration::days(400));
     for _ in 0..3 {
         assert_eq!(new_visitor(&app).await.0, 200);
     }
     for i in 0..60 {
-        let (status, body) = call(&app, "POST", "/api/faqs", Some(&owner), Some(json!({"question": format!("Q{i}?"), "answer": "A."}))).await;
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/api/faqs",
+            Some(&owner),
+            Some(json!({"question": format!("Q{i}?"), "answer": "A."})),
+        )
+        .await;
         assert_eq!(status, 201, "{body}");
     }
     let (status, body) = call(&app, "GET", "/api/billing", Some(&owner), None).await;
     assert_eq!(status, 200);
     assert_eq!(body["status"]["billing"], false);
     assert_eq!(body["plans"], json!([]));
-    let (status, body) = call(&app, "POST", "/api/billing/subscription", Some(&owner), Some(json!({"plan": "starter"}))).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("billing_off")));
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/billing/subscription",
+        Some(&owner),
+        Some(json!({"plan": "starter"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("billing_off"))
+    );
     let response = app
         .post("/api/billing/razorpay/webhook")
         .header("X-Razorpay-Signature", fixture_text("charged.sig"))
@@ -741,11 +982,21 @@ async fn operators_grant_a_plan_from_the_command_line_and_servers_hear_it() {
     // Cached by the server before the grant.
     assert_eq!(b.status().await["plan"], "trial");
     let out = run(&["billing", "grant", "shop", "--plan", "starter"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "shop is on starter (granted)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "shop is on starter (granted)"
+    );
     let out = run(&["billing", "show", "shop"]);
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((shown["plan"].as_str(), shown["limits"]["faqs"].as_u64()), (Some("starter"), Some(200)));
+    assert_eq!(
+        (shown["plan"].as_str(), shown["limits"]["faqs"].as_u64()),
+        (Some("starter"), Some(200))
+    );
     let out = run(&["billing", "grant", "shop", "--plan", "gold"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("gold"));

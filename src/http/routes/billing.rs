@@ -53,7 +53,9 @@ pub struct WebhookAnswer {
 
 fn bounded(field: &str, value: &str, max: usize) -> Result<(), AppError> {
     if value.is_empty() || value.len() > max {
-        return Err(AppError::BadRequest(format!("{field} must be 1 to {max} characters")));
+        return Err(AppError::BadRequest(format!(
+            "{field} must be 1 to {max} characters"
+        )));
     }
     Ok(())
 }
@@ -78,7 +80,11 @@ pub async fn page(
     member: Member,
 ) -> Result<Json<BillingPage>, AppError> {
     let status = state.billing.status(&member.tenant.schema).await?;
-    let plans = if status.billing { state.billing.plans() } else { Vec::new() };
+    let plans = if status.billing {
+        state.billing.plans()
+    } else {
+        Vec::new()
+    };
     Ok(Json(BillingPage { status, plans }))
 }
 
@@ -106,7 +112,12 @@ pub async fn subscribe(
     ApiJson(body): ApiJson<PlanChoice>,
 ) -> Result<Json<Checkout>, AppError> {
     bounded("plan", &body.plan, 100)?;
-    Ok(Json(state.billing.subscribe(&owner.tenant.schema, &body.plan).await?))
+    Ok(Json(
+        state
+            .billing
+            .subscribe(&owner.tenant.schema, &body.plan)
+            .await?,
+    ))
 }
 
 /// Confirms Checkout's payment (owners): the signature is checked against
@@ -132,7 +143,11 @@ pub async fn checkout(
     ApiJson(body): ApiJson<CheckoutResult>,
 ) -> Result<Json<Status>, AppError> {
     bounded("razorpay_payment_id", &body.razorpay_payment_id, 100)?;
-    bounded("razorpay_subscription_id", &body.razorpay_subscription_id, 100)?;
+    bounded(
+        "razorpay_subscription_id",
+        &body.razorpay_subscription_id,
+        100,
+    )?;
     bounded("razorpay_signature", &body.razorpay_signature, 200)?;
     let status = state
         .billing
@@ -169,7 +184,12 @@ pub async fn change_plan(
     ApiJson(body): ApiJson<PlanChoice>,
 ) -> Result<Json<Status>, AppError> {
     bounded("plan", &body.plan, 100)?;
-    Ok(Json(state.billing.change_plan(&owner.tenant.schema, &body.plan).await?))
+    Ok(Json(
+        state
+            .billing
+            .change_plan(&owner.tenant.schema, &body.plan)
+            .await?,
+    ))
 }
 
 /// Cancels the subscription at the end of the current cycle (owners).
