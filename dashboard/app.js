@@ -11,6 +11,7 @@ const PAGES = {
   conversations: ["Conversations", () => import("./pages/conversations.js")],
   widget: ["Widget", () => import("./pages/widget.js")],
   members: ["Members", () => import("./pages/members.js")],
+  billing: ["Billing", () => import("./pages/billing.js")],
   account: ["Account", () => import("./pages/account.js")],
 };
 
@@ -57,6 +58,30 @@ async function chooseTenant(name) {
   session.role = m.role;
   session.isOperator = m.is_operator;
   document.body.classList.toggle("readonly", !session.canEdit);
+  await billingBanner();
+}
+
+// Billing on this server: the Billing page shows, and a banner tells the
+// owner when the month's conversations reach the warning share (80%), or
+// the trial or subscription has lapsed.
+async function billingBanner() {
+  const banner = document.getElementById("billing-banner");
+  session.billing = false;
+  banner.hidden = true;
+  let s;
+  try { s = (await api("GET", "billing")).status; } catch { return; }
+  session.billing = s.billing;
+  let text = "";
+  if (s.billing && !s.chat_open) text = "Your bot is not answering visitors: choose a plan on the Billing page.";
+  else if (s.billing && s.in_grace) text = "Your trial or subscription has ended: your bot answers for a few more days. See Billing.";
+  else if (s.billing && s.usage_warning) {
+    const cap = s.limits.conversations_per_month;
+    text = `Your bot has used ${s.conversations_this_month.toLocaleString()} of its ${cap.toLocaleString()} conversations this month. See Billing to upgrade.`;
+  }
+  if (text) {
+    banner.replaceChildren(h("span", {}, text), " ", h("a", { href: "#/billing" }, "Billing"));
+    banner.hidden = false;
+  }
 }
 
 async function shell() {
@@ -71,7 +96,7 @@ async function shell() {
   }
   document.getElementById("who").textContent = `${session.user.email}${session.role ? ` (${session.role})` : session.isOperator ? " (operator)" : ""}`;
   nav.replaceChildren(...Object.entries(PAGES)
-    .filter(([id]) => id !== "members" || session.canEdit)
+    .filter(([id]) => (id !== "members" || session.canEdit) && (id !== "billing" || session.billing))
     .map(([id, [label]]) => h("li", {}, h("a", { href: `#/${id}`, "data-page": id }, label))));
   top.hidden = false;
   return list.length > 0;

@@ -30,6 +30,9 @@ pub struct BotConfig {
     pub theme: serde_json::Value,
     /// Sites whose pages may embed the widget; empty: any.
     pub allowed_origins: Vec<String>,
+    /// What the widget says when chat is unavailable (the month's
+    /// conversations used up, or the subscription lapsed).
+    pub unavailable_reply: String,
 }
 
 impl BotConfig {
@@ -38,7 +41,7 @@ impl BotConfig {
         let row = tx
             .query_one(
                 "SELECT bot_name, greeting, fallback_reply, match_threshold, theme, allowed_origins, \
-                 caution FROM bot_config",
+                 caution, unavailable_reply FROM bot_config",
                 &[],
             )
             .await?;
@@ -50,6 +53,7 @@ impl BotConfig {
             theme: row.try_get(4)?,
             allowed_origins: row.try_get(5)?,
             caution: row.try_get(6)?,
+            unavailable_reply: row.try_get(7)?,
         })
     }
 }
@@ -85,6 +89,7 @@ pub struct BotConfigUpdate {
     #[schema(value_type = Option<Object>)]
     pub theme: Option<serde_json::Value>,
     pub allowed_origins: Option<Vec<String>>,
+    pub unavailable_reply: Option<String>,
 }
 
 const MAX_ORIGINS: usize = 50;
@@ -168,6 +173,7 @@ impl BotConfigUpdate {
             caution: self.caution,
             theme: self.theme,
             allowed_origins,
+            unavailable_reply: text("unavailable_reply", self.unavailable_reply, 1_000)?,
         })
     }
 }
@@ -184,7 +190,7 @@ pub async fn update(
         "UPDATE bot_config SET bot_name = coalesce($1, bot_name), greeting = coalesce($2, greeting), \
          fallback_reply = coalesce($3, fallback_reply), match_threshold = coalesce($4, match_threshold), \
          theme = coalesce($5, theme), allowed_origins = coalesce($6, allowed_origins), caution = coalesce($7, caution), \
-         updated_at = now()",
+         unavailable_reply = coalesce($8, unavailable_reply), updated_at = now()",
         &[
             &update.bot_name,
             &update.greeting,
@@ -193,6 +199,7 @@ pub async fn update(
             &update.theme,
             &update.allowed_origins,
             &update.caution,
+            &update.unavailable_reply,
         ],
     )
     .await?;

@@ -35,6 +35,8 @@ pub enum ConfigError {
     MissingSecretKey,
     #[error("{0}")]
     Mail(&'static str),
+    #[error("billing plans: {0}")]
+    Plans(String),
 }
 
 /// A string that never shows itself in `Debug` or logs.
@@ -68,6 +70,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub signup: SignupSettings,
     pub smtp: SmtpSettings,
+    pub billing: BillingSettings,
     pub log: LogSettings,
 }
 
@@ -252,6 +255,104 @@ impl AuthSettings {
     }
 }
 
+/// Plans, trial and Razorpay. Billing is on only when the Razorpay key id
+/// and secret are in the environment; without them (self-hosting) there
+/// are no plans and no limits, and no billing screens show.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillingSettings {
+    /// Razorpay's API (tests point it at a stand-in on loopback).
+    pub api_base: String,
+    /// `RAZORPAY_KEY_ID`, `RAZORPAY_KEY_SECRET`, `RAZORPAY_WEBHOOK_SECRET`:
+    /// from the environment only, never from a file.
+    #[serde(skip)]
+    pub key_id: Option<Secret>,
+    #[serde(skip)]
+    pub key_secret: Option<Secret>,
+    #[serde(skip)]
+    pub webhook_secret: Option<Secret>,
+    /// Days a halted subscription or an expired trial keeps the bot answering.
+    pub grace_days: u32,
+    /// Percent of a month's conversations at which the owner is warned.
+    pub warn_percent: u32,
+    /// Billing cycles a subscription runs for (Razorpay's `total_count`).
+    pub total_count: u32,
+    pub trial: TrialSettings,
+    /// What owners can buy; none by default (list them in config.toml).
+    pub plans: Vec<PlanSettings>,
+}
+
+/// What a plan allows; an absent limit is no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub faqs: Option<u32>,
+    /// Conversations started in a calendar month (UTC).
+    pub conversations_per_month: Option<u32>,
+    /// Owners and agents of the tenant.
+    pub members: Option<u32>,
+    /// Whether the widget may hide "Powered by Chatter".
+    pub remove_branding: bool,
+}
+
+impl Limits {
+    pub const UNLIMITED: Limits = Limits {
+        faqs: None,
+        conversations_per_month: None,
+        members: None,
+        remove_branding: true,
+    };
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSettings {
+    /// Shown to owners and used by operators (`chatter billing grant`).
+    pub name: String,
+    /// As shown, e.g. "₹999 / month" (Razorpay's plan holds the amount).
+    pub price: String,
+    /// The plan's id in Razorpay's dashboard (`plan_...`).
+    pub razorpay_plan_id: String,
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrialSettings {
+    /// Days from the tenant's creation.
+    pub days: u32,
+    pub faqs: Option<u32>,
+    pub conversations_per_month: Option<u32>,
+    pub members: Option<u32>,
+}
+
+impl TrialSettings {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            faqs: self.faqs,
+            conversations_per_month: self.conversations_per_month,
+            members: self.members,
+            remove_branding: false,
+        }
+    }
+}
+
+impl BillingSettings {
+    /// Billing is on: both Razorpay keys are set.
+    pub fn enabled(&self) -> bool {
+        self.key_id.is_some() && self.key_secret.is_some()
+    }
+
+    pub fn plan(&self, name: &str) -> Option<&PlanSettings> {
+        self.plans.iter().find(|p| p.name == name)
+    }
+
+    pub fn plan_by_razorpay_id(&self, id: &str) -> Option<&PlanSettings> {
+        self.plans.iter().find(|p| p.razorpay_plan_id == id)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -384,6 +485,33 @@ impl Default for SmtpSettings {
             from: None,
             tls: SmtpTls::Starttls,
             timeout_secs: 15,
+        }
+    }
+}
+
+impl Default for BillingSettings {
+    fn default() -> Self {
+        Self {
+            api_base: "https://api.razorpay.com".into(),
+            key_id: None,
+            key_secret: None,
+            webhook_secret: None,
+            grace_days: 7,
+            warn_percent: 80,
+            total_count: 120,
+            trial: TrialSettings::default(),
+            plans: Vec::new(),
+        }
+    }
+}
+
+impl Default for TrialSettings {
+    fn default() -> Self {
+        Self {
+            days: 14,
+            faqs: Some(50),
+            conversations_per_month: Some(500),
+            members: Some(3),
         }
     }
 }
@@ -529,6 +657,19 @@ impl Settings {
                 }
             };
         }
+        // Razorpay's keys: only ever from the environment.
+        if let Some(v) = get("RAZORPAY_KEY_ID") {
+            self.billing.key_id = Some(Secret::new(v));
+        }
+        if let Some(v) = get("RAZORPAY_KEY_SECRET") {
+            self.billing.key_secret = Some(Secret::new(v));
+        }
+        if let Some(v) = get("RAZORPAY_WEBHOOK_SECRET") {
+            self.billing.webhook_secret = Some(Secret::new(v));
+        }
+        if let Some(v) = get("CHATTER_RAZORPAY_API_BASE") {
+            self.billing.api_base = v.trim_end_matches('/').to_string();
+        }
         if let Some(v) = get("CHATTER_LOG_FORMAT") {
             self.log.format = match v.to_ascii_lowercase().as_str() {
                 "text" => LogFormat::Text,
@@ -566,6 +707,32 @@ impl Settings {
                      the links in mail: set CHATTER_PUBLIC_URL (for example \
                      `https://chat.example.com`)",
                 ));
+            }
+        }
+        self.validate_plans()
+    }
+
+    /// Plan names are unique and every limit is at least 1.
+    pub fn validate_plans(&self) -> Result<(), ConfigError> {
+        let billing = &self.billing;
+        let bad = |message: String| ConfigError::Plans(message);
+        let mut limits = vec![("trial".to_string(), billing.trial.limits())];
+        for (i, plan) in billing.plans.iter().enumerate() {
+            if plan.name.trim().is_empty() || plan.razorpay_plan_id.trim().is_empty() {
+                return Err(bad(format!(
+                    "billing.plans[{i}] needs a name and a razorpay_plan_id"
+                )));
+            }
+            if billing.plans[..i].iter().any(|p| p.name == plan.name) {
+                return Err(bad(format!("two plans are named {:?}", plan.name)));
+            }
+            limits.push((plan.name.clone(), plan.limits.clone()));
+        }
+        for (name, l) in limits {
+            if [l.faqs, l.conversations_per_month, l.members].contains(&Some(0)) {
+                return Err(bad(format!(
+                    "plan {name:?}: a limit of 0 allows nothing; leave it out for no limit"
+                )));
             }
         }
         Ok(())
@@ -864,6 +1031,14 @@ mod tests {
             "per_email_per_hour",
             "tls",
             "timeout_secs",
+            "api_base",
+            "grace_days",
+            "warn_percent",
+            "total_count",
+            "days",
+            "faqs",
+            "conversations_per_month",
+            "members",
             "format",
             "level",
         ] {
@@ -943,6 +1118,15 @@ mod tests {
             "smtp.from",
             "smtp.tls",
             "smtp.timeout_secs",
+            "billing.api_base",
+            "billing.grace_days",
+            "billing.warn_percent",
+            "billing.total_count",
+            "billing.plans",
+            "billing.trial.days",
+            "billing.trial.faqs",
+            "billing.trial.conversations_per_month",
+            "billing.trial.members",
             "log.format",
             "log.level",
         ];

@@ -12,6 +12,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 use crate::auth::AuthError;
+use crate::billing::BillingError;
 use crate::bot_config::BotConfigError;
 use crate::chat::ChatError;
 use crate::conversations::ConversationError;
@@ -84,6 +85,8 @@ pub enum AppError {
     Chat(#[from] ChatError),
     #[error(transparent)]
     Signup(#[from] SignupError),
+    #[error(transparent)]
+    Billing(#[from] BillingError),
 }
 
 impl Classify for AppError {
@@ -116,6 +119,7 @@ impl Classify for AppError {
             AppError::Auth(e) => e.kind(),
             AppError::Chat(e) => e.kind(),
             AppError::Signup(e) => e.kind(),
+            AppError::Billing(e) => e.kind(),
         }
     }
 }

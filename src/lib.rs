@@ -28,6 +28,8 @@
 //!   (`auth::recovery`: address verification, password reset).
 //! - `signup`: a business makes its own tenant and owner (all or nothing);
 //!   `mail`: the SMTP `Mailer`.
+//! - `billing`: plans, monthly usage, Razorpay subscriptions and webhooks;
+//!   what each tenant may do now, cached.
 //! - `bot_config`: a tenant's bot settings, cached; `origins`: which sites
 //!   may use the widget (CORS), per tenant and across tenants.
 //! - `engine`: the embedding model, its batching worker, the FAQ index.
@@ -45,6 +47,7 @@ pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod backup;
+pub mod billing;
 pub mod bot_config;
 pub mod cache;
 pub mod chat;

@@ -141,3 +141,19 @@ fn sign_up_is_on_and_mail_secrets_are_asked_for() {
         assert!(var["value"].is_badvalue(), "{key} has no value in the file");
     }
 }
+
+/// Razorpay's secrets are asked for at the first deploy, never committed.
+#[test]
+fn razorpay_secrets_are_asked_for_never_committed() {
+    let doc = blueprint();
+    let service = &doc["services"][0];
+    for key in [
+        "RAZORPAY_KEY_ID",
+        "RAZORPAY_KEY_SECRET",
+        "RAZORPAY_WEBHOOK_SECRET",
+    ] {
+        let var = env_var(service, key);
+        assert_eq!(var["sync"].as_bool(), Some(false), "{key}");
+        assert!(var["value"].is_badvalue(), "{key} has a committed value");
+    }
+}

@@ -169,6 +169,8 @@
       return block("This chat is not enabled for this website.");
     }
     if (res.status === 404 && code === "unknown_tenant") return block("This chat is not available.");
+    // The bot's plan is used up or lapsed: the owner's own words.
+    if (code === "chat_unavailable") return block(res.body.error.message);
     if (res.status === 0) {
       say(navigator.onLine === false
         ? "You're offline. Messages will send when you're back online."
@@ -199,6 +201,7 @@
         return stop;
       }
       config = res.body;
+      if (config.chat_open === false) return block(config.unavailable_reply || "This chat is not available.");
       store("config", JSON.stringify({ bot_name: config.bot_name, theme: config.theme, greeting: config.greeting }));
       theme(config);
       panel.querySelector(".title").textContent = config.bot_name;

@@ -9,6 +9,7 @@ export async function render(view) {
   const name = h("input", { id: "w-name", value: c.bot_name, maxlength: 100 });
   const greeting = h("textarea", { id: "w-greeting", rows: 2 }, c.greeting);
   const fallback = h("textarea", { id: "w-fallback", rows: 2 }, c.fallback_reply);
+  const unavailable = h("textarea", { id: "w-unavailable", rows: 2 }, c.unavailable_reply);
   const color = h("input", { id: "w-color", type: "color", value: /^#[0-9a-f]{6}$/i.test(theme.color || "") ? theme.color : "#2563eb" });
   const position = h("select", { id: "w-position" }, ["right", "left"].map((p) => h("option", { value: p, selected: (theme.position || "right") === p }, p === "right" ? "Bottom right" : "Bottom left")));
   const threshold = h("input", { id: "w-threshold", type: "number", min: 0, max: 1, step: 0.01, value: c.match_threshold });
@@ -31,6 +32,7 @@ export async function render(view) {
 
   const fields = h("fieldset", { disabled: !session.canEdit }, h("legend", { class: "sr" }, "Settings"),
     field("Bot name", name), field("Greeting", greeting), field("Reply when no FAQ matches", fallback),
+    field("Message when chat is unavailable", unavailable, "Shown to visitors when this month's conversations are used up or the plan has lapsed."),
     field("Colour", color), field("Position", position),
     field("Match threshold", threshold, "0 to 1. Higher: fewer but surer answers."),
     field("Allowed origins", origins, "One a line, e.g. https://www.example.com. Empty: any site may use the widget."));
@@ -40,6 +42,7 @@ export async function render(view) {
     try {
       await api("PUT", "bot/config", {
         bot_name: name.value, greeting: greeting.value, fallback_reply: fallback.value,
+        unavailable_reply: unavailable.value,
         match_threshold: Number(threshold.value),
         theme: { ...theme, color: color.value, position: position.value },
         allowed_origins: origins.value.split("\n").map((s) => s.trim()).filter(Boolean),

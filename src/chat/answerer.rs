@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use crate::billing::usage::Meter;
+use crate::billing::{Billing, month_of};
 use crate::bot_config::{BotConfig, BotConfigCache};
 use crate::chat::{self, Answer, ChatError, QuestionVector, Stored};
 use crate::config::ChatSettings;
@@ -95,6 +97,8 @@ pub struct Answerer {
     /// against the current index every time).
     questions: QuestionCache,
     bot_configs: Arc<BotConfigCache>,
+    /// The tenant's plan and standing, cached like the bot's settings.
+    billing: Arc<Billing>,
     settings: ChatSettings,
 }
 
@@ -105,6 +109,7 @@ impl Answerer {
         db: Db,
         engine: Arc<Engine>,
         bot_configs: Arc<BotConfigCache>,
+        billing: Arc<Billing>,
         settings: ChatSettings,
         cache_capacity: usize,
     ) -> Self {
@@ -116,6 +121,7 @@ impl Answerer {
             // tokens, and so the vector, unchanged for any model.
             questions: QuestionCache::new(settings.question_cache_bytes, Normalise::Whitespace),
             bot_configs,
+            billing,
             settings,
         }
     }
@@ -131,18 +137,36 @@ impl Answerer {
         self.decide(schema, message).await
     }
 
-    /// Answers the visitor and stores the exchange.
+    /// Answers the visitor and stores the exchange. Chat closed (the
+    /// subscription lapsed past its grace, or the month's conversations
+    /// used up for a new conversation): `ChatError::Unavailable` with the
+    /// owner's own words, before any inference when known from memory.
     pub async fn respond(
         &self,
         schema: &SchemaName,
         question: Question<'_>,
     ) -> Result<Reply, ChatError> {
         let message = self.check(question.message)?;
+        let now = self.billing.now();
+        // Both from memory on every message but a tenant's first.
+        let (entitlement, bot) = tokio::join!(
+            self.billing.entitlement(schema),
+            self.bot_configs.get(schema)
+        );
+        let (entitlement, bot) = (entitlement?, bot?);
+        let continuing = question.session_id.is_some_and(chat::is_session_id);
+        if !entitlement.chat_open(now) || (!continuing && self.billing.month_full(schema, now)) {
+            return Err(ChatError::Unavailable(bot.unavailable_reply.clone()));
+        }
+        let meter = Meter {
+            month: month_of(now),
+            limit: entitlement.limits.conversations_per_month,
+        };
         let (answer, vector) = match question.pick {
             None => {
-                let (vector, index, bot) = self.prepare(schema, message).await?;
+                let (vector, index, current) = self.prepare(schema, message).await?;
                 (
-                    chat::decide(&index, &vector, &bot, &self.settings),
+                    chat::decide(&index, &vector, &current, &self.settings),
                     Some(vector),
                 )
             }
@@ -172,8 +196,13 @@ impl Answerer {
             message,
             kept,
             &answer,
+            meter,
         )
         .await?;
+        let Some(stored) = stored else {
+            self.billing.mark_full(schema, meter.month);
+            return Err(ChatError::Unavailable(bot.unavailable_reply.clone()));
+        };
         Ok(Reply { answer, stored })
     }
 

@@ -13,6 +13,8 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::Serialize;
 
+use crate::billing::BillingError;
+use crate::billing::usage::{self, Meter};
 use crate::bot_config::BotConfig;
 use crate::config::ChatSettings;
 use crate::db::DbError;
@@ -175,6 +177,12 @@ pub enum ChatError {
     UnknownSession,
     #[error("no answer {0} in this conversation")]
     UnknownMessage(i64),
+    /// The month's conversations are used up or the subscription lapsed:
+    /// the bot's owner's own words.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Billing(#[from] BillingError),
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// The FAQ index could not be built, or a pick not learned.
@@ -195,6 +203,8 @@ impl Classify for ChatError {
             | ChatError::UnknownChoice(_) => Kind::new(Class::BadInput, "bad_request"),
             ChatError::InvalidSession => Kind::bad_input(),
             ChatError::UnknownSession | ChatError::UnknownMessage(_) => Kind::not_found(),
+            ChatError::Unavailable(_) => Kind::new(Class::Forbidden, "chat_unavailable").expected(),
+            ChatError::Billing(e) => e.kind(),
             ChatError::Engine(e) => e.kind(),
             ChatError::Faq(e) => e.kind(),
             ChatError::Db(e) => e.kind(),
@@ -220,7 +230,10 @@ pub struct QuestionVector<'a> {
 
 /// Stores the visitor's message (with its vector, if given) and the bot's
 /// answer in the conversation of `session_id`, or in a new conversation
-/// with a new id when that one is missing, malformed or unknown here.
+/// with a new id when that one is missing, malformed or unknown here. A new
+/// conversation is metered against `meter` in the same round trip as its
+/// INSERT; at the month's limit nothing is stored and the answer is
+/// `Ok(None)`.
 pub async fn store_exchange(
     db: &Db,
     schema: &SchemaName,
@@ -229,7 +242,8 @@ pub async fn store_exchange(
     message: &str,
     vector: Option<QuestionVector<'_>>,
     answer: &Answer,
-) -> Result<Stored, DbError> {
+    meter: Meter,
+) -> Result<Option<Stored>, DbError> {
     let tx = db.tenant(schema).await?;
     let existing = match session_id.filter(|s| is_session_id(s)) {
         Some(id) => tx
@@ -246,13 +260,24 @@ pub async fn store_exchange(
         Some(found) => found,
         None => {
             let id = new_session_id();
-            let row = tx
-                .query_one(
+            // Pipelined: both statements leave in one round trip. The
+            // meter runs first; at the limit it returns no row, and the
+            // transaction (the conversation with it) is rolled back.
+            let limit = meter.limit_param();
+            let meter_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                [&meter.month, &limit];
+            let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&id, &origin];
+            let (metered, row) = tokio::join!(
+                tx.query_opt(usage::METER, &meter_params),
+                tx.query_one(
                     "INSERT INTO conversations (session_id, origin) VALUES ($1, $2) RETURNING id",
-                    &[&id, &origin],
+                    &insert_params,
                 )
-                .await?;
-            (id, row.try_get(0)?)
+            );
+            if metered?.is_none() {
+                return Ok(None);
+            }
+            (id, row?.try_get(0)?)
         }
     };
     // The FAQ may have been deleted since the index was built: keep the
@@ -287,10 +312,10 @@ pub async fn store_exchange(
         .await?;
     let message_id = row.try_get(0)?;
     tx.commit().await?;
-    Ok(Stored {
+    Ok(Some(Stored {
         session_id,
         message_id,
-    })
+    }))
 }
 
 /// Messages a reload shows at most: the latest ones.
@@ -401,6 +426,7 @@ mod tests {
             caution: 0.5,
             theme: serde_json::json!({}),
             allowed_origins: vec![],
+            unavailable_reply: "Closed".into(),
         }
     }
 

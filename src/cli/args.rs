@@ -42,6 +42,9 @@ pub enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// A tenant's plan, state and usage; grant a plan by hand.
+    #[command(subcommand)]
+    Billing(BillingCommand),
     /// Print the HTTP API's OpenAPI 3.1 document (as `/api/schema.json`).
     Openapi,
     /// The operator console: tenants, domains, conversations and unanswered
@@ -53,6 +56,19 @@ pub enum Command {
     /// Check every tenant schema: at the latest migration, and on Citus
     /// distributed (and the public tables reference tables).
     Doctor,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BillingCommand {
+    /// A tenant's plan, state and this month's usage (JSON).
+    Show { schema: String },
+    /// Puts a tenant on a configured plan without Razorpay (`trial`: a new
+    /// trial from now).
+    Grant {
+        schema: String,
+        #[arg(long)]
+        plan: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@
 
 mod args;
 mod ask;
+mod billing;
 mod domains;
 mod faqs;
 mod migrations;
@@ -16,7 +17,8 @@ mod users;
 use std::process::ExitCode;
 
 pub use args::{
-    Cli, Command, DomainCommand, FaqCommand, MigrateArgs, ModelCommand, TenantCommand, UserCommand,
+    BillingCommand, Cli, Command, DomainCommand, FaqCommand, MigrateArgs, ModelCommand,
+    TenantCommand, UserCommand,
 };
 
 use crate::app::{Application, StartupError};
@@ -25,6 +27,7 @@ use crate::db::Database;
 use crate::db::migrate;
 
 use ask::ask;
+use billing::billing_command;
 use domains::domain_command;
 use faqs::faq_command;
 use migrations::migrate_command;
@@ -62,6 +65,8 @@ pub enum CliError {
     Chat(#[from] crate::chat::ChatError),
     #[error(transparent)]
     Citus(#[from] crate::citus::CitusError),
+    #[error(transparent)]
+    Billing(#[from] crate::billing::BillingError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -111,6 +116,7 @@ async fn with_database(
         Command::Tenant(cmd) => tenant_command(db, cmd).await,
         Command::Domain(cmd) => domain_command(db, cmd).await,
         Command::User(cmd) => user_command(db, cmd).await,
+        Command::Billing(cmd) => billing_command(db, settings, cmd).await,
         Command::Console => Ok(crate::console::run(db.db().clone(), settings).await?),
         Command::Citus(cmd) => Ok(crate::citus::run_command(db.db(), cmd).await?),
         Command::Doctor => Ok(crate::citus::run_doctor(db.db()).await?),

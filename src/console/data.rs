@@ -70,7 +70,8 @@ pub enum Response {
     TenantCreated(Result<String, String>),
     TenantDeleted(Result<String, String>),
     ActiveSet(Result<(String, bool), String>),
-    TenantPage(Result<TenantPage, String>),
+    /// Boxed: the page is far larger than the other answers.
+    TenantPage(Result<Box<TenantPage>, String>),
     Domains(Result<Vec<DomainRow>, String>),
     DomainChanged(Result<String, String>),
     /// With the filter it answers.

@@ -160,6 +160,7 @@ pub fn tenant_page() -> TenantPage {
             caution: 0.5,
             theme: serde_json::json!({}),
             allowed_origins: vec!["https://acme.test".into()],
+            unavailable_reply: "Chat is closed for now.".into(),
         },
         per_day: (0..31u64)
             .map(|i| (start + chrono::Days::new(i), (i * 7) % 5))

@@ -639,7 +639,7 @@ mod tests {
     fn tenant_page() {
         let mut app = loaded_app();
         app.on_key(key(KeyCode::Enter));
-        app.on_response(Response::TenantPage(Ok(fixtures::tenant_page())));
+        app.on_response(Response::TenantPage(Ok(Box::new(fixtures::tenant_page()))));
         insta::assert_snapshot!(screen(&app).backend());
     }
 
@@ -707,7 +707,7 @@ mod tests {
         }
         app.on_key(key(KeyCode::Esc));
         app.on_key(key(KeyCode::Enter));
-        app.on_response(Response::TenantPage(Ok(fixtures::tenant_page())));
+        app.on_response(Response::TenantPage(Ok(Box::new(fixtures::tenant_page()))));
         for (w, h) in [(1, 1), (20, 5), (40, 10), (200, 60)] {
             draw(&app, w, h);
         }

@@ -22,8 +22,8 @@ use utoipa_axum::routes;
 use crate::http::layers::{cors, hosts, request_log, security, tenant};
 use crate::http::openapi::Layers;
 use crate::http::routes::{
-    analytics, auth, bot, chat, conversations, dashboard, faq_tools, faqs, health, members,
-    metrics, operator, recovery, session, signup, static_files, widget,
+    analytics, auth, billing, bot, chat, conversations, dashboard, faq_tools, faqs, health,
+    members, metrics, operator, recovery, session, signup, static_files, widget,
 };
 use crate::http::state::AppState;
 
@@ -120,6 +120,8 @@ fn checked_routes() -> OpenApiRouter<AppState> {
             operator::set_membership,
             operator::remove_membership
         ))
+        .routes(routes!(billing::tenant_status, billing::grant))
+        .routes(routes!(billing::webhook))
         .routes(routes!(
             operator::list_domains,
             operator::add_domain,
@@ -153,4 +155,10 @@ fn tenant_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(conversations::get, conversations::delete))
         .routes(routes!(members::list, members::add))
         .routes(routes!(members::set_role, members::remove))
+        .routes(routes!(billing::page))
+        .routes(routes!(billing::subscribe))
+        .routes(routes!(billing::checkout))
+        .routes(routes!(billing::change_plan))
+        .routes(routes!(billing::cancel))
+        .routes(routes!(billing::invoices))
 }

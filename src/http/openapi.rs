@@ -36,6 +36,7 @@ use crate::error::ErrorBody;
         (name = "account", description = "Sign-in and the signed-in user"),
         (name = "bot", description = "A tenant's bot, FAQs, conversations and analytics"),
         (name = "operator", description = "The platform: tenants, domains, users"),
+        (name = "billing", description = "Plans, usage and Razorpay subscriptions"),
         (name = "health", description = "Probes")
     )
 )]

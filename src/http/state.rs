@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
+use crate::billing::Billing;
 use crate::bot_config::BotConfigCache;
 use crate::chat::Answerer;
 use crate::config::Settings;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub tenants: Arc<TenantResolver>,
     pub bot_configs: Arc<BotConfigCache>,
+    /// Plans, usage and Razorpay; each tenant's standing cached.
+    pub billing: Arc<Billing>,
     pub allowed_hosts: Arc<AllowedHosts>,
     pub engine: Arc<Engine>,
     pub answerer: Arc<Answerer>,
@@ -58,10 +61,12 @@ impl AppState {
     ) -> Self {
         let capacity = settings.tenancy.cache_capacity;
         let bot_configs = Arc::new(BotConfigCache::new(db.clone(), capacity));
+        let billing = Arc::new(Billing::new(db.clone(), settings.billing.clone(), capacity));
         let answerer = Answerer::new(
             db.clone(),
             Arc::clone(&engine),
             Arc::clone(&bot_configs),
+            Arc::clone(&billing),
             settings.chat.clone(),
             capacity,
         );
@@ -83,6 +88,7 @@ impl AppState {
             metrics,
             tenants: Arc::new(TenantResolver::new(db.clone(), capacity)),
             bot_configs,
+            billing,
             allowed_hosts: Arc::new(AllowedHosts::new(&settings.effective_allowed_hosts())),
             settings: Arc::new(settings),
             db,
@@ -98,6 +104,7 @@ impl AppState {
                 self.tenants.invalidate();
                 // A deleted and re-created schema must not answer with old data.
                 self.bot_configs.invalidate_all();
+                self.billing.invalidate_all();
                 self.answerer.forget_all();
             }
             Signal::Event(ChangeEvent::BotConfig(schema)) => {
@@ -105,6 +112,7 @@ impl AppState {
                 self.widget_origins.invalidate();
             }
             Signal::Event(ChangeEvent::Faqs(schema)) => self.answerer.faqs_changed(schema),
+            Signal::Event(ChangeEvent::Billing(schema)) => self.billing.invalidate(schema),
         }
     }
 }

@@ -25,6 +25,8 @@ pub enum ChangeEvent {
     BotConfig(SchemaName),
     /// A tenant's FAQs changed.
     Faqs(SchemaName),
+    /// A tenant's plan or subscription changed.
+    Billing(SchemaName),
 }
 
 impl ChangeEvent {
@@ -33,6 +35,7 @@ impl ChangeEvent {
             Self::Tenancy => "tenancy".into(),
             Self::BotConfig(s) => format!("config:{s}"),
             Self::Faqs(s) => format!("faqs:{s}"),
+            Self::Billing(s) => format!("billing:{s}"),
         }
     }
 
@@ -41,6 +44,7 @@ impl ChangeEvent {
             None if payload == "tenancy" => Some(Self::Tenancy),
             Some(("config", s)) => SchemaName::parse(s).ok().map(Self::BotConfig),
             Some(("faqs", s)) => SchemaName::parse(s).ok().map(Self::Faqs),
+            Some(("billing", s)) => SchemaName::parse(s).ok().map(Self::Billing),
             _ => None,
         }
     }
@@ -146,7 +150,8 @@ mod tests {
         for event in [
             ChangeEvent::Tenancy,
             ChangeEvent::BotConfig(acme.clone()),
-            ChangeEvent::Faqs(acme),
+            ChangeEvent::Faqs(acme.clone()),
+            ChangeEvent::Billing(acme),
         ] {
             assert_eq!(ChangeEvent::parse(&event.payload()), Some(event));
         }

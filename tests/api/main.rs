@@ -5,6 +5,7 @@ mod abuse;
 mod analytics;
 mod auth;
 mod backup;
+mod billing;
 mod chat;
 mod citus;
 mod clarify;

@@ -70,7 +70,7 @@ pub async fn get(
         (status = 201, description = "The FAQ as stored", body = Faq),
         (status = 400, description = "Empty or too long text, or an unknown field", body = ErrorBody),
         (status = 401, description = "No live token", body = ErrorBody),
-        (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
+        (status = 403, description = "Not an owner of this tenant, or `plan_limit`: the plan's FAQs are used up", body = ErrorBody),
     )
 )]
 pub async fn create(
@@ -79,6 +79,7 @@ pub async fn create(
     ApiJson(new): ApiJson<NewFaq>,
 ) -> Result<(StatusCode, Json<Faq>), AppError> {
     let schema = &owner.tenant.schema;
+    state.billing.check_faqs(schema, 1).await?;
     let created = faq::create(&state.db, schema, new).await?;
     changed(&state, schema);
     Ok((StatusCode::CREATED, Json(created)))
@@ -160,7 +161,7 @@ pub struct ImportResult {
         (status = 200, description = "Every row was added", body = ImportResult),
         (status = 400, description = "Not JSON or CSV, or bad rows (named); nothing was added", body = ErrorBody),
         (status = 401, description = "No live token", body = ErrorBody),
-        (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
+        (status = 403, description = "Not an owner of this tenant, or `plan_limit`: more FAQs than the plan allows", body = ErrorBody),
     )
 )]
 pub async fn import(
@@ -170,6 +171,7 @@ pub async fn import(
 ) -> Result<Json<ImportResult>, AppError> {
     let schema = &owner.tenant.schema;
     let faqs = faq::parse_import(&body)?;
+    state.billing.check_faqs(schema, faqs.len()).await?;
     let imported = faq::import(&state.db, schema, &faqs).await?;
     changed(&state, schema);
     Ok(Json(ImportResult { imported }))

@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod billing;
 pub mod bot;
 pub mod chat;
 pub mod conversations;

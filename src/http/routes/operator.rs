@@ -240,7 +240,7 @@ pub async fn list_users(
     responses(
         (status = 201, description = "Done"),
         (status = 401, description = "No live token", body = ErrorBody),
-        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 403, description = "Not an operator, or `plan_limit`: the tenant's plan has no room for another member", body = ErrorBody),
         (status = 400, description = "A bad email, password or role", body = ErrorBody),
         (status = 404, description = "No such tenant", body = ErrorBody),
         (status = 409, description = "The email is taken", body = ErrorBody),
@@ -257,6 +257,11 @@ pub async fn create_user(
         (None, None) => None,
         _ => return Err(AppError::BadRequest("give tenant and role together".into())),
     };
+    if let Some((tenant, _)) = membership
+        && let Ok(schema) = crate::db::SchemaName::parse(tenant)
+    {
+        state.billing.check_members(&schema, &body.email).await?;
+    }
     let new = NewUser {
         email: &body.email,
         password: &body.password,
@@ -277,7 +282,7 @@ pub async fn create_user(
     responses(
         (status = 204, description = "Done"),
         (status = 401, description = "No live token", body = ErrorBody),
-        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 403, description = "Not an operator, or `plan_limit`: the tenant's plan has no room for another member", body = ErrorBody),
         (status = 400, description = "A bad role", body = ErrorBody),
         (status = 404, description = "No such user or tenant", body = ErrorBody),
     )
@@ -292,6 +297,9 @@ pub async fn set_membership(
         .as_deref()
         .ok_or_else(|| AppError::BadRequest("role is required: owner or agent".into()))?
         .parse()?;
+    if let Ok(schema) = crate::db::SchemaName::parse(&body.tenant) {
+        state.billing.check_members(&schema, &body.email).await?;
+    }
     users::set_membership(&state.db, &body.email, &body.tenant, role).await?;
     Ok(StatusCode::NO_CONTENT)
 }

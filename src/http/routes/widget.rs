@@ -15,6 +15,11 @@ pub struct WidgetConfig {
     pub greeting: String,
     #[schema(value_type = Object)]
     pub theme: serde_json::Value,
+    /// False when the bot's plan has lapsed (past its grace): the widget
+    /// shows `unavailable_reply` instead of taking questions.
+    pub chat_open: bool,
+    /// The owner's words for a closed chat; only when `chat_open` is false.
+    pub unavailable_reply: Option<String>,
 }
 
 /// The bot's public face, for the widget before the visitor types.
@@ -28,8 +33,15 @@ pub async fn config(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
 ) -> Result<Json<WidgetConfig>, AppError> {
-    let config = state.bot_configs.get(&tenant.schema).await?;
+    let (config, entitlement) = tokio::join!(
+        state.bot_configs.get(&tenant.schema),
+        state.billing.entitlement(&tenant.schema)
+    );
+    let config = config?;
+    let chat_open = entitlement?.chat_open(state.billing.now());
     Ok(Json(WidgetConfig {
+        chat_open,
+        unavailable_reply: (!chat_open).then(|| config.unavailable_reply.clone()),
         client_id: tenant.schema.to_string(),
         bot_name: config.bot_name.clone(),
         greeting: config.greeting.clone(),

@@ -1,0 +1,52 @@
+//! Conversations started per calendar month (UTC), in the tenant's own
+//! `usage` table. The count is bumped by [`METER`], sent in the same round
+//! trip as the conversation's INSERT (pipelined): under the plan's limit
+//! it returns the new count; at the limit it returns no row and the
+//! caller rolls the conversation back. No extra round trip per message,
+//! and none at all for a message in an existing conversation.
+
+use chrono::NaiveDate;
+
+use crate::db::{Db, DbError, SchemaName};
+
+/// `$1`: the month (its first day), `$2`: the limit (NULL: none).
+/// Returns the month's count after this conversation, or no row when the
+/// limit is reached.
+pub const METER: &str = "INSERT INTO usage AS u (month, conversations) VALUES ($1, 1) \
+     ON CONFLICT (month) DO UPDATE SET conversations = u.conversations + 1 \
+     WHERE $2::int IS NULL OR u.conversations < $2::int \
+     RETURNING conversations";
+
+/// What to meter a new conversation against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meter {
+    pub month: NaiveDate,
+    /// Conversations the month allows; none: no limit.
+    pub limit: Option<u32>,
+}
+
+impl Meter {
+    pub fn limit_param(&self) -> Option<i32> {
+        self.limit.map(|l| i32::try_from(l).unwrap_or(i32::MAX))
+    }
+}
+
+/// The tenant's conversations started in `month`.
+pub async fn conversations_in(
+    db: &Db,
+    schema: &SchemaName,
+    month: NaiveDate,
+) -> Result<i64, DbError> {
+    let tx = db.tenant(schema).await?;
+    let row = tx
+        .query_opt(
+            "SELECT conversations FROM usage WHERE month = $1",
+            &[&month],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(match row {
+        Some(row) => i64::from(row.try_get::<_, i32>(0)?),
+        None => 0,
+    })
+}
