@@ -4,7 +4,7 @@
 //! migrations. The operator's commands on top are `crate::citus`.
 
 // The shared migrations' lock: migrators and this wait for each other.
-use crate::db::{Db, DbError, SHARED_MIGRATION_LOCK};
+use crate::db::{Db, DbError, During, SHARED_MIGRATION_LOCK};
 
 /// Run in a tenant-creating transaction before `CREATE SCHEMA`: on Citus,
 /// the schema (and every table later created in it) is distributed; on
@@ -57,10 +57,13 @@ pub async fn make_reference_tables(db: &Db) -> Result<Vec<String>, DbError> {
             "SELECT create_reference_table($1::text::regclass)",
             &[&qualified],
         )
-        .await?;
+        .await
+        .during(format_args!("SELECT create_reference_table('{qualified}')"))?;
         made.push(table);
     }
-    tx.commit().await?;
+    tx.commit()
+        .await
+        .during("making reference tables: COMMIT")?;
     Ok(made)
 }
 

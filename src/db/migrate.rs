@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio_postgres::Client;
 
-use crate::db::{Db, DbError, SHARED_MIGRATION_LOCK, SchemaName, TenantTx};
+use crate::db::{Db, DbError, During, SHARED_MIGRATION_LOCK, SchemaName, TenantTx};
 use crate::error_kind::{Classify, Kind};
 
 mod public_migrations {
@@ -89,7 +89,7 @@ pub async fn migrate_shared(db: &Db) -> Result<usize, MigrateError> {
     let report = runner(public_migrations::migrations::runner())
         .run_async(&mut InTransaction(tx.raw(), &migrations))
         .await?;
-    tx.commit().await?;
+    tx.commit().await.during("migrating public: COMMIT")?;
     // On Citus, the public tables (new ones included) become reference
     // tables; elsewhere this is one query that finds no extension.
     crate::db::citus::make_reference_tables(db)
@@ -105,7 +105,11 @@ pub async fn migrate_tenant_in(tx: &TenantTx) -> Result<usize, MigrateError> {
         "SELECT pg_advisory_xact_lock(hashtext('chatter.migrate.' || $1::text))",
         &[&tx.schema().as_str()],
     )
-    .await?;
+    .await
+    .during(format_args!(
+        "migrating tenant {}: taking its migration lock",
+        tx.schema()
+    ))?;
     let migrations = tenant_migrations::migrations::runner()
         .get_migrations()
         .to_vec();
@@ -119,7 +123,9 @@ pub async fn migrate_tenant_in(tx: &TenantTx) -> Result<usize, MigrateError> {
 pub async fn migrate_tenant(db: &Db, schema: &SchemaName) -> Result<usize, MigrateError> {
     let tx = db.tenant(schema).await?;
     let applied = migrate_tenant_in(&tx).await?;
-    tx.commit().await?;
+    tx.commit()
+        .await
+        .during(format_args!("migrating tenant {schema}: COMMIT"))?;
     Ok(applied)
 }
 
