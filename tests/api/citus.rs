@@ -260,3 +260,64 @@ async fn every_tenant_table_has_a_replica_identity() {
         .unwrap();
     assert_eq!(missing, vec!["loose".to_string()]);
 }
+
+/// A tenant operation that fails names the statement that failed and
+/// gives the server's own message, not "db error" (here a lock timeout:
+/// another session holds the table the step needs).
+#[tokio::test]
+async fn a_failing_tenant_operation_names_its_statement_and_the_servers_message() {
+    let test_db = TestDb::create().await;
+    let mut settings = chatter::config::Settings::default().database;
+    settings.pool_size = 2;
+    settings.lock_timeout_ms = 200;
+    let db = chatter::db::Db::connect(
+        chatter::db::tls::PgTarget::from_url(&test_db.url).unwrap(),
+        &settings,
+    )
+    .unwrap();
+    migrate::migrate_shared(&db).await.unwrap();
+    tenant(&db, "held").await;
+
+    let (other, connection) = tokio_postgres::connect(&test_db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    other
+        .batch_execute("BEGIN; LOCK TABLE public.tenants IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let error = provision::create_tenant(
+        &db,
+        NewTenant {
+            schema: "blocked",
+            name: "Blocked",
+            domain: None,
+            is_public: false,
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("creating tenant blocked: INSERT INTO public.tenants failed")
+            && error.contains("lock timeout"),
+        "{error}"
+    );
+    other.batch_execute("ROLLBACK").await.unwrap();
+
+    other
+        .batch_execute("BEGIN; LOCK TABLE held.faqs IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+    let error = provision::delete_tenant(&db, "held")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("deleting tenant held: DROP SCHEMA \"held\" CASCADE failed")
+            && error.contains("lock timeout"),
+        "{error}"
+    );
+    other.batch_execute("ROLLBACK").await.unwrap();
+    provision::delete_tenant(&db, "held").await.unwrap();
+}
