@@ -749,7 +749,7 @@ impl App {
                 }
                 return self.send(requests);
             }
-            Response::TenantPage(Ok(page)) => self.tenant_page = Some(page),
+            Response::TenantPage(Ok(page)) => self.tenant_page = Some(*page),
             Response::Domains(Ok(rows)) => self.domains.set(rows),
             Response::DomainChanged(Ok(message)) => {
                 self.close_form(is_add_domain);
@@ -966,7 +966,7 @@ mod tests {
             vec![Request::TenantPage("acme".into())]
         );
         assert_eq!(app.screen, Screen::Tenant);
-        app.on_response(Response::TenantPage(Ok(fixtures::tenant_page())));
+        app.on_response(Response::TenantPage(Ok(Box::new(fixtures::tenant_page()))));
         let sent = app.on_key(ch('u'));
         assert_eq!(
             sent,

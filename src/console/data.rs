@@ -70,7 +70,7 @@ pub enum Response {
     TenantCreated(Result<String, String>),
     TenantDeleted(Result<String, String>),
     ActiveSet(Result<(String, bool), String>),
-    TenantPage(Result<TenantPage, String>),
+    TenantPage(Result<Box<TenantPage>, String>),
     Domains(Result<Vec<DomainRow>, String>),
     DomainChanged(Result<String, String>),
     /// With the filter it answers.

@@ -643,7 +643,7 @@ mod tests {
     fn tenant_page() {
         let mut app = loaded_app();
         app.on_key(key(KeyCode::Enter));
-        app.on_response(Response::TenantPage(Ok(fixtures::tenant_page())));
+        app.on_response(Response::TenantPage(Ok(Box::new(fixtures::tenant_page()))));
         insta::assert_snapshot!(screen(&app).backend());
     }
 
@@ -655,7 +655,7 @@ mod tests {
             node: None,
             ..fixtures::tenant_page()
         };
-        app.on_response(Response::TenantPage(Ok(page)));
+        app.on_response(Response::TenantPage(Ok(Box::new(page))));
         let text = format!("{:?}", screen(&app).backend());
         assert!(text.contains("Status"), "{text}");
         assert!(!text.contains("Node"), "{text}");
@@ -725,7 +725,7 @@ mod tests {
         }
         app.on_key(key(KeyCode::Esc));
         app.on_key(key(KeyCode::Enter));
-        app.on_response(Response::TenantPage(Ok(fixtures::tenant_page())));
+        app.on_response(Response::TenantPage(Ok(Box::new(fixtures::tenant_page()))));
         for (w, h) in [(1, 1), (20, 5), (40, 10), (200, 60)] {
             draw(&app, w, h);
         }

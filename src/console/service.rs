@@ -82,7 +82,9 @@ impl Services {
                     .map(|()| (schema, active))
                     .map_err(message),
             ),
-            Request::TenantPage(schema) => Response::TenantPage(self.tenant_page(&schema).await),
+            Request::TenantPage(schema) => {
+                Response::TenantPage(self.tenant_page(&schema).await.map(Box::new))
+            }
             Request::Domains => {
                 Response::Domains(provision::list_domains(db).await.map_err(message))
             }

@@ -130,7 +130,11 @@ async fn chats_go_on_and_are_all_stored_while_the_tenant_moves() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let to = nodes.iter().find(|n| **n != from).expect("another worker").clone();
+    let to = nodes
+        .iter()
+        .find(|n| **n != from)
+        .expect("another worker")
+        .clone();
 
     let moving = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -185,10 +189,16 @@ async fn chats_go_on_and_are_all_stored_while_the_tenant_moves() {
     stop.store(true, Ordering::SeqCst);
     for visitor in visitors {
         let failures = visitor.await.unwrap();
-        assert!(failures.is_empty(), "chats failed during the move: {failures:?}");
+        assert!(
+            failures.is_empty(),
+            "chats failed during the move: {failures:?}"
+        );
     }
 
-    assert_eq!((moved.from.as_str(), moved.to.as_str()), (from.as_str(), to.as_str()));
+    assert_eq!(
+        (moved.from.as_str(), moved.to.as_str()),
+        (from.as_str(), to.as_str())
+    );
     let level: String = app
         .handle
         .shared()
@@ -247,7 +257,10 @@ async fn every_tenant_table_has_a_replica_identity() {
     let missing = citus::tables_without_replica_identity(&db, "ident")
         .await
         .unwrap();
-    assert!(missing.is_empty(), "tables without a primary key: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "tables without a primary key: {missing:?}"
+    );
     // The check sees a table without one.
     db.shared()
         .await
