@@ -9,7 +9,8 @@
 # (the write pause) and every chat counted against the exchanges stored.
 #
 #   bench/citus.sh                  # ~8 min on 2 cores; every wrk run bounded by -d
-#   TENANTS=200 DURATION=5s bench/citus.sh
+#   TENANTS=200 DURATION=5s JOBS=8 bench/citus.sh
+#   CHATTER_BIN=target/debug/chatter bench/citus.sh   # a binary already built
 #
 # Needs root or the postgres user (builds Citus into this machine's
 # PostgreSQL with ../shared/tools/citus/build.sh, cached), wrk, PostgreSQL on
@@ -29,8 +30,13 @@ admin="${CHATTER_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 tools="${CITUS_TOOLS:-$(cd .. && pwd)/shared/tools/citus}"
 [ -x "$tools/build.sh" ] || tools=/work/shared/tools/citus
 "$tools/build.sh" >/dev/null
-cargo build --release --quiet --bin chatter
-bin="$CARGO_TARGET_DIR/release/chatter"
+# CHATTER_BIN: a chatter binary already built (skips the release build).
+if [ -n "${CHATTER_BIN:-}" ]; then
+  bin=$CHATTER_BIN
+else
+  cargo build --release --quiet --bin chatter
+  bin="$CARGO_TARGET_DIR/release/chatter"
+fi
 
 # Three free ports in a row for the cluster.
 if [ -z "${CITUS_PORT:-}" ]; then
