@@ -33,11 +33,16 @@ pub async fn make_reference_tables(db: &Db) -> Result<Vec<String>, DbError> {
         return Ok(Vec::new());
     }
     let tx = db.shared_tx().await?;
+    // As in migrate_shared: waiting for another migrator is no failure.
+    tx.execute("SET LOCAL lock_timeout TO 0", &[])
+        .await
+        .during("making reference tables: SET LOCAL lock_timeout")?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1)",
         &[&SHARED_MIGRATION_LOCK],
     )
-    .await?;
+    .await
+    .during("making reference tables: taking the shared migration lock")?;
     let rows = tx
         .query(
             "SELECT c.relname::text FROM pg_class c \

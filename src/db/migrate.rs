@@ -78,11 +78,16 @@ fn runner(migrations: Runner) -> Runner {
 /// Applies the shared migrations to `public`. Returns how many were applied.
 pub async fn migrate_shared(db: &Db) -> Result<usize, MigrateError> {
     let tx = db.shared_tx().await?;
+    // Waiting for another process's migration is expected (every CLI
+    // command migrates first): not a lock_timeout failure, only
+    // statement_timeout bounds it.
     tx.raw()
         .batch_execute(&format!(
-            "SELECT pg_advisory_xact_lock({SHARED_MIGRATION_LOCK}); SET LOCAL search_path TO public"
+            "SET LOCAL lock_timeout TO 0; SELECT pg_advisory_xact_lock({SHARED_MIGRATION_LOCK}); \
+             SET LOCAL search_path TO public"
         ))
-        .await?;
+        .await
+        .during("migrating public: taking the shared migration lock")?;
     let migrations = public_migrations::migrations::runner()
         .get_migrations()
         .to_vec();
