@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::bot_config::BotConfigRow;
 pub use crate::conversations::{ConversationRow, FeedbackRow, MessageRow};
-use crate::db::{DbError, TenantTx};
+use crate::db::{DbError, During, TenantTx};
 pub use crate::faq::FaqRow;
 use crate::tenancy::events::ChangeEvent;
 use crate::tenancy::provision::{self, NewTenant};
@@ -133,20 +133,36 @@ pub async fn import(
     .checked()?;
     let tx = db.shared_tx().await?;
     let (_, tx) = provision::create_tenant_in(tx, &new).await?;
-    write_data(&tx, archive).await?;
+    let step = |what: &str| format!("importing tenant {}: {what}", new.schema);
+    write_data(&tx, archive, &step).await?;
     ChangeEvent::BotConfig(new.schema.clone())
         .notify(&tx)
-        .await?;
-    ChangeEvent::Faqs(new.schema.clone()).notify(&tx).await?;
-    tx.commit().await?;
+        .await
+        .during(step("pg_notify"))?;
+    ChangeEvent::Faqs(new.schema.clone())
+        .notify(&tx)
+        .await
+        .during(step("pg_notify"))?;
+    tx.commit().await.during(step("COMMIT"))?;
     Ok(new.schema)
 }
 
-/// Writes the archive's rows into the freshly created tenant of `tx`.
-async fn write_data(tx: &TenantTx, archive: &TenantArchive) -> Result<(), BackupError> {
-    bot_config::restore_in(tx, &archive.bot_config).await?;
-    faq::restore_in(tx, &archive.faqs).await?;
-    conversations::restore_in(tx, &archive.conversations).await?;
+/// Writes the archive's rows into the freshly created tenant of `tx`;
+/// a failure names the table being restored.
+async fn write_data(
+    tx: &TenantTx,
+    archive: &TenantArchive,
+    step: &impl Fn(&str) -> String,
+) -> Result<(), BackupError> {
+    bot_config::restore_in(tx, &archive.bot_config)
+        .await
+        .during(step("restoring bot_config"))?;
+    faq::restore_in(tx, &archive.faqs)
+        .await
+        .during(step("restoring faqs"))?;
+    conversations::restore_in(tx, &archive.conversations)
+        .await
+        .during(step("restoring conversations and messages"))?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use clap::Subcommand;
 
 use crate::db::citus::is_citus;
 use crate::db::migrate::latest_tenant_version;
-use crate::db::{Db, DbError, SchemaName};
+use crate::db::{Db, DbError, During, SchemaName};
 use crate::tenancy::provision;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,19 @@ pub enum CitusError {
     UnknownTenant(String),
     #[error("NODE must be host:port (as in citus_get_active_worker_nodes()), not {0}")]
     BadNode(String),
+    #[error("{0} is not an active Citus worker (see `chatter citus nodes`)")]
+    UnknownNode(String),
+    #[error("cannot reach worker {node}: {message}")]
+    NodeUnreachable { node: String, message: String },
+    #[error("tenant {0} is not distributed (run `chatter citus distribute-existing`)")]
+    NotDistributed(String),
+    #[error("tenant {schema} is already on {node}")]
+    AlreadyThere { schema: String, node: String },
+    #[error(
+        "an online move needs wal_level = logical on {node} (it is {level}): set it in its \
+         postgresql.conf and restart it, or move with --mode block-writes"
+    )]
+    NotLogical { node: String, level: String },
     #[error("doctor found {0} problem(s)")]
     Unhealthy(usize),
 }
@@ -76,7 +89,8 @@ pub async fn distribute_existing(db: &Db) -> Result<Vec<String>, CitusError> {
                 "SELECT citus_schema_distribute($1::text::regnamespace)",
                 &[&schema.quoted()],
             )
-            .await?;
+            .await
+            .during(format_args!("SELECT citus_schema_distribute('{schema}')"))?;
         distributed.push(schema.to_string());
     }
     Ok(distributed)
@@ -106,10 +120,96 @@ pub async fn placements(db: &Db) -> Result<Option<BTreeMap<String, String>>, Cit
     Ok(Some(map))
 }
 
+/// Where one tenant's schema lives ("host:port"); `None` off Citus or
+/// when the schema is not distributed.
+pub async fn placement(db: &Db, schema: &SchemaName) -> Result<Option<String>, CitusError> {
+    if !is_citus(db).await? {
+        return Ok(None);
+    }
+    let client = db.shared().await?;
+    let row = client
+        .query_opt(
+            "SELECT s.nodename || ':' || s.nodeport \
+             FROM citus_shards s \
+             JOIN pg_class c ON c.oid = s.table_name \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE s.citus_table_type = 'schema' AND n.nspname = $1 \
+             LIMIT 1",
+            &[&schema.as_str()],
+        )
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+/// How `chatter tenant move` copies a tenant's schema to its new node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum MoveMode {
+    /// Online when the node holding the tenant has `wal_level = logical`,
+    /// else with writes blocked (and says so).
+    #[default]
+    Auto,
+    /// Logical replication (Citus's `auto` transfer mode): the tenant's
+    /// chats go on during the copy; its writes pause only while the last
+    /// changes catch up. Needs `wal_level = logical` on the source node and
+    /// a primary key on every table (Citus checks).
+    Online,
+    /// `block_writes`: the tenant's writes wait for the whole copy (reads
+    /// go on). Works with any `wal_level`.
+    BlockWrites,
+}
+
+/// What `move_tenant` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub from: String,
+    pub to: String,
+    /// Logical replication (writes went on), or `block_writes`.
+    pub online: bool,
+    /// Why the move was not online, when `Auto` chose `block_writes`.
+    pub note: Option<String>,
+}
+
+/// Parses "host:port".
+fn parse_node(node: &str) -> Result<(&str, i32), CitusError> {
+    node.rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<i32>().ok()?)))
+        .filter(|(h, p)| !h.is_empty() && (1..=65535).contains(p))
+        .ok_or_else(|| CitusError::BadNode(node.to_string()))
+}
+
+/// `wal_level` on one worker, asked through the coordinator.
+async fn wal_level(db: &Db, node: &str) -> Result<String, CitusError> {
+    let (host, port) = parse_node(node)?;
+    let client = db.shared().await?;
+    let row = client
+        .query_opt(
+            "SELECT success, result FROM run_command_on_workers('SHOW wal_level') \
+             WHERE nodename = $1 AND nodeport = $2",
+            &[&host, &port],
+        )
+        .await
+        .during(format_args!(
+            "asking {node} for its wal_level (run_command_on_workers)"
+        ))?;
+    match row {
+        Some(row) if row.try_get::<_, bool>(0)? => Ok(row.try_get(1)?),
+        Some(row) => Err(CitusError::NodeUnreachable {
+            node: node.to_string(),
+            message: row.try_get(1)?,
+        }),
+        None => Err(CitusError::UnknownNode(node.to_string())),
+    }
+}
+
 /// Moves a tenant's schema, all its tables together, to another worker
-/// (`citus_schema_move`). Writes to that tenant wait during the copy
-/// (`block_writes`: no need for `wal_level = logical` on the nodes).
-pub async fn move_tenant(db: &Db, schema: &str, node: &str) -> Result<(), CitusError> {
+/// (`citus_schema_move`). Online (logical replication) when it can be;
+/// see `MoveMode`. Other tenants are never affected.
+pub async fn move_tenant(
+    db: &Db,
+    schema: &str,
+    node: &str,
+    mode: MoveMode,
+) -> Result<Moved, CitusError> {
     if !is_citus(db).await? {
         return Err(CitusError::NotCitus);
     }
@@ -118,18 +218,102 @@ pub async fn move_tenant(db: &Db, schema: &str, node: &str) -> Result<(), CitusE
     if !provision::schemas(db, false).await?.contains(&schema) {
         return Err(CitusError::UnknownTenant(schema.to_string()));
     }
-    let (host, port) = node
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h, p.parse::<i32>().ok()?)))
-        .ok_or_else(|| CitusError::BadNode(node.to_string()))?;
+    let (host, port) = parse_node(node)?;
+    let workers = worker_nodes(db).await?;
+    if !workers.iter().any(|w| w == node) {
+        return Err(CitusError::UnknownNode(node.to_string()));
+    }
+    let from = placement(db, &schema)
+        .await?
+        .ok_or_else(|| CitusError::NotDistributed(schema.to_string()))?;
+    if from == node {
+        return Err(CitusError::AlreadyThere {
+            schema: schema.to_string(),
+            node: node.to_string(),
+        });
+    }
+    // Logical decoding runs on the node the tenant leaves.
+    let level = match mode {
+        MoveMode::BlockWrites => None,
+        MoveMode::Auto | MoveMode::Online => Some(wal_level(db, &from).await?),
+    };
+    let logical = level.as_deref() == Some("logical");
+    let (transfer, note) = match (mode, logical) {
+        (MoveMode::BlockWrites, _) => ("block_writes", None),
+        (_, true) => ("auto", None),
+        (MoveMode::Online, false) => {
+            return Err(CitusError::NotLogical {
+                node: from,
+                level: level.unwrap_or_default(),
+            });
+        }
+        (MoveMode::Auto, false) => (
+            "block_writes",
+            Some(format!(
+                "not online: {from} has wal_level = {}, logical replication needs \
+                 wal_level = logical; {schema}'s writes waited during the copy",
+                level.unwrap_or_default()
+            )),
+        ),
+    };
     let client = db.shared().await?;
     client
         .execute(
-            "SELECT citus_schema_move($1::text::regnamespace, $2, $3, 'block_writes')",
-            &[&schema.quoted(), &host, &port],
+            "SELECT citus_schema_move($1::text::regnamespace, $2, $3, \
+             $4::text::citus.shard_transfer_mode)",
+            &[&schema.quoted(), &host, &port, &transfer],
+        )
+        .await
+        .during(format_args!(
+            "SELECT citus_schema_move('{schema}', '{host}', {port}, '{transfer}')"
+        ))?;
+    Ok(Moved {
+        from,
+        to: node.to_string(),
+        online: transfer == "auto",
+        note,
+    })
+}
+
+/// The active workers, "host:port".
+async fn worker_nodes(db: &Db) -> Result<Vec<String>, CitusError> {
+    let client = db.shared().await?;
+    let rows = client
+        .query(
+            "SELECT node_name || ':' || node_port FROM citus_get_active_worker_nodes() \
+             ORDER BY 1",
+            &[],
         )
         .await?;
-    Ok(())
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(CitusError::from))
+        .collect()
+}
+
+/// The tables of a tenant schema that logical replication cannot copy
+/// while they are written (no primary key and no replica identity): an
+/// online `tenant move` needs every table to have one.
+pub async fn tables_without_replica_identity(
+    db: &Db,
+    schema: &str,
+) -> Result<Vec<String>, CitusError> {
+    let client = db.shared().await?;
+    let rows = client
+        .query(
+            "SELECT c.relname::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') \
+               AND c.relreplident <> 'f' \
+               AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid \
+                 AND CASE c.relreplident WHEN 'd' THEN i.indisprimary \
+                                         WHEN 'i' THEN i.indisreplident ELSE false END) \
+             ORDER BY 1",
+            &[&schema],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(CitusError::from))
+        .collect()
 }
 
 /// One tenant schema's health.
@@ -185,6 +369,13 @@ pub async fn doctor(db: &Db) -> Result<(Vec<Checkup>, Vec<String>), CitusError> 
         if is_distributed == Some(false) {
             problems.push("not distributed (run `chatter citus distribute-existing`)".into());
         }
+        if citus {
+            for table in tables_without_replica_identity(db, schema.as_str()).await? {
+                problems.push(format!(
+                    "table {table} has no primary key: the tenant cannot move online"
+                ));
+            }
+        }
         checkups.push(Checkup {
             schema: schema.to_string(),
             distributed: is_distributed,
@@ -229,16 +420,7 @@ pub async fn run_command(db: &Db, cmd: CitusCommand) -> Result<(), CitusError> {
             let Some(placements) = placements(db).await? else {
                 return Err(CitusError::NotCitus);
             };
-            let client = db.shared().await?;
-            let rows = client
-                .query(
-                    "SELECT node_name || ':' || node_port FROM citus_get_active_worker_nodes() \
-                     ORDER BY 1",
-                    &[],
-                )
-                .await?;
-            for row in rows {
-                let node: String = row.try_get(0)?;
+            for node in worker_nodes(db).await? {
                 let count = placements.values().filter(|n| **n == node).count();
                 println!("{node}\t{count} tenant schema(s)");
             }

@@ -151,7 +151,14 @@ pub enum TenantCommand {
         as_schema: Option<String>,
     },
     /// Move a tenant's schema to another Citus worker NODE (host:port).
-    Move { schema: String, node: String },
+    /// Online (the tenant's chats go on) when its node has
+    /// wal_level = logical, else its writes wait during the copy.
+    Move {
+        schema: String,
+        node: String,
+        #[arg(long, value_enum, default_value_t)]
+        mode: crate::citus::MoveMode,
+    },
     /// Delete a tenant and all its data.
     Delete {
         schema: String,

@@ -6,6 +6,16 @@ use crate::backup::{self, TenantArchive};
 use crate::db::Database;
 use crate::tenancy::provision::{self, NewTenant};
 
+/// A line of `tenant list --json`: the tenant, and on Citus the worker
+/// node that holds its schema (`-` when it is not distributed).
+#[derive(serde::Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    tenant: &'a provision::TenantSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<&'a str>,
+}
+
 pub(super) async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<(), CliError> {
     match cmd {
         TenantCommand::Create {
@@ -25,16 +35,39 @@ pub(super) async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<
             .await?;
             println!("created tenant {} ({})", tenant.schema, tenant.name);
         }
-        TenantCommand::Move { schema, node } => {
-            crate::citus::move_tenant(db.db(), &schema, &node).await?;
-            println!("moved tenant {schema} to {node}");
+        TenantCommand::Move { schema, node, mode } => {
+            let started = std::time::Instant::now();
+            let moved = crate::citus::move_tenant(db.db(), &schema, &node, mode).await?;
+            println!(
+                "moved tenant {schema} from {} to {} in {:.1} s ({})",
+                moved.from,
+                moved.to,
+                started.elapsed().as_secs_f64(),
+                if moved.online {
+                    "online: logical replication"
+                } else {
+                    "block_writes"
+                }
+            );
+            if let Some(note) = moved.note {
+                eprintln!("{note}");
+            }
         }
         TenantCommand::List { json } => {
             let tenants = provision::list_tenants(db.db()).await?;
             // On Citus, a NODE column: where each tenant's schema lives.
             let placements = crate::citus::placements(db.db()).await?;
             if json {
-                print_json(&tenants)?;
+                let listed: Vec<Listed> = tenants
+                    .iter()
+                    .map(|tenant| Listed {
+                        tenant,
+                        node: placements
+                            .as_ref()
+                            .map(|p| p.get(&tenant.schema).map_or("-", String::as_str)),
+                    })
+                    .collect();
+                print_json(&listed)?;
             } else {
                 let rows: Vec<Vec<String>> = tenants
                     .iter()

@@ -101,6 +101,9 @@ pub struct TenantPage {
     pub answered: i64,
     pub fallback: i64,
     pub answered_rate: f64,
+    /// On Citus, the worker that holds the tenant's schema ("host:port");
+    /// `None` on a single PostgreSQL server.
+    pub node: Option<String>,
 }
 
 #[derive(Debug)]

@@ -169,6 +169,7 @@ pub fn tenant_page() -> TenantPage {
         answered: 40,
         fallback: 10,
         answered_rate: 0.8,
+        node: Some("10.0.0.12:5432".into()),
     }
 }
 

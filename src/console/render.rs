@@ -237,7 +237,7 @@ fn render_tenant(app: &App, frame: &mut Frame, area: Rect) {
     };
     let width = usize::from(info.width.saturating_sub(17));
     let bot = &page.bot;
-    let lines = vec![
+    let mut lines = vec![
         field(
             "Status",
             format!(
@@ -283,6 +283,10 @@ fn render_tenant(app: &App, frame: &mut Frame, area: Rect) {
             ),
         ),
     ];
+    // On Citus: the worker node that holds the tenant's schema.
+    if let Some(node) = &page.node {
+        lines.insert(1, field("Node", one_line(node, width)));
+    }
     frame.render_widget(
         Paragraph::new(lines)
             .block(Block::bordered().title(format!(" {} ({}) ", t.name, t.schema))),
@@ -586,7 +590,7 @@ mod tests {
     use ratatui::backend::TestBackend;
 
     use super::*;
-    use crate::console::data::Response;
+    use crate::console::data::{Response, TenantPage};
     use crate::console::fixtures::{self, ch, key, loaded_app, type_text};
 
     fn draw(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
@@ -641,6 +645,20 @@ mod tests {
         app.on_key(key(KeyCode::Enter));
         app.on_response(Response::TenantPage(Ok(Box::new(fixtures::tenant_page()))));
         insta::assert_snapshot!(screen(&app).backend());
+    }
+
+    #[test]
+    fn tenant_page_off_citus_has_no_node_line() {
+        let mut app = loaded_app();
+        app.on_key(key(KeyCode::Enter));
+        let page = TenantPage {
+            node: None,
+            ..fixtures::tenant_page()
+        };
+        app.on_response(Response::TenantPage(Ok(Box::new(page))));
+        let text = format!("{:?}", screen(&app).backend());
+        assert!(text.contains("Status"), "{text}");
+        assert!(!text.contains("Node"), "{text}");
     }
 
     #[test]

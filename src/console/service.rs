@@ -153,6 +153,9 @@ impl Services {
         let summary = analytics::summary(&self.db, &schema, DAYS, None)
             .await
             .map_err(message)?;
+        let node = crate::citus::placement(&self.db, &schema)
+            .await
+            .map_err(message)?;
         Ok(TenantPage {
             tenant,
             faqs,
@@ -166,6 +169,7 @@ impl Services {
             answered: summary.answered,
             fallback: summary.fallback,
             answered_rate: summary.answered_rate,
+            node,
         })
     }
 

@@ -4,7 +4,7 @@
 //! migrations. The operator's commands on top are `crate::citus`.
 
 // The shared migrations' lock: migrators and this wait for each other.
-use crate::db::{Db, DbError, SHARED_MIGRATION_LOCK};
+use crate::db::{Db, DbError, During, SHARED_MIGRATION_LOCK};
 
 /// Run in a tenant-creating transaction before `CREATE SCHEMA`: on Citus,
 /// the schema (and every table later created in it) is distributed; on
@@ -33,11 +33,16 @@ pub async fn make_reference_tables(db: &Db) -> Result<Vec<String>, DbError> {
         return Ok(Vec::new());
     }
     let tx = db.shared_tx().await?;
+    // As in migrate_shared: waiting for another migrator is no failure.
+    tx.execute("SET LOCAL lock_timeout TO 0", &[])
+        .await
+        .during("making reference tables: SET LOCAL lock_timeout")?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1)",
         &[&SHARED_MIGRATION_LOCK],
     )
-    .await?;
+    .await
+    .during("making reference tables: taking the shared migration lock")?;
     let rows = tx
         .query(
             "SELECT c.relname::text FROM pg_class c \
@@ -57,10 +62,13 @@ pub async fn make_reference_tables(db: &Db) -> Result<Vec<String>, DbError> {
             "SELECT create_reference_table($1::text::regclass)",
             &[&qualified],
         )
-        .await?;
+        .await
+        .during(format_args!("SELECT create_reference_table('{qualified}')"))?;
         made.push(table);
     }
-    tx.commit().await?;
+    tx.commit()
+        .await
+        .during("making reference tables: COMMIT")?;
     Ok(made)
 }
 

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio_postgres::Client;
 
-use crate::db::{Db, DbError, SHARED_MIGRATION_LOCK, SchemaName, TenantTx};
+use crate::db::{Db, DbError, During, SHARED_MIGRATION_LOCK, SchemaName, TenantTx};
 use crate::error_kind::{Classify, Kind};
 
 mod public_migrations {
@@ -78,18 +78,23 @@ fn runner(migrations: Runner) -> Runner {
 /// Applies the shared migrations to `public`. Returns how many were applied.
 pub async fn migrate_shared(db: &Db) -> Result<usize, MigrateError> {
     let tx = db.shared_tx().await?;
+    // Waiting for another process's migration is expected (every CLI
+    // command migrates first): not a lock_timeout failure, only
+    // statement_timeout bounds it.
     tx.raw()
         .batch_execute(&format!(
-            "SELECT pg_advisory_xact_lock({SHARED_MIGRATION_LOCK}); SET LOCAL search_path TO public"
+            "SET LOCAL lock_timeout TO 0; SELECT pg_advisory_xact_lock({SHARED_MIGRATION_LOCK}); \
+             SET LOCAL search_path TO public"
         ))
-        .await?;
+        .await
+        .during("migrating public: taking the shared migration lock")?;
     let migrations = public_migrations::migrations::runner()
         .get_migrations()
         .to_vec();
     let report = runner(public_migrations::migrations::runner())
         .run_async(&mut InTransaction(tx.raw(), &migrations))
         .await?;
-    tx.commit().await?;
+    tx.commit().await.during("migrating public: COMMIT")?;
     // On Citus, the public tables (new ones included) become reference
     // tables; elsewhere this is one query that finds no extension.
     crate::db::citus::make_reference_tables(db)
@@ -105,7 +110,11 @@ pub async fn migrate_tenant_in(tx: &TenantTx) -> Result<usize, MigrateError> {
         "SELECT pg_advisory_xact_lock(hashtext('chatter.migrate.' || $1::text))",
         &[&tx.schema().as_str()],
     )
-    .await?;
+    .await
+    .during(format_args!(
+        "migrating tenant {}: taking its migration lock",
+        tx.schema()
+    ))?;
     let migrations = tenant_migrations::migrations::runner()
         .get_migrations()
         .to_vec();
@@ -119,7 +128,9 @@ pub async fn migrate_tenant_in(tx: &TenantTx) -> Result<usize, MigrateError> {
 pub async fn migrate_tenant(db: &Db, schema: &SchemaName) -> Result<usize, MigrateError> {
     let tx = db.tenant(schema).await?;
     let applied = migrate_tenant_in(&tx).await?;
-    tx.commit().await?;
+    tx.commit()
+        .await
+        .during(format_args!("migrating tenant {schema}: COMMIT"))?;
     Ok(applied)
 }
 

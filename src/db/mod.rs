@@ -11,7 +11,7 @@ pub mod schema_name;
 pub mod tls;
 
 pub use door::{Db, PoolStatus, Savepoint, Shared, SharedTx, Statements, TenantTx};
-pub use pool::{Database, DbError};
+pub use pool::{Database, DbError, During};
 pub use schema_name::{SchemaName, SchemaNameError};
 
 /// Serialises migrators of the shared schema (and the making of Citus

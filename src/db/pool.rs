@@ -26,6 +26,30 @@ pub enum DbError {
     Embedded(#[from] EmbeddedError),
     #[error("database error: {}", describe_postgres(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    /// A step of a tenant or Citus operation failed: which statement, and
+    /// the server's own words (on Citus often a worker's).
+    #[error("{what} failed: {}", describe_postgres(.source))]
+    Statement {
+        what: String,
+        source: tokio_postgres::Error,
+    },
+}
+
+/// `.during("statement")` on a PostgreSQL result: the error names what was
+/// being done, for the operations an operator runs by hand (tenant create,
+/// delete, move; distributing; reference tables) where "database error"
+/// alone does not say which of a dozen statements failed.
+pub trait During<T> {
+    fn during(self, what: impl std::fmt::Display) -> Result<T, DbError>;
+}
+
+impl<T> During<T> for Result<T, tokio_postgres::Error> {
+    fn during(self, what: impl std::fmt::Display) -> Result<T, DbError> {
+        self.map_err(|source| DbError::Statement {
+            what: what.to_string(),
+            source,
+        })
+    }
 }
 
 /// A PostgreSQL error as the server worded it (tokio-postgres's own Display
@@ -62,7 +86,7 @@ impl DbError {
     /// The SQLSTATE of a PostgreSQL error, if this is one.
     pub fn sqlstate(&self) -> Option<&tokio_postgres::error::SqlState> {
         match self {
-            DbError::Postgres(e) => e.code(),
+            DbError::Postgres(e) | DbError::Statement { source: e, .. } => e.code(),
             _ => None,
         }
     }
@@ -95,8 +119,10 @@ impl Classify for DbError {
             DbError::BadUrl(_) | DbError::Embedded(_) => Kind::internal(),
             // PostgreSQL refuses text with a NUL character (JSON's `\u0000`),
             // however it reached a query: the client's input, not our fault.
-            DbError::Postgres(e) if is_transient(e) => Kind::new(Class::Unavailable, "unavailable"),
-            DbError::Postgres(e) => match e.code() {
+            DbError::Postgres(e) | DbError::Statement { source: e, .. } if is_transient(e) => {
+                Kind::new(Class::Unavailable, "unavailable")
+            }
+            DbError::Postgres(e) | DbError::Statement { source: e, .. } => match e.code() {
                 Some(
                     &SqlState::CHARACTER_NOT_IN_REPERTOIRE | &SqlState::UNTRANSLATABLE_CHARACTER,
                 ) => Kind::bad_input().saying("text may not contain NUL (\\u0000) characters"),

@@ -8,7 +8,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::config::TenancySettings;
 use crate::db::migrate::{TenantOutcome, migrate_tenant_in, migrate_tenants};
-use crate::db::{Db, DbError, SharedTx, TenantTx};
+use crate::db::{Db, DbError, During, SharedTx, TenantTx};
 use crate::tenancy::events::ChangeEvent;
 use crate::tenancy::{DomainName, SchemaName, TenancyError};
 
@@ -81,7 +81,11 @@ pub async fn create_tenant(db: &Db, new: NewTenant<'_>) -> Result<TenantSummary,
     let new = new.checked()?;
     let tx = db.shared_tx().await?;
     let (summary, tenant_tx) = create_tenant_in(tx, &new).await?;
-    tenant_tx.commit().await?;
+    // On Citus the commit is a two-phase commit across nodes: it can fail.
+    tenant_tx
+        .commit()
+        .await
+        .during(format_args!("creating tenant {}: COMMIT", new.schema))?;
     Ok(summary)
 }
 
@@ -107,7 +111,7 @@ pub async fn create_tenant_in(
         .await
         .map_err(|e| match is_unique_violation(&e) {
             true => TenancyError::TenantExists(schema.to_string()),
-            false => e.into(),
+            false => during(e, schema, "INSERT INTO public.tenants"),
         })?;
     let tenant_id: i64 = row.try_get(0)?;
     let created_at: DateTime<Utc> = row.try_get(1)?;
@@ -119,25 +123,33 @@ pub async fn create_tenant_in(
         .await
         .map_err(|e| match is_unique_violation(&e) {
             true => TenancyError::DomainTaken(domain.to_string()),
-            false => e.into(),
+            false => during(e, schema, "INSERT INTO public.domains"),
         })?;
     }
     // On Citus: distributed as it is made (see crate::citus).
     tx.execute(crate::db::citus::DISTRIBUTE_NEW_SCHEMAS, &[])
-        .await?;
+        .await
+        .map_err(|e| during(e, schema, "SET citus.enable_schema_based_sharding"))?;
     tx.create_schema(schema).await.map_err(|e| {
         match e.code() == Some(&SqlState::DUPLICATE_SCHEMA) {
             true => TenancyError::TenantExists(schema.to_string()),
-            false => e.into(),
+            false => during(e, schema, &format!("CREATE SCHEMA {}", schema.quoted())),
         }
     })?;
-    ChangeEvent::Tenancy.notify(&tx).await?;
+    ChangeEvent::Tenancy
+        .notify(&tx)
+        .await
+        .map_err(|e| during(e, schema, "pg_notify"))?;
 
-    let tenant_tx = tx.into_tenant(schema).await?;
+    let tenant_tx = tx
+        .into_tenant(schema)
+        .await
+        .map_err(|e| during(e, schema, "SET LOCAL search_path"))?;
     migrate_tenant_in(&tenant_tx).await?;
     tenant_tx
         .execute("INSERT INTO bot_config (bot_name) VALUES ($1)", &[name])
-        .await?;
+        .await
+        .map_err(|e| during(e, schema, "INSERT INTO bot_config"))?;
 
     let summary = TenantSummary {
         schema: schema.to_string(),
@@ -165,12 +177,27 @@ pub async fn delete_tenant(db: &Db, schema: &str) -> Result<(), TenancyError> {
     if is_public {
         return Err(TenancyError::PublicTenant(schema.to_string()));
     }
+    let step = |what: &str| format!("deleting tenant {schema}: {what}");
     tx.execute("DELETE FROM public.tenants WHERE id = $1", &[&id])
-        .await?;
-    tx.drop_schema(&schema).await?;
-    ChangeEvent::Tenancy.notify(&tx).await?;
-    tx.commit().await?;
+        .await
+        .during(step("DELETE FROM public.tenants"))?;
+    tx.drop_schema(&schema)
+        .await
+        .during(step(&format!("DROP SCHEMA {} CASCADE", schema.quoted())))?;
+    ChangeEvent::Tenancy
+        .notify(&tx)
+        .await
+        .during(step("pg_notify"))?;
+    tx.commit().await.during(step("COMMIT"))?;
     Ok(())
+}
+
+/// A failed step of creating tenant `schema`, named.
+fn during(e: tokio_postgres::Error, schema: &SchemaName, what: &str) -> TenancyError {
+    TenancyError::Db(DbError::Statement {
+        what: format!("creating tenant {schema}: {what}"),
+        source: e,
+    })
 }
 
 /// Suspends (false) or resumes (true) a tenant: a suspended tenant's routes

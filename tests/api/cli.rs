@@ -29,6 +29,7 @@ fn stderr(out: &Output) -> String {
 async fn tenants_and_domains_from_the_command_line() {
     let db = TestDb::create().await;
     let url = db.url.clone();
+    let on_citus = chatter::db::citus::is_citus(&db.handle(1)).await.unwrap();
     tokio::task::spawn_blocking(move || {
         let out = chatter(
             &url,
@@ -54,6 +55,10 @@ async fn tenants_and_domains_from_the_command_line() {
         assert_eq!(tenants[0]["schema"], "acme");
         assert_eq!(tenants[0]["name"], "Acme Corp");
         assert_eq!(tenants[0]["domains"][0], "acme.test");
+        // On Citus each tenant names its worker node; on one server, no node.
+        let node = tenants[0]["node"].as_str().unwrap_or_default().to_string();
+        assert_eq!(node.contains(':'), on_citus, "{tenants}");
+        assert_eq!(tenants[0].get("node").is_some(), on_citus, "{tenants}");
 
         let out = chatter(&url, &["tenant", "list"]);
         assert!(
@@ -61,6 +66,10 @@ async fn tenants_and_domains_from_the_command_line() {
             "{}",
             stdout(&out)
         );
+        assert_eq!(stdout(&out).contains("NODE"), on_citus, "{}", stdout(&out));
+        if on_citus {
+            assert!(stdout(&out).contains(&node), "{}", stdout(&out));
+        }
 
         let out = chatter(
             &url,

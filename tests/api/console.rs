@@ -359,3 +359,36 @@ async fn the_console_in_tmux_lists_creates_opens_and_quits() {
     let added = faqs.iter().find(|f| f.question == "Gift cards?").unwrap();
     assert_eq!(added.answer, "Yes, at the till.");
 }
+
+/// The tenant page names the worker that holds the tenant on Citus (the
+/// same node `chatter tenant list` shows) and no node on one server.
+#[tokio::test]
+async fn the_tenant_page_shows_the_tenants_node_on_citus() {
+    use chatter::console::data::{Request, Response};
+    use chatter::console::service::Services;
+
+    let test_db = TestDb::create().await;
+    let pool = test_db.handle(2);
+    migrate::migrate_shared(&pool).await.unwrap();
+    tenant(&pool, "paged", "Paged").await;
+    let services = Services {
+        db: pool.clone(),
+        settings: std::sync::Arc::new(crate::helpers::test_settings(&test_db)),
+        engine: crate::helpers::hashing_engine(),
+    };
+    let (replies, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    services.spawn(Request::TenantPage("paged".into()), replies);
+    let page = loop {
+        match answers.recv().await.expect("an answer") {
+            Response::TenantPage(page) => break page.expect("the page"),
+            _ => continue,
+        }
+    };
+    let expected = chatter::citus::placements(&pool)
+        .await
+        .unwrap()
+        .map(|p| p.get("paged").cloned().expect("placed"));
+    assert_eq!(page.node, expected);
+    let on_citus = chatter::db::citus::is_citus(&pool).await.unwrap();
+    assert_eq!(page.node.is_some(), on_citus, "{:?}", page.node);
+}

@@ -98,3 +98,41 @@ async fn a_failing_migration_is_named_with_the_servers_message() {
     );
     assert!(!err.contains("db error"), "{err}");
 }
+
+/// Every CLI command migrates the shared schema first, so parallel
+/// commands wait for each other's migration lock: a wait longer than
+/// `lock_timeout` is no failure (found by bench/citus.sh creating tenants
+/// 8 processes at a time on Citus).
+#[tokio::test]
+async fn a_shared_migration_waits_for_another_past_the_lock_timeout() {
+    let test_db = crate::helpers::TestDb::create().await;
+    let mut settings = chatter::config::Settings::default().database;
+    settings.lock_timeout_ms = 100;
+    let db = chatter::db::Db::connect(
+        chatter::db::tls::PgTarget::from_url(&test_db.url).unwrap(),
+        &settings,
+    )
+    .unwrap();
+    let (other, connection) = tokio_postgres::connect(&test_db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // The shared migration lock (chatter::db::SHARED_MIGRATION_LOCK).
+    other
+        .execute("SELECT pg_advisory_lock($1)", &[&0x6368_6174_7465_7201_i64])
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        other
+            .execute(
+                "SELECT pg_advisory_unlock($1)",
+                &[&0x6368_6174_7465_7201_i64],
+            )
+            .await
+            .unwrap();
+        other
+    });
+    chatter::db::migrate::migrate_shared(&db).await.unwrap();
+    drop(release.await.unwrap());
+}
