@@ -7,7 +7,11 @@ use crate::db::Db;
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
 use crate::db::DbError;
+use crate::engine::question_cache::{Normalise, QuestionCache};
 use crate::engine::worker::EmbeddingQueue;
 use crate::tenancy::SchemaName;
 
@@ -58,11 +62,42 @@ pub struct Summary {
     pub top_unanswered: Vec<UnansweredGroup>,
 }
 
+/// The embeddings of the unanswered questions grouped before, per tenant,
+/// bounded in bytes (`chat.summary_cache_bytes`). A summary reads its
+/// numbers and questions fresh every time, and embeds only the questions
+/// this cache does not hold: a repeated view, or another range over the
+/// same questions, costs no inference, and a new fallback costs one text
+/// (issue 16, item 4: every view embedded up to 500 questions again).
+pub struct SummaryVectors(QuestionCache);
+
+impl SummaryVectors {
+    pub fn new(capacity_bytes: usize) -> Self {
+        Self(QuestionCache::new(capacity_bytes, Normalise::Whitespace))
+    }
+
+    /// Tenants changed (one may be gone): start over.
+    pub fn clear(&self) {
+        self.0.clear();
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.0.bytes()
+    }
+}
+
+/// What grouping by meaning needs: the model's queue and the vectors
+/// embedded before.
+#[derive(Clone, Copy)]
+pub struct Grouping<'a> {
+    pub queue: &'a EmbeddingQueue,
+    pub vectors: &'a SummaryVectors,
+}
+
 pub async fn summary(
     db: &Db,
     schema: &SchemaName,
     days: i64,
-    queue: Option<&EmbeddingQueue>,
+    grouping: Option<Grouping<'_>>,
 ) -> Result<Summary, DbError> {
     let tx = db.tenant(schema).await?;
     let since = "now() - make_interval(days => $1::int)";
@@ -133,8 +168,8 @@ pub async fn summary(
     let (answered, fallback) = (sum(|d| d.answered), sum(|d| d.fallback));
     let replies = (answered + fallback).max(1) as f64;
     // Without the model (still loading), group identical wordings only.
-    let vectors = match queue {
-        Some(queue) => embed_in_chunks(queue, &unanswered).await,
+    let vectors = match grouping {
+        Some(grouping) => embed_missing(grouping, schema, &unanswered).await,
         None => None,
     };
     Ok(Summary {
@@ -154,16 +189,50 @@ pub async fn summary(
 /// Texts per inference job when grouping unanswered questions.
 const EMBED_CHUNK: usize = 8;
 
-/// Embeds `texts` a few at a time, one job after another. The worker takes
-/// jobs in order and finishes one before the next, so 500 questions as one
-/// job made every tenant's visitors wait for all of them (issue 16: 27 s);
-/// as small jobs, a chat question queued meanwhile waits for one chunk.
-async fn embed_in_chunks(queue: &EmbeddingQueue, texts: &[String]) -> Option<Vec<Vec<f32>>> {
-    let mut vectors = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(EMBED_CHUNK) {
-        vectors.extend(queue.embed(chunk.to_vec()).await.ok()?);
+/// The vectors of `texts`: from the cache when it holds them, the rest
+/// embedded a few at a time, one job after another (each distinct text
+/// once). The worker takes jobs in order and finishes one before the next,
+/// so 500 questions as one job made every tenant's visitors wait for all
+/// of them (issue 16: 27 s); as small jobs, a chat question queued
+/// meanwhile waits for one chunk.
+async fn embed_missing(
+    grouping: Grouping<'_>,
+    schema: &SchemaName,
+    texts: &[String],
+) -> Option<Vec<Vec<f32>>> {
+    let Grouping { queue, vectors } = grouping;
+    let model_id = queue.model_id();
+    let mut known: HashMap<&str, Arc<[f32]>> = HashMap::new();
+    let mut missing: Vec<&str> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    for text in texts {
+        if !seen.insert(text.as_str()) {
+            continue;
+        }
+        match vectors.0.get(schema, model_id, text) {
+            Some(vector) => {
+                known.insert(text, vector);
+            }
+            None => missing.push(text),
+        }
     }
-    Some(vectors)
+    for chunk in missing.chunks(EMBED_CHUNK) {
+        let embedded = queue
+            .embed(chunk.iter().map(|t| t.to_string()).collect())
+            .await
+            .ok()?;
+        for (text, vector) in chunk.iter().zip(embedded) {
+            let vector: Arc<[f32]> = Arc::from(vector);
+            vectors
+                .0
+                .insert(schema, model_id, text, Arc::clone(&vector));
+            known.insert(text, vector);
+        }
+    }
+    texts
+        .iter()
+        .map(|t| known.get(t.as_str()).map(|v| v.to_vec()))
+        .collect()
 }
 
 /// Greedy grouping, newest question first: each joins the first group whose

@@ -90,6 +90,9 @@ pub struct ServerSettings {
     pub request_timeout_secs: u64,
     /// Open connections at most; more are closed as soon as accepted.
     pub max_connections: usize,
+    /// A bearer token `/metrics` also accepts (besides an operator's
+    /// sign-in token), for a Prometheus scraper; unset, only operators.
+    pub metrics_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,6 +141,9 @@ pub struct ModelSettings {
     pub max_batch: usize,
     pub batch_wait_ms: u64,
     pub queue_capacity: usize,
+    /// The inference thread on one batch for longer than this: `/readyz`
+    /// answers 503 until it finishes.
+    pub wedged_after_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +157,9 @@ pub struct ChatSettings {
     /// Bytes of question embeddings kept (per process, keyed by tenant): a
     /// repeated question costs no inference. 0 turns the cache off.
     pub question_cache_bytes: usize,
+    /// Memory for the embeddings of the analytics summary's unanswered
+    /// questions, so a repeated view costs no inference (0: off).
+    pub summary_cache_bytes: usize,
     /// Fair use, token buckets: one visitor (a tenant and a client address)
     /// may send `visitor_burst` messages at once and earns
     /// `visitor_messages_per_minute` back a minute; then 429. Feedback has
@@ -223,6 +232,7 @@ impl Default for ServerSettings {
             header_read_timeout_secs: 10,
             request_timeout_secs: 30,
             max_connections: 768,
+            metrics_token: None,
         }
     }
 }
@@ -267,6 +277,7 @@ impl Default for ModelSettings {
             max_batch: 32,
             batch_wait_ms: 2,
             queue_capacity: 256,
+            wedged_after_secs: 30,
         }
     }
 }
@@ -278,6 +289,7 @@ impl Default for ChatSettings {
             max_suggestions: 3,
             max_message_chars: 2_000,
             question_cache_bytes: 8 * 1024 * 1024,
+            summary_cache_bytes: 8 * 1024 * 1024,
             visitor_messages_per_minute: 20,
             visitor_burst: 10,
             tenant_messages_per_minute: 3_000,
@@ -368,6 +380,9 @@ impl Settings {
         if let Some(v) = get("CHATTER_SHUTDOWN_TIMEOUT_SECS") {
             self.server.shutdown_timeout_secs =
                 parse_num("CHATTER_SHUTDOWN_TIMEOUT_SECS", v, "a number of seconds")?;
+        }
+        if let Some(v) = get("CHATTER_METRICS_TOKEN") {
+            self.server.metrics_token = Some(Secret::new(v));
         }
         if let Some(v) = get("DATABASE_URL") {
             self.database.url = Some(Secret::new(v));
@@ -620,6 +635,8 @@ mod tests {
             "max_batch",
             "batch_wait_ms",
             "queue_capacity",
+            "wedged_after_secs",
+            "summary_cache_bytes",
             "suggestion_margin",
             "max_suggestions",
             "max_message_chars",
@@ -686,6 +703,9 @@ mod tests {
             "model.max_batch",
             "model.batch_wait_ms",
             "model.queue_capacity",
+            "model.wedged_after_secs",
+            "chat.summary_cache_bytes",
+            "server.metrics_token",
             "chat.suggestion_margin",
             "chat.max_suggestions",
             "chat.max_message_chars",

@@ -108,7 +108,12 @@ async fn with_database(
         Command::Faq(cmd) => faq_command(db, cmd).await,
         Command::Ask { schema, question } => ask(db, settings, &schema, &question).await,
         Command::Migrate(args) => migrate_command(db, settings, args).await,
-        Command::Tenant(cmd) => tenant_command(db, cmd).await,
+        Command::Tenant(cmd) => {
+            let limits = crate::backup::ImportLimits {
+                max_message_chars: settings.chat.max_message_chars,
+            };
+            tenant_command(db, cmd, limits).await
+        }
         Command::Domain(cmd) => domain_command(db, cmd).await,
         Command::User(cmd) => user_command(db, cmd).await,
         Command::Console => Ok(crate::console::run(db.db().clone(), settings).await?),

@@ -51,6 +51,9 @@ pub async fn run(db: Db, settings: &Settings) -> Result<(), ConsoleError> {
         settings: Arc::new(settings.clone()),
         // Loaded only when the Unanswered screen first needs it.
         engine: Arc::new(Engine::loading()),
+        summary_vectors: Arc::new(crate::analytics::SummaryVectors::new(
+            settings.chat.summary_cache_bytes,
+        )),
     };
     terminal::run(services).await
 }

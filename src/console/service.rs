@@ -34,6 +34,9 @@ pub struct Services {
     pub db: Db,
     pub settings: Arc<Settings>,
     pub engine: Arc<Engine>,
+    /// Unanswered questions embedded before: reopening the screen costs no
+    /// inference.
+    pub summary_vectors: Arc<analytics::SummaryVectors>,
 }
 
 impl Services {
@@ -224,7 +227,11 @@ impl Services {
     async fn unanswered(&self, tenant: &str) -> Result<Unanswered, String> {
         let schema = SchemaName::parse(tenant).map_err(message)?;
         let queue = self.engine.queue().ok();
-        let summary = analytics::summary(&self.db, &schema, DAYS, queue.as_ref())
+        let grouping = queue.as_ref().map(|queue| analytics::Grouping {
+            queue,
+            vectors: &self.summary_vectors,
+        });
+        let summary = analytics::summary(&self.db, &schema, DAYS, grouping)
             .await
             .map_err(message)?;
         Ok(Unanswered {

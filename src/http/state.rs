@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
+use crate::analytics::SummaryVectors;
 use crate::bot_config::BotConfigCache;
 use crate::chat::Answerer;
 use crate::config::Settings;
@@ -35,6 +36,9 @@ pub struct AppState {
     pub chat_limits: Arc<ChatLimits>,
     /// Analytics summaries per user (`chat.summaries_per_minute`).
     pub summary_limits: Arc<RateLimiter>,
+    /// Unanswered questions' embeddings, so a repeated summary costs no
+    /// inference (`chat.summary_cache_bytes`).
+    pub summary_vectors: Arc<SummaryVectors>,
     /// The origins any tenant allows: what a CORS preflight is answered from.
     pub widget_origins: Arc<OriginUnionCache>,
     pub front_page: Arc<FrontPage>,
@@ -61,6 +65,7 @@ impl AppState {
                 settings.chat.summaries_per_minute,
                 settings.chat.summaries_per_minute,
             )),
+            summary_vectors: Arc::new(SummaryVectors::new(settings.chat.summary_cache_bytes)),
             widget_origins: Arc::new(OriginUnionCache::new(db.clone())),
             front_page: Arc::new(FrontPage::new()),
             api_document: Arc::default(),
@@ -85,6 +90,7 @@ impl AppState {
                 // A deleted and re-created schema must not answer with old data.
                 self.bot_configs.invalidate_all();
                 self.answerer.forget_all();
+                self.summary_vectors.clear();
             }
             Signal::Event(ChangeEvent::BotConfig(schema)) => {
                 self.bot_configs.invalidate(schema);

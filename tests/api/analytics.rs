@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use crate::client_api::{call, setup};
+use crate::question_cache::embedded_texts;
 
 #[tokio::test]
 async fn the_summary_counts_and_groups_what_fell_back() {
@@ -115,4 +116,58 @@ async fn a_year_of_many_messages_is_summed_per_day_quickly() {
     assert_eq!(summary["fallback"], 20_000);
     assert_eq!(summary["per_day"].as_array().unwrap().len(), 366);
     assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+}
+
+/// A repeated summary, or another range over the same questions, costs no
+/// inference; a new unanswered question costs its own text only (issue 16,
+/// item 4: every view embedded up to 500 questions again).
+#[tokio::test]
+async fn a_repeated_summary_embeds_only_questions_it_has_not_seen() {
+    let (app, _owner, agent, _other) = setup().await;
+    app.import_faqs("shop", &[("What are your opening hours?", "9 to 5.")])
+        .await;
+    for message in [
+        "do you sell bicycles",
+        "bicycles do you sell",
+        "tents for rent",
+    ] {
+        assert_eq!(app.chat("shop", json!({"message": message})).await.0, 200);
+    }
+    let summary = |days: u32| {
+        let (app, agent) = (&app, &agent);
+        async move {
+            let before = embedded_texts(app).await;
+            let (status, body) = call(
+                app,
+                "GET",
+                &format!("/api/analytics/summary?days={days}"),
+                Some(agent),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            (embedded_texts(app).await - before, body)
+        }
+    };
+    let (first, body) = summary(7).await;
+    assert_eq!(first, 3.0, "the first view embeds the three questions");
+    assert_eq!(body["top_unanswered"][0]["count"], 2, "{body}");
+    let (again, same) = summary(7).await;
+    assert_eq!(again, 0.0, "a repeated view embeds nothing");
+    assert_eq!(same["top_unanswered"], body["top_unanswered"]);
+    assert_eq!(summary(30).await.0, 0.0, "nor does another range");
+
+    // A new fallback: the numbers move at once, and only it is embedded.
+    assert_eq!(
+        app.chat("shop", json!({"message": "kayak hire"})).await.0,
+        200
+    );
+    let (new, body) = summary(7).await;
+    assert_eq!(new, 1.0, "only the new question");
+    assert_eq!(body["fallback"], 4, "{body}");
+    assert_eq!(
+        body["top_unanswered"].as_array().unwrap().len(),
+        3,
+        "{body}"
+    );
 }

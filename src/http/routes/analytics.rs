@@ -5,7 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use serde::Deserialize;
 
-use crate::analytics::{self, Summary};
+use crate::analytics::{self, Grouping, Summary};
 use crate::error::{AppError, ErrorBody};
 use crate::http::extract::Member;
 use crate::http::state::AppState;
@@ -61,7 +61,11 @@ pub async fn summary(
             .map_err(AppError::TooManyRequests)?;
     }
     let queue = state.engine.queue().ok().filter(|_| groups);
+    let grouping = queue.as_ref().map(|queue| Grouping {
+        queue,
+        vectors: &state.summary_vectors,
+    });
     Ok(Json(
-        analytics::summary(&state.db, &member.tenant.schema, days, queue.as_ref()).await?,
+        analytics::summary(&state.db, &member.tenant.schema, days, grouping).await?,
     ))
 }
