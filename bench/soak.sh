@@ -45,8 +45,8 @@ name="chatter_soak_$$"
 url="${admin%/*}/$name"
 pid=""
 cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   jobs -p | xargs -r kill 2>/dev/null || true
+  [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
   psql -q "$admin" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -110,13 +110,20 @@ echo "seconds,rss_mb,hwm_mb,fds" >"$out/rss.csv"
 sampler=$!
 
 d="${secs}s"
+gens=()
 TENANTS=$tenants PACE_MS=40 wrk -t2 -c4 -d"$d" --timeout 10s -s bench/soak/chat.lua "$base" >"$out/chat.txt" 2>&1 &
+gens+=($!)
 TENANTS=$tenants PACE_MS=5 wrk -t1 -c4 -d"$d" --timeout 10s -s bench/soak/reads.lua "$base" >"$out/reads.txt" 2>&1 &
+gens+=($!)
 TOKENS_FILE="$tokens" PACE_MS=100 wrk -t1 -c2 -d"$d" --timeout 10s -s bench/soak/dashboard.lua "$base" >"$out/dashboard.txt" 2>&1 &
+gens+=($!)
 OWNERS=$owners PACE_MS=200 wrk -t1 -c1 -d"$d" --timeout 10s -s bench/soak/signin.lua "$base" >"$out/signin.txt" 2>&1 &
-python3 bench/soak/hostile.py "$port" "$secs" >"$out/hostile.txt" 2>&1 &
-wait $(jobs -p | grep -v "^$sampler$") 2>/dev/null || true
-wait "$sampler" 2>/dev/null || true
+gens+=($!)
+# The hostile clients get a minute more than wrk's bound at most.
+timeout $((secs + 60)) python3 bench/soak/hostile.py "$port" "$secs" >"$out/hostile.txt" 2>&1 &
+gens+=($!)
+wait "${gens[@]}" || true
+wait "$sampler" || true
 
 for mix in chat reads dashboard signin; do
   echo "== $mix"

@@ -546,6 +546,103 @@ async fn tenant_import_refuses_what_the_api_would_and_says_where() {
     assert_eq!(question, "Hours?");
 }
 
+/// VmHWM (peak RSS) of a running process, in KiB.
+fn peak_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A 40 MB archive is read without holding the file whole or as a JSON
+/// tree (issue 16, item 12: an 80 MB file peaked at 305 MB, 3.8 times its
+/// size). Its last message is refused, so the check ends before any row is
+/// written and the peak is the parse's.
+#[tokio::test]
+async fn a_large_archive_is_parsed_within_its_size_plus_a_margin() {
+    use std::io::Write as _;
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("large.json");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let ts = "2024-05-01T10:00:00Z";
+    write!(
+        file,
+        "{}",
+        &serde_json::to_string(&json!({
+            "format": "chatter-tenant", "version": 2, "schema": "large", "name": "Large",
+            "domains": [],
+            "bot_config": {"bot_name": "L", "greeting": "Hi", "fallback_reply": "Sorry",
+                "match_threshold": 0.4, "theme": {}, "allowed_origins": [], "updated_at": ts},
+            "faqs": []
+        }))
+        .unwrap()
+        .trim_end_matches('}')
+    )
+    .unwrap();
+    write!(file, ",\"conversations\":[").unwrap();
+    let (mut written, mut id) = (0usize, 0i64);
+    let target = 40_000_000;
+    while written < target {
+        id += 1;
+        let last = written + 1_000 >= target;
+        let messages: Vec<_> = (0..6)
+            .map(|m| {
+                json!({"id": id * 10 + m,
+                       "role": if last && m == 5 { "admin" } else if m % 2 == 0 { "visitor" } else { "bot" },
+                       "text": "a question about the opening hours of the shop and its delivery",
+                       "faq_id": null, "score": null, "created_at": ts, "feedback": null})
+            })
+            .collect();
+        let conversation = serde_json::to_string(&json!({
+            "id": id, "session_id": format!("{id:032x}"), "origin": null,
+            "started_at": ts, "last_message_at": ts, "messages": messages
+        }))
+        .unwrap();
+        if id > 1 {
+            file.write_all(b",").unwrap();
+        }
+        file.write_all(conversation.as_bytes()).unwrap();
+        written += conversation.len() + 1;
+    }
+    file.write_all(b"]}").unwrap();
+    file.flush().unwrap();
+    drop(file);
+    let file_kib = std::fs::metadata(&path).unwrap().len() / 1024;
+
+    let url = db.url.clone();
+    let (peak, success, stderr) = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatter"))
+            .args(["tenant", "import", path.to_str().unwrap()])
+            .env("DATABASE_URL", &url)
+            .env_remove("SECRET_KEY")
+            .env("DEBUG", "True")
+            .current_dir(std::env::temp_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut peak = 0;
+        // VmHWM only grows: the last reading before the exit is the peak.
+        while child.try_wait().unwrap().is_none() {
+            peak = peak.max(peak_kib(child.id()).unwrap_or(0));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let out = child.wait_with_output().unwrap();
+        (peak, out.status.success(), text(&out.stderr))
+    })
+    .await
+    .unwrap();
+    eprintln!("peak RSS {peak} KiB for a {file_kib} KiB archive");
+    assert!(!success);
+    assert!(stderr.contains("role must be"), "{stderr}");
+    assert!(
+        peak < file_kib + 64 * 1024,
+        "peak RSS {peak} KiB for a {file_kib} KiB file"
+    );
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).to_string()
 }
