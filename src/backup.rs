@@ -39,6 +39,14 @@ pub enum BackupError {
     UnsupportedVersion(String),
     #[error("the archive is malformed: {0}")]
     Malformed(serde_json::Error),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// What the API would refuse, named by where it is in the file.
+    #[error("the archive is not valid; nothing was imported:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
     #[error(transparent)]
     Tenancy(#[from] TenancyError),
     #[error(transparent)]
@@ -72,20 +80,270 @@ impl TenantArchive {
     /// Parses a file, naming the problem: not JSON (a truncated file), not
     /// an archive, another format version, or a malformed archive.
     pub fn from_json(bytes: &[u8]) -> Result<Self, BackupError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(BackupError::NotJson)?;
-        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+        check_header(serde_json::from_slice(bytes))?;
+        serde_json::from_slice(bytes).map_err(malformed)
+    }
+
+    /// Parses the file at `path` as `from_json` does, streaming: the file is
+    /// read twice (the header, then the rows) and never held whole, nor as a
+    /// JSON tree, so the memory peak is the rows themselves (issue 16, item
+    /// 12: an 80 MB file peaked at 305 MB when read whole, parsed to a
+    /// `serde_json::Value`, then converted).
+    pub fn from_file(path: &std::path::Path) -> Result<Self, BackupError> {
+        let open = || {
+            std::fs::File::open(path)
+                .map(std::io::BufReader::new)
+                .map_err(|source| BackupError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+        };
+        check_header(serde_json::from_reader(open()?))?;
+        serde_json::from_reader(open()?).map_err(malformed)
+    }
+}
+
+/// `format` and `version` only; every other field is skipped unread.
+#[derive(Deserialize)]
+struct Header {
+    format: Option<serde_json::Value>,
+    version: Option<serde_json::Value>,
+}
+
+fn check_header(parsed: Result<Header, serde_json::Error>) -> Result<(), BackupError> {
+    let header = match parsed {
+        Ok(header) => header,
+        // Valid JSON of another shape (an array, a string): not an archive.
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
             return Err(BackupError::NotAnArchive);
         }
-        match value.get("version") {
-            Some(v)
-                if v.as_u64().is_some_and(|v| {
-                    (u64::from(OLDEST_READABLE_VERSION)..=u64::from(FORMAT_VERSION)).contains(&v)
-                }) => {}
-            Some(v) => return Err(BackupError::UnsupportedVersion(v.to_string())),
-            None => return Err(BackupError::UnsupportedVersion("(none)".into())),
+        Err(e) => return Err(BackupError::NotJson(e)),
+    };
+    if header.format.as_ref().and_then(|f| f.as_str()) != Some(FORMAT) {
+        return Err(BackupError::NotAnArchive);
+    }
+    match header.version {
+        Some(v)
+            if v.as_u64().is_some_and(|v| {
+                (u64::from(OLDEST_READABLE_VERSION)..=u64::from(FORMAT_VERSION)).contains(&v)
+            }) =>
+        {
+            Ok(())
         }
-        serde_json::from_value(value).map_err(BackupError::Malformed)
+        Some(v) => Err(BackupError::UnsupportedVersion(v.to_string())),
+        None => Err(BackupError::UnsupportedVersion("(none)".into())),
+    }
+}
+
+fn malformed(e: serde_json::Error) -> BackupError {
+    match e.classify() {
+        serde_json::error::Category::Data => BackupError::Malformed(e),
+        _ => BackupError::NotJson(e),
+    }
+}
+
+/// What an import accepts beyond the file's shape: the API's own limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportLimits {
+    /// The longest visitor message (`chat.max_message_chars`).
+    pub max_message_chars: usize,
+}
+
+/// Problems listed at most; the count says how many there were.
+const MAX_PROBLEMS_SHOWN: usize = 20;
+/// An FAQ vector longer than any model we run is not one of ours.
+const MAX_EMBEDDING_DIM: usize = 4_096;
+const MAX_MODEL_ID_CHARS: usize = 200;
+
+impl TenantArchive {
+    /// Checks every row as the API would check it when written there, and
+    /// normalises as the API does (trimmed texts, origins as browsers send
+    /// them). Without this, `tenant import` stored what no API call could
+    /// (`javascript:` origins, an array as the theme, 500 phrasings, made-up
+    /// session ids), and a broken link between rows failed at the database
+    /// as a bare error (issue 16, item 12). Every problem is named by its
+    /// place in the file.
+    pub fn validated(mut self, limits: ImportLimits) -> Result<Self, BackupError> {
+        let mut problems: Vec<String> = Vec::new();
+        let mut problem = |at: String, what: String| problems.push(format!("{at}: {what}"));
+
+        if let Err(e) = (NewTenant {
+            schema: &self.schema,
+            name: &self.name,
+            domain: None,
+            is_public: false,
+        })
+        .checked()
+        {
+            problem("schema/name".into(), e.to_string());
+        }
+        for (i, domain) in self.domains.iter().enumerate() {
+            if let Err(e) = crate::tenancy::DomainName::parse(domain) {
+                problem(format!("domains[{i}]"), e);
+            }
+        }
+
+        let bot = &self.bot_config;
+        match (bot_config::BotConfigUpdate {
+            bot_name: Some(bot.bot_name.clone()),
+            greeting: Some(bot.greeting.clone()),
+            fallback_reply: Some(bot.fallback_reply.clone()),
+            match_threshold: Some(bot.match_threshold),
+            caution: None,
+            unavailable_reply: None,
+            theme: Some(bot.theme.clone()),
+            allowed_origins: Some(bot.allowed_origins.clone()),
+        })
+        .validated()
+        {
+            Ok(checked) => {
+                let bot = &mut self.bot_config;
+                bot.bot_name = checked.bot_name.unwrap_or_default();
+                bot.greeting = checked.greeting.unwrap_or_default();
+                bot.fallback_reply = checked.fallback_reply.unwrap_or_default();
+                bot.allowed_origins = checked.allowed_origins.unwrap_or_default();
+            }
+            Err(e) => problem("bot_config".into(), e.to_string()),
+        }
+
+        let mut faq_ids = std::collections::HashSet::new();
+        for (i, row) in self.faqs.iter_mut().enumerate() {
+            let at = format!("faqs[{i}] (id {})", row.id);
+            if row.id <= 0 || !faq_ids.insert(row.id) {
+                problem(at.clone(), "id must be positive and unique".into());
+            }
+            let texts = std::iter::once(&row.question)
+                .chain(std::iter::once(&row.answer))
+                .chain(&row.alternatives);
+            if texts.into_iter().any(|t| t.contains('\0')) {
+                problem(at.clone(), "text may not contain NUL (\\u0000)".into());
+            }
+            match (faq::NewFaq {
+                question: std::mem::take(&mut row.question),
+                answer: std::mem::take(&mut row.answer),
+                alternatives: std::mem::take(&mut row.alternatives),
+            })
+            .validated()
+            {
+                Ok(checked) => {
+                    row.question = checked.question;
+                    row.answer = checked.answer;
+                    row.alternatives = checked.alternatives;
+                }
+                Err(e) => problem(at.clone(), e),
+            }
+            if let Some(vector) = &row.embedding
+                && (vector.is_empty()
+                    || vector.len() > MAX_EMBEDDING_DIM
+                    || vector.iter().any(|x| !x.is_finite()))
+            {
+                problem(
+                    at.clone(),
+                    format!("embedding must be 1 to {MAX_EMBEDDING_DIM} finite numbers"),
+                );
+            }
+            if row
+                .model_id
+                .as_ref()
+                .is_some_and(|m| m.chars().count() > MAX_MODEL_ID_CHARS || m.contains('\0'))
+            {
+                problem(
+                    at,
+                    format!("model_id must be at most {MAX_MODEL_ID_CHARS} characters"),
+                );
+            }
+        }
+
+        let mut conversation_ids = std::collections::HashSet::new();
+        let mut message_ids = std::collections::HashSet::new();
+        for (c, conversation) in self.conversations.iter().enumerate() {
+            let at = format!("conversations[{c}] (id {})", conversation.id);
+            if conversation.id <= 0 || !conversation_ids.insert(conversation.id) {
+                problem(at.clone(), "id must be positive and unique".into());
+            }
+            if !crate::chat::is_session_id(&conversation.session_id) {
+                problem(
+                    at.clone(),
+                    "session_id must be 32 lowercase hex digits, as the chat makes them".into(),
+                );
+            }
+            if conversation
+                .origin
+                .as_ref()
+                .is_some_and(|o| o.len() > crate::origins::MAX_ORIGIN_LEN || o.contains('\0'))
+            {
+                problem(
+                    at.clone(),
+                    format!(
+                        "origin must be at most {} characters",
+                        crate::origins::MAX_ORIGIN_LEN
+                    ),
+                );
+            }
+            for (m, message) in conversation.messages.iter().enumerate() {
+                let at = format!("{at}.messages[{m}] (id {})", message.id);
+                if message.id <= 0 || !message_ids.insert(message.id) {
+                    problem(at.clone(), "id must be positive and unique".into());
+                }
+                let longest = match message.role.as_str() {
+                    "visitor" => limits.max_message_chars,
+                    "bot" => faq::MAX_ANSWER_CHARS,
+                    other => {
+                        problem(
+                            at.clone(),
+                            format!("role must be \"visitor\" or \"bot\", not {other:?}"),
+                        );
+                        continue;
+                    }
+                };
+                if message.text.trim().is_empty() || message.text.chars().count() > longest {
+                    problem(
+                        at.clone(),
+                        format!(
+                            "a {} message must be 1 to {longest} characters",
+                            message.role
+                        ),
+                    );
+                }
+                if message.text.contains('\0') {
+                    problem(at.clone(), "text may not contain NUL (\\u0000)".into());
+                }
+                if let Some(faq_id) = message.faq_id
+                    && !faq_ids.contains(&faq_id)
+                {
+                    problem(
+                        at.clone(),
+                        format!("faq_id {faq_id} is not an FAQ of this file"),
+                    );
+                }
+                if message
+                    .score
+                    .is_some_and(|s| !(s.is_finite() && (-1.001..=1.001).contains(&s)))
+                {
+                    problem(
+                        at.clone(),
+                        "score must be a cosine, between -1 and 1".into(),
+                    );
+                }
+                if message.role == "visitor"
+                    && (message.faq_id.is_some() || message.feedback.is_some())
+                {
+                    problem(
+                        at,
+                        "only the bot's answers have an faq_id or feedback".into(),
+                    );
+                }
+            }
+        }
+        if problems.is_empty() {
+            return Ok(self);
+        }
+        let total = problems.len();
+        problems.truncate(MAX_PROBLEMS_SHOWN);
+        if total > MAX_PROBLEMS_SHOWN {
+            problems.push(format!("... and {} more", total - MAX_PROBLEMS_SHOWN));
+        }
+        Err(BackupError::Invalid(problems))
     }
 }
 

@@ -234,7 +234,7 @@ impl BotConfigCache {
         if let Some(hit) = self.entries.get(schema) {
             return Ok(hit);
         }
-        let ticket = self.entries.ticket();
+        let ticket = self.entries.ticket(schema);
         let config = Arc::new(get(&self.db, schema).await?);
         self.entries
             .insert(ticket, schema.clone(), Arc::clone(&config));

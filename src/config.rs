@@ -100,6 +100,9 @@ pub struct ServerSettings {
     /// The address people reach this server at (`https://chat.example.com`),
     /// for links in mail. Unset: `https://` and the public domain.
     pub public_url: Option<String>,
+    /// A bearer token `/metrics` also accepts (besides an operator's
+    /// sign-in token), for a Prometheus scraper; unset, only operators.
+    pub metrics_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +151,9 @@ pub struct ModelSettings {
     pub max_batch: usize,
     pub batch_wait_ms: u64,
     pub queue_capacity: usize,
+    /// The inference thread on one batch for longer than this: `/readyz`
+    /// answers 503 until it finishes.
+    pub wedged_after_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -386,6 +392,7 @@ impl Default for ServerSettings {
             request_timeout_secs: 30,
             max_connections: 768,
             public_url: None,
+            metrics_token: None,
         }
     }
 }
@@ -430,6 +437,7 @@ impl Default for ModelSettings {
             max_batch: 32,
             batch_wait_ms: 2,
             queue_capacity: 256,
+            wedged_after_secs: 30,
         }
     }
 }
@@ -585,6 +593,9 @@ impl Settings {
         if let Some(v) = get("CHATTER_SHUTDOWN_TIMEOUT_SECS") {
             self.server.shutdown_timeout_secs =
                 parse_num("CHATTER_SHUTDOWN_TIMEOUT_SECS", v, "a number of seconds")?;
+        }
+        if let Some(v) = get("CHATTER_METRICS_TOKEN") {
+            self.server.metrics_token = Some(Secret::new(v));
         }
         if let Some(v) = get("DATABASE_URL") {
             self.database.url = Some(Secret::new(v));
@@ -1009,6 +1020,7 @@ mod tests {
             "max_batch",
             "batch_wait_ms",
             "queue_capacity",
+            "wedged_after_secs",
             "suggestion_margin",
             "max_suggestions",
             "max_message_chars",
@@ -1091,6 +1103,8 @@ mod tests {
             "model.max_batch",
             "model.batch_wait_ms",
             "model.queue_capacity",
+            "model.wedged_after_secs",
+            "server.metrics_token",
             "chat.suggestion_margin",
             "chat.max_suggestions",
             "chat.max_message_chars",

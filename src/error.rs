@@ -262,6 +262,11 @@ mod tests {
             ),
             (AppError::Auth(AuthError::OwnerOnly), 403, "forbidden"),
             (
+                AppError::Auth(AuthError::WrongOldPassword),
+                400,
+                "wrong_password",
+            ),
+            (
                 AppError::Tenancy(TenancyError::DomainTaken("a".into())),
                 409,
                 "conflict",

@@ -76,7 +76,7 @@ impl OriginUnionCache {
         if let Some(hit) = self.entry.get(&()) {
             return Ok(hit);
         }
-        let ticket = self.entry.ticket();
+        let ticket = self.entry.ticket(&());
         let union = Arc::new(self.load().await?);
         self.entry.insert(ticket, (), Arc::clone(&union));
         Ok(union)

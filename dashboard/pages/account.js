@@ -29,10 +29,11 @@ export async function render(view) {
       e.preventDefault();
       error.textContent = "";
       try {
-        await api("POST", "auth/password/change", { old_password: old.value, new_password: next.value }, { quiet401: true });
+        // A 401 here means the session died: lib.js sends the browser to sign in.
+        await api("POST", "auth/password/change", { old_password: old.value, new_password: next.value });
         e.target.reset();
         toast("Password changed. Your other sessions are signed out.");
-      } catch (err) { error.textContent = err.status === 401 ? "The current password is wrong." : errorText(err); }
+      } catch (err) { error.textContent = err.code === "wrong_password" ? "The current password is wrong." : errorText(err); }
     } }, h("h2", {}, "Change password"), field("Current password", old), field("New password", next, "At least 8 characters. Signs out your other sessions."),
     error, h("button", { type: "submit" }, "Change password")),
     h("section", { class: "card narrow" }, h("h2", {}, "Sign out everywhere"),

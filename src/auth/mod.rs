@@ -30,6 +30,11 @@ pub enum AuthError {
     OperatorOnly,
     #[error("{0}")]
     Invalid(String),
+    /// A password change's `old_password` is not the current one. 400, not
+    /// 401: the token is fine, a field is wrong, and a 401 means "sign in
+    /// again" to every client (the dashboard sends the browser to sign in).
+    #[error("old_password is not the current password")]
+    WrongOldPassword,
     #[error("a user with email {0:?} already exists")]
     EmailTaken(String),
     #[error("no tenant {0:?}")]
@@ -69,6 +74,7 @@ impl Classify for AuthError {
                 Kind::new(Class::Forbidden, "forbidden")
             }
             AuthError::Invalid(_) => Kind::bad_input(),
+            AuthError::WrongOldPassword => Kind::new(Class::BadInput, "wrong_password"),
             AuthError::EmailTaken(_) => Kind::conflict(),
             AuthError::UnknownTenant(_) => Kind::new(Class::NotFound, "unknown_tenant"),
             AuthError::UnknownUser(_) => Kind::not_found(),

@@ -290,7 +290,7 @@ pub async fn change_password(
         .await?
         .try_get(0)?;
     if password::verify(old_password.to_string(), stored).await? == Verdict::Wrong {
-        return Err(AuthError::Invalid("the current password is wrong".into()));
+        return Err(AuthError::WrongOldPassword);
     }
     let hash = password::hash(new_password.to_string()).await?;
     let tx = db.shared_tx().await?;

@@ -225,7 +225,7 @@ impl Billing {
         if let Some(hit) = self.entitlements.get(schema) {
             return Ok(hit);
         }
-        let ticket = self.entitlements.ticket();
+        let ticket = self.entitlements.ticket(schema);
         let row = entitlement::load(&self.db, schema)
             .await?
             .ok_or_else(|| BillingError::UnknownTenant(schema.to_string()))?;

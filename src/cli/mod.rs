@@ -113,7 +113,12 @@ async fn with_database(
         Command::Faq(cmd) => faq_command(db, cmd).await,
         Command::Ask { schema, question } => ask(db, settings, &schema, &question).await,
         Command::Migrate(args) => migrate_command(db, settings, args).await,
-        Command::Tenant(cmd) => tenant_command(db, cmd).await,
+        Command::Tenant(cmd) => {
+            let limits = crate::backup::ImportLimits {
+                max_message_chars: settings.chat.max_message_chars,
+            };
+            tenant_command(db, cmd, limits).await
+        }
         Command::Domain(cmd) => domain_command(db, cmd).await,
         Command::User(cmd) => user_command(db, cmd).await,
         Command::Billing(cmd) => billing_command(db, settings, cmd).await,

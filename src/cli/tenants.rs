@@ -16,7 +16,11 @@ struct Listed<'a> {
     node: Option<&'a str>,
 }
 
-pub(super) async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<(), CliError> {
+pub(super) async fn tenant_command(
+    db: &Database,
+    cmd: TenantCommand,
+    limits: backup::ImportLimits,
+) -> Result<(), CliError> {
     match cmd {
         TenantCommand::Create {
             schema,
@@ -106,9 +110,7 @@ pub(super) async fn tenant_command(db: &Database, cmd: TenantCommand) -> Result<
             );
         }
         TenantCommand::Import { file, as_schema } => {
-            let bytes = std::fs::read(&file)
-                .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", file.display())))?;
-            let archive = TenantArchive::from_json(&bytes)?;
+            let archive = TenantArchive::from_file(&file)?.validated(limits)?;
             let schema = backup::import(db.db(), &archive, as_schema.as_deref()).await?;
             println!(
                 "imported tenant {schema} ({}): {} FAQ(s), {} conversation(s), {} message(s)",

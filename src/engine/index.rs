@@ -224,7 +224,7 @@ impl IndexCache {
             if let Some(hit) = self.entries.get(schema) {
                 return Ok(hit);
             }
-            let ticket = self.entries.ticket();
+            let ticket = self.entries.ticket(schema);
             let index = Arc::new(build().await?);
             self.entries
                 .insert(ticket, schema.clone(), Arc::clone(&index));

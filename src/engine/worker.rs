@@ -6,7 +6,7 @@
 //! the async runtime.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,65 @@ pub struct EmbeddingQueue {
     dim: usize,
     max_batch: usize,
     model_id: Arc<str>,
+    heartbeat: Arc<Heartbeat>,
+}
+
+/// What the inference thread is doing, for `/readyz`: a thread that died,
+/// or that has been on one batch far longer than a batch takes (a model
+/// stuck in a loop, a wedged BLAS call), cannot answer chat, and the load
+/// balancer should send visitors elsewhere (issue 16, item 11).
+#[derive(Debug)]
+struct Heartbeat {
+    started: Instant,
+    alive: AtomicBool,
+    /// Milliseconds after `started` at which the current batch was taken,
+    /// plus one; 0 while idle.
+    busy_since: AtomicU64,
+    restarts: AtomicU64,
+}
+
+impl Heartbeat {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            alive: AtomicBool::new(true),
+            busy_since: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn busy(&self) {
+        self.busy_since
+            .store(self.now_ms().saturating_add(1), Ordering::SeqCst);
+    }
+
+    fn idle(&self) {
+        self.busy_since.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Marks the thread dead however it ends, unwinding included.
+struct AliveGuard(Arc<Heartbeat>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The inference thread's state as readiness sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerHealth {
+    /// Waiting for work, or on a batch for less than the limit.
+    Working,
+    /// On one batch for longer than the limit.
+    Wedged,
+    /// The thread has ended: nothing will answer.
+    Stopped,
 }
 
 impl EmbeddingQueue {
@@ -51,16 +110,31 @@ impl EmbeddingQueue {
     ) -> Result<Self, EngineError> {
         let (sender, receiver) = sync_channel(settings.queue_capacity.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
+        let heartbeat = Arc::new(Heartbeat::new());
         let queue = Self {
             sender,
             depth: Arc::clone(&depth),
             dim: embedder.dim(),
             max_batch: settings.max_batch.max(1),
             model_id: Arc::from(embedder.model_id()),
+            heartbeat: Arc::clone(&heartbeat),
         };
         std::thread::Builder::new()
             .name("chatter-inference".into())
-            .spawn(move || run(embedder.as_ref(), &receiver, &depth, settings, &metrics))
+            .spawn(move || {
+                let guard = AliveGuard(Arc::clone(&heartbeat));
+                supervise(&heartbeat, || {
+                    run(
+                        embedder.as_ref(),
+                        &receiver,
+                        &depth,
+                        settings,
+                        &metrics,
+                        &heartbeat,
+                    )
+                });
+                drop(guard);
+            })
             .map_err(|e| EngineError::Failed(format!("cannot start the inference thread: {e}")))?;
         Ok(queue)
     }
@@ -106,6 +180,46 @@ impl EmbeddingQueue {
     pub fn model_id(&self) -> &str {
         &self.model_id
     }
+
+    /// Whether the inference thread can answer: alive, and not on one
+    /// batch for longer than `wedged_after`.
+    pub fn health(&self, wedged_after: Duration) -> WorkerHealth {
+        self.heartbeat.health(wedged_after)
+    }
+
+    /// Times the inference loop was restarted after a panic.
+    pub fn restarts(&self) -> u64 {
+        self.heartbeat.restarts.load(Ordering::SeqCst)
+    }
+}
+
+impl Heartbeat {
+    fn health(&self, wedged_after: Duration) -> WorkerHealth {
+        if !self.alive.load(Ordering::SeqCst) {
+            return WorkerHealth::Stopped;
+        }
+        let since = self.busy_since.load(Ordering::SeqCst);
+        let limit = u64::try_from(wedged_after.as_millis()).unwrap_or(u64::MAX);
+        if since != 0 && self.now_ms().saturating_sub(since - 1) > limit {
+            WorkerHealth::Wedged
+        } else {
+            WorkerHealth::Working
+        }
+    }
+}
+
+/// Runs the inference loop `body` again whenever it panics, until it
+/// returns (every sender gone). A panic in the model itself only fails its
+/// batch (`embed_catching_panics`); this catches the rest of the loop, so
+/// no bug there leaves every tenant's chat answering 503 until a restart.
+/// Jobs taken by the panicked round are answered `Stopped` (503) as their
+/// reply channels drop.
+fn supervise(heartbeat: &Heartbeat, mut body: impl FnMut()) {
+    while std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut body)).is_err() {
+        heartbeat.idle();
+        let restarts = heartbeat.restarts.fetch_add(1, Ordering::SeqCst) + 1;
+        tracing::error!(restarts, "the inference loop panicked; restarting it");
+    }
 }
 
 fn run(
@@ -114,9 +228,11 @@ fn run(
     depth: &AtomicUsize,
     settings: WorkerSettings,
     metrics: &Metrics,
+    heartbeat: &Heartbeat,
 ) {
     let max_batch = settings.max_batch.max(1);
     while let Ok(first) = receiver.recv() {
+        heartbeat.busy();
         let mut jobs = vec![first];
         let mut texts = jobs[0].texts.len();
         let deadline = Instant::now() + settings.batch_wait;
@@ -136,8 +252,22 @@ fn run(
             }
         }
         let handled = jobs.len();
+        // Counted down even if embedding panics: the jobs are answered
+        // (their reply channels drop) either way.
+        let _done = DepthGuard { depth, handled };
         embed_jobs(embedder, jobs, max_batch, metrics);
-        depth.fetch_sub(handled, Ordering::SeqCst);
+        heartbeat.idle();
+    }
+}
+
+struct DepthGuard<'a> {
+    depth: &'a AtomicUsize,
+    handled: usize,
+}
+
+impl Drop for DepthGuard<'_> {
+    fn drop(&mut self) {
+        self.depth.fetch_sub(self.handled, Ordering::SeqCst);
     }
 }
 
@@ -291,6 +421,74 @@ mod tests {
         assert!(matches!(failed, Err(EngineError::Embed(_))), "{failed:?}");
         let vectors = queue.embed(vec!["fine".into()]).await.unwrap();
         assert_eq!(vectors.len(), 1);
+    }
+
+    #[test]
+    fn a_panicking_loop_is_restarted_and_a_finished_one_is_not() {
+        let heartbeat = Heartbeat::new();
+        let mut rounds = 0;
+        supervise(&heartbeat, || {
+            rounds += 1;
+            assert!(rounds > 2, "a bug in the loop");
+        });
+        assert_eq!(rounds, 3);
+        assert_eq!(heartbeat.restarts.load(Ordering::SeqCst), 2);
+    }
+
+    /// Blocks every batch until the test lets it go.
+    struct Stuck {
+        inner: HashingEmbedder,
+        release: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl Embedder for Stuck {
+        fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            let _ = self.release.lock().unwrap().recv();
+            self.inner.embed(texts)
+        }
+        fn dim(&self) -> usize {
+            self.inner.dim()
+        }
+        fn model_id(&self) -> &str {
+            "test/stuck"
+        }
+    }
+
+    #[tokio::test]
+    async fn health_tells_a_wedged_batch_and_a_stopped_thread() {
+        let (release, released) = std::sync::mpsc::channel();
+        let queue = EmbeddingQueue::start(
+            Arc::new(Stuck {
+                inner: HashingEmbedder::default(),
+                release: Mutex::new(released),
+            }),
+            settings(8, 8),
+            Arc::default(),
+        )
+        .unwrap();
+        let limit = Duration::from_millis(200);
+        assert_eq!(queue.health(limit), WorkerHealth::Working);
+        let job = {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.embed(vec!["x".into()]).await })
+        };
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(queue.health(limit), WorkerHealth::Wedged);
+        assert_eq!(queue.health(Duration::from_secs(60)), WorkerHealth::Working);
+        release.send(()).unwrap();
+        job.await.unwrap().unwrap();
+        assert_eq!(queue.health(limit), WorkerHealth::Working);
+
+        // Every sender gone: the thread ends, and says so.
+        let heartbeat = Arc::clone(&queue.heartbeat);
+        drop(queue);
+        for _ in 0..200 {
+            if heartbeat.health(limit) == WorkerHealth::Stopped {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(heartbeat.health(limit), WorkerHealth::Stopped);
     }
 
     #[tokio::test]

@@ -23,8 +23,24 @@ use crate::rate_limit::{ChatLimits, LoginLimits, RateLimiter, ResetLimits, Signu
 use crate::tenancy::TenantResolver;
 use crate::tenancy::events::{ChangeEvent, Signal};
 
+/// One reference count to clone: axum clones the state for every layer and
+/// extractor that takes it, several times a request, and a struct of
+/// seventeen `Arc`s made that seventeen contended atomic increments and
+/// decrements each time: a fifth of the light routes' CPU (issue 16; see
+/// bench/README.md, 2026-12-01).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Handles>);
+
+impl std::ops::Deref for AppState {
+    type Target = Handles;
+
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}
+
+/// What `AppState` shares.
+pub struct Handles {
     pub db: Db,
     pub settings: Arc<Settings>,
     pub tenants: Arc<TenantResolver>,
@@ -70,7 +86,7 @@ impl AppState {
             settings.chat.clone(),
             capacity,
         );
-        Self {
+        Self(Arc::new(Handles {
             login_limits: Arc::new(LoginLimits::new(&settings.auth)),
             signup_limits: Arc::new(SignupLimits::new(&settings.signup)),
             reset_limits: Arc::new(ResetLimits::new(&settings.auth)),
@@ -92,7 +108,7 @@ impl AppState {
             allowed_hosts: Arc::new(AllowedHosts::new(&settings.effective_allowed_hosts())),
             settings: Arc::new(settings),
             db,
-        }
+        }))
     }
 
     /// Drops whatever a change event makes stale.
@@ -144,5 +160,21 @@ impl FromRef<AppState> for Arc<FrontPage> {
 impl FromRef<AppState> for Arc<RenderedDocument> {
     fn from_ref(state: &AppState) -> Self {
         Arc::clone(&state.api_document)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cloning the state is one reference count, whatever it holds: it is
+    /// cloned several times for every request (bench/http.sh lost a fifth
+    /// of its light-route throughput when it was a struct of `Arc`s).
+    #[test]
+    fn the_state_is_one_pointer() {
+        assert_eq!(
+            std::mem::size_of::<AppState>(),
+            std::mem::size_of::<usize>()
+        );
     }
 }

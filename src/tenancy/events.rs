@@ -74,36 +74,102 @@ pub type Subscriber = Arc<dyn Fn(Signal) + Send + Sync>;
 pub fn spawn_listener(
     target: PgTarget,
     subscriber: Subscriber,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            tokio::select! {
-                result = listen_once(&target, &subscriber) => {
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, "change listener lost its connection; reconnecting");
-                    }
-                }
-                _ = shutdown.changed() => return,
-            }
-            // Anything may have changed while we were not listening.
-            subscriber(Signal::Resync);
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.changed() => return,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-    })
+    let session_subscriber = Arc::clone(&subscriber);
+    tokio::spawn(keep_listening(
+        move || {
+            let target = target.clone();
+            let subscriber = Arc::clone(&session_subscriber);
+            async move { listen_once(&target, &subscriber).await }
+        },
+        subscriber,
+        tokio::time::sleep,
+        shutdown,
+    ))
 }
 
+/// The wait before reconnecting: doubles after each session that never got
+/// to listen (the database is down: do not hammer it), and starts over
+/// after one that did. Without the reset, a listener that had lost its
+/// connection a few times over the process's life waited the longest
+/// back-off after every later blip, and served stale caches meanwhile
+/// (issue 16, item 13).
+#[derive(Debug)]
+struct Backoff {
+    first: Duration,
+    longest: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const LONGEST: Duration = Duration::from_secs(5);
+
+    fn new() -> Self {
+        Self {
+            first: Self::FIRST,
+            longest: Self::LONGEST,
+            next: Self::FIRST,
+        }
+    }
+
+    /// The wait after a session; `listened`: it got as far as LISTEN.
+    fn after(&mut self, listened: bool) -> Duration {
+        if listened {
+            self.next = self.first;
+        }
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.longest);
+        wait
+    }
+}
+
+/// Runs listening sessions one after another until `shutdown` fires.
+/// `session` resolves when its connection is lost, saying whether it got
+/// to listen; `sleep` waits (tests pass one that records the waits).
+async fn keep_listening<S, SF, W, WF>(
+    mut session: S,
+    subscriber: Subscriber,
+    mut sleep: W,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) where
+    S: FnMut() -> SF,
+    SF: std::future::Future<Output = (bool, Result<(), tokio_postgres::Error>)>,
+    W: FnMut(Duration) -> WF,
+    WF: std::future::Future<Output = ()>,
+{
+    let mut backoff = Backoff::new();
+    loop {
+        let listened = tokio::select! {
+            (listened, result) = session() => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "change listener lost its connection; reconnecting");
+                }
+                listened
+            }
+            _ = shutdown.changed() => return,
+        };
+        // Anything may have changed while we were not listening.
+        subscriber(Signal::Resync);
+        tokio::select! {
+            _ = sleep(backoff.after(listened)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One session: connects, listens, and passes events on until the
+/// connection is lost. Says whether it got as far as listening.
 async fn listen_once(
     target: &PgTarget,
     subscriber: &Subscriber,
-) -> Result<(), tokio_postgres::Error> {
+) -> (bool, Result<(), tokio_postgres::Error>) {
     // Its own session (LISTEN), with the pool's TLS.
-    let (client, mut connection) = target.connect().await?;
+    let (client, mut connection) = match target.connect().await {
+        Ok(pair) => pair,
+        Err(e) => return (false, Err(e)),
+    };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -122,7 +188,10 @@ async fn listen_once(
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+        driver.abort();
+        return (false, Err(e));
+    }
     // Events sent before LISTEN took effect were missed.
     subscriber(Signal::Resync);
     let result = loop {
@@ -137,7 +206,7 @@ async fn listen_once(
     };
     driver.abort();
     drop(client);
-    result
+    (true, result)
 }
 
 #[cfg(test)]
@@ -157,5 +226,56 @@ mod tests {
         }
         assert_eq!(ChangeEvent::parse("config:Bad;"), None);
         assert_eq!(ChangeEvent::parse("nonsense"), None);
+    }
+
+    /// Sessions that never listen back off up to the longest wait; one that
+    /// listened starts the back-off over.
+    #[tokio::test]
+    async fn the_back_off_starts_over_after_a_session_that_listened() {
+        use std::sync::Mutex;
+        // Six failed connects, one session that listened, one more failure,
+        // then the test stops the loop.
+        let script = Arc::new(Mutex::new(vec![
+            false, false, false, false, false, false, true, false,
+        ]));
+        let waits = Arc::new(Mutex::new(Vec::new()));
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let stop = Arc::new(stop);
+        let session = {
+            let script = Arc::clone(&script);
+            let stop = Arc::clone(&stop);
+            move || {
+                let next = {
+                    let mut script = script.lock().unwrap();
+                    (!script.is_empty()).then(|| script.remove(0))
+                };
+                let stop = Arc::clone(&stop);
+                async move {
+                    match next {
+                        Some(listened) => (listened, Ok(())),
+                        None => {
+                            let _ = stop.send(true);
+                            std::future::pending().await
+                        }
+                    }
+                }
+            }
+        };
+        let sleep = {
+            let waits = Arc::clone(&waits);
+            move |wait: Duration| {
+                waits.lock().unwrap().push(wait);
+                std::future::ready(())
+            }
+        };
+        let subscriber: Subscriber = Arc::new(|_| {});
+        keep_listening(session, subscriber, sleep, shutdown).await;
+        let ms: Vec<u128> = waits
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Duration::as_millis)
+            .collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1_600, 3_200, 100, 200]);
     }
 }

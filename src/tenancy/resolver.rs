@@ -99,7 +99,7 @@ impl TenantResolver {
         sql: &str,
         param: &str,
     ) -> Result<Entry, DbError> {
-        let ticket = cache.ticket();
+        let ticket = cache.ticket(key);
         let client = self.db.shared().await?;
         let row = client
             .query_typed(sql, &[(&param, Type::TEXT)])

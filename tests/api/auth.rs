@@ -161,8 +161,19 @@ async fn a_password_change_signs_out_every_other_session() {
             .json(&json!({"old_password": old, "new_password": new}))
             .send()
     };
+    // A wrong old password is a bad field (400 naming it), not a dead token
+    // (401 would send the dashboard to sign in).
     let response = change("wrong password", "a new password").await.unwrap();
     assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "wrong_password", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("old_password"),
+        "{body}"
+    );
     let response = change(PASSWORD, "short").await.unwrap();
     assert_eq!(response.status(), 400);
     assert_eq!(me(&app, &format!("Bearer {other}")).await.0, 200);

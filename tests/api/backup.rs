@@ -332,7 +332,8 @@ async fn backup_through_the_command_line() {
         .batch_execute(
             "UPDATE cli_orig.faqs SET embedding = '{0.25,-1.5,3e-7}', model_id = 'test/model' \
              WHERE question = 'Hours?'; \
-             INSERT INTO cli_orig.conversations (session_id, origin) VALUES ('s1', 'https://cli.test'); \
+             INSERT INTO cli_orig.conversations (session_id, origin) \
+               VALUES ('0123456789abcdef0123456789abcdef', 'https://cli.test'); \
              INSERT INTO cli_orig.messages (conversation_id, role, text, faq_id, score) VALUES \
                (1, 'visitor', 'hours?', NULL, NULL), (1, 'bot', '9 to 5', 1, 0.8125);",
         )
@@ -433,6 +434,212 @@ async fn backup_through_the_command_line() {
         )
         .await,
         0
+    );
+}
+
+/// `tenant import` checks a file as the API checks what it is sent, names
+/// every problem by its place, and imports nothing (issue 16, item 12:
+/// these all went in, and a broken link failed as a bare "db error").
+#[tokio::test]
+async fn tenant_import_refuses_what_the_api_would_and_says_where() {
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hostile.json");
+    let good = json!({
+        "format": "chatter-tenant", "version": 2, "schema": "imp", "name": "Imp",
+        "domains": [],
+        "bot_config": {
+            "bot_name": "  Imp bot ", "greeting": "Hi", "fallback_reply": "Sorry",
+            "match_threshold": 0.5, "theme": {"color": "#000"},
+            "allowed_origins": ["HTTPS://Shop.Example.com"],
+            "updated_at": "2024-05-01T10:00:00Z"
+        },
+        "faqs": [{"id": 1, "question": " Hours? ", "answer": "9 to 5", "alternatives": [],
+                  "embedding": null, "model_id": null,
+                  "created_at": "2024-05-01T10:00:00Z", "updated_at": "2024-05-01T10:00:00Z"}],
+        "conversations": [{
+            "id": 1, "session_id": "0123456789abcdef0123456789abcdef", "origin": null,
+            "started_at": "2024-05-01T10:00:00Z", "last_message_at": "2024-05-01T10:00:00Z",
+            "messages": [
+                {"id": 1, "role": "visitor", "text": "hours?", "faq_id": null, "score": null,
+                 "created_at": "2024-05-01T10:00:00Z", "feedback": null},
+                {"id": 2, "role": "bot", "text": "9 to 5", "faq_id": 1, "score": 0.9,
+                 "created_at": "2024-05-01T10:00:00Z", "feedback": null}
+            ]
+        }]
+    });
+    let mut bad = good.clone();
+    bad["bot_config"]["allowed_origins"] = json!(["javascript:alert(1)"]);
+    let mut hostile = bad.clone();
+    hostile["faqs"][0]["alternatives"] = json!(vec!["another way to ask"; 500]);
+    hostile["conversations"][0]["session_id"] = json!("not-hex-at-all");
+    hostile["conversations"][0]["messages"][0]["role"] = json!("admin");
+    hostile["conversations"][0]["messages"][1]["faq_id"] = json!(77);
+    hostile["conversations"][0]["messages"][1]["text"] = json!("x".repeat(20_000));
+    let mut theme = good.clone();
+    theme["bot_config"]["theme"] = json!([1, 2, 3]);
+
+    let url = db.url.clone();
+    let path = file.clone();
+    let outcomes = tokio::task::spawn_blocking(move || {
+        let mut outcomes = Vec::new();
+        for archive in [bad, hostile, theme, good] {
+            std::fs::write(&path, serde_json::to_vec(&archive).unwrap()).unwrap();
+            let out = chatter(&url, &["tenant", "import", path.to_str().unwrap()]);
+            outcomes.push((out.status.success(), text(&out.stderr)));
+        }
+        outcomes
+    })
+    .await
+    .unwrap();
+
+    let (ok, said) = &outcomes[0];
+    assert!(!ok);
+    assert!(
+        said.contains("bot_config") && said.contains("javascript:alert(1)"),
+        "{said}"
+    );
+    let (ok, said) = &outcomes[1];
+    assert!(!ok);
+    for expected in [
+        "faqs[0] (id 1): more than 20 alternative phrasings",
+        "conversations[0] (id 1): session_id must be 32 lowercase hex digits",
+        "messages[0] (id 1): role must be \"visitor\" or \"bot\", not \"admin\"",
+        "messages[1] (id 2): a bot message must be 1 to 10000 characters",
+        "messages[1] (id 2): faq_id 77 is not an FAQ of this file",
+    ] {
+        assert!(said.contains(expected), "{expected:?} not in {said}");
+    }
+    assert!(!said.contains("db error"), "{said}");
+    let (ok, said) = &outcomes[2];
+    assert!(!ok);
+    assert!(said.contains("theme must be a JSON object"), "{said}");
+    let (ok, said) = &outcomes[3];
+    assert!(ok, "{said}");
+
+    // Nothing of the refused files went in; the good one, normalised as
+    // the API would have stored it.
+    let pool = db.pool(2);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM public.tenants WHERE schema_name = 'imp'"
+        )
+        .await,
+        1
+    );
+    let client = pool.get().await.unwrap();
+    let row = client
+        .query_one("SELECT bot_name, allowed_origins FROM imp.bot_config", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "Imp bot");
+    assert_eq!(
+        row.get::<_, Vec<String>>(1),
+        vec!["https://shop.example.com".to_string()]
+    );
+    let question: String = client
+        .query_one("SELECT question FROM imp.faqs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(question, "Hours?");
+}
+
+/// VmHWM (peak RSS) of a running process, in KiB.
+fn peak_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A 40 MB archive is read without holding the file whole or as a JSON
+/// tree (issue 16, item 12: an 80 MB file peaked at 305 MB, 3.8 times its
+/// size). Its last message is refused, so the check ends before any row is
+/// written and the peak is the parse's.
+#[tokio::test]
+async fn a_large_archive_is_parsed_within_its_size_plus_a_margin() {
+    use std::io::Write as _;
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("large.json");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let ts = "2024-05-01T10:00:00Z";
+    write!(
+        file,
+        "{}",
+        &serde_json::to_string(&json!({
+            "format": "chatter-tenant", "version": 2, "schema": "large", "name": "Large",
+            "domains": [],
+            "bot_config": {"bot_name": "L", "greeting": "Hi", "fallback_reply": "Sorry",
+                "match_threshold": 0.4, "theme": {}, "allowed_origins": [], "updated_at": ts},
+            "faqs": []
+        }))
+        .unwrap()
+        .trim_end_matches('}')
+    )
+    .unwrap();
+    write!(file, ",\"conversations\":[").unwrap();
+    let (mut written, mut id) = (0usize, 0i64);
+    let target = 40_000_000;
+    while written < target {
+        id += 1;
+        let last = written + 1_000 >= target;
+        let messages: Vec<_> = (0..6)
+            .map(|m| {
+                json!({"id": id * 10 + m,
+                       "role": if last && m == 5 { "admin" } else if m % 2 == 0 { "visitor" } else { "bot" },
+                       "text": "a question about the opening hours of the shop and its delivery",
+                       "faq_id": null, "score": null, "created_at": ts, "feedback": null})
+            })
+            .collect();
+        let conversation = serde_json::to_string(&json!({
+            "id": id, "session_id": format!("{id:032x}"), "origin": null,
+            "started_at": ts, "last_message_at": ts, "messages": messages
+        }))
+        .unwrap();
+        if id > 1 {
+            file.write_all(b",").unwrap();
+        }
+        file.write_all(conversation.as_bytes()).unwrap();
+        written += conversation.len() + 1;
+    }
+    file.write_all(b"]}").unwrap();
+    file.flush().unwrap();
+    drop(file);
+    let file_kib = std::fs::metadata(&path).unwrap().len() / 1024;
+
+    let url = db.url.clone();
+    let (peak, success, stderr) = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatter"))
+            .args(["tenant", "import", path.to_str().unwrap()])
+            .env("DATABASE_URL", &url)
+            .env_remove("SECRET_KEY")
+            .env("DEBUG", "True")
+            .current_dir(std::env::temp_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut peak = 0;
+        // VmHWM only grows: the last reading before the exit is the peak.
+        while child.try_wait().unwrap().is_none() {
+            peak = peak.max(peak_kib(child.id()).unwrap_or(0));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let out = child.wait_with_output().unwrap();
+        (peak, out.status.success(), text(&out.stderr))
+    })
+    .await
+    .unwrap();
+    eprintln!("peak RSS {peak} KiB for a {file_kib} KiB archive");
+    assert!(!success);
+    assert!(stderr.contains("role must be"), "{stderr}");
+    assert!(
+        peak < file_kib + 64 * 1024,
+        "peak RSS {peak} KiB for a {file_kib} KiB file"
     );
 }
 

@@ -85,3 +85,81 @@ async fn an_exhausted_pool_answers_503_promptly() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// Blocks every batch until the test lets it go: a model stuck in a loop.
+struct Stuck {
+    inner: chatter::engine::hashing::HashingEmbedder,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl chatter::engine::Embedder for Stuck {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, chatter::engine::EmbedError> {
+        let _ = self
+            .release
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .recv();
+        self.inner.embed(texts)
+    }
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn model_id(&self) -> &str {
+        "test/stuck"
+    }
+}
+
+/// A wedged inference thread cannot answer chat: `/readyz` says so (503,
+/// `"model": "wedged"`) so the load balancer sends visitors elsewhere, and
+/// says ready again once it moves (issue 16, item 11).
+#[tokio::test]
+async fn readyz_is_503_while_the_inference_thread_is_wedged() {
+    let (release, released) = std::sync::mpsc::channel();
+    let queue = chatter::engine::worker::EmbeddingQueue::start(
+        std::sync::Arc::new(Stuck {
+            inner: Default::default(),
+            release: std::sync::Mutex::new(released),
+        }),
+        chatter::engine::worker::WorkerSettings {
+            max_batch: 32,
+            batch_wait: Duration::from_millis(1),
+            queue_capacity: 64,
+        },
+        std::sync::Arc::default(),
+    )
+    .unwrap();
+    let engine = std::sync::Arc::new(chatter::engine::Engine::ready(queue));
+    let app = crate::helpers::spawn_app_with_model(
+        |s| s.model.wedged_after_secs = 1,
+        chatter::app::ModelChoice::Given(engine),
+    )
+    .await;
+    let readiness = || async {
+        let response = app.get("/readyz").send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap();
+        (
+            status,
+            body["model"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    assert_eq!(readiness().await, (200, "ready".to_string()));
+
+    app.create_tenant("stuck", "Stuck", None).await;
+    let chat = app
+        .post("/api/chat")
+        .header("X-Client-ID", "stuck")
+        .json(&serde_json::json!({"message": "hello"}))
+        .send();
+    let chat = tokio::spawn(chat);
+    // Busy for less than the limit: still ready.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(readiness().await, (200, "ready".to_string()));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(readiness().await, (503, "wedged".to_string()));
+
+    // The batch finishes: ready again, and the chat was answered.
+    drop(release);
+    assert_eq!(chat.await.unwrap().unwrap().status(), 200);
+    assert_eq!(readiness().await, (200, "ready".to_string()));
+}

@@ -5,7 +5,17 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app};
+use chatter::auth::users::{self, NewUser};
+use chatter::config::Secret;
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+/// What a Prometheus scraper would be configured with.
+const SCRAPE_TOKEN: &str = "scrape-token-for-tests";
+
+async fn spawn_scraped_app() -> TestApp {
+    spawn_app_with(|s| s.server.metrics_token = Some(Secret::new(SCRAPE_TOKEN))).await
+}
 
 /// One sample: metric name and its labels, sorted.
 type Series = (String, BTreeMap<String, String>);
@@ -52,7 +62,12 @@ fn value(samples: &BTreeMap<Series, f64>, name: &str, labels: &[(&str, &str)]) -
 }
 
 async fn scrape(app: &TestApp) -> (String, BTreeMap<Series, f64>) {
-    let response = app.get("/metrics").send().await.unwrap();
+    let response = app
+        .get("/metrics")
+        .bearer_auth(SCRAPE_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str().unwrap();
     assert!(content_type.starts_with("application/openmetrics-text"));
@@ -65,7 +80,7 @@ const WIDGET_OK: &[(&str, &str)] = &[("route", "/api/widget/config"), ("status",
 
 #[tokio::test]
 async fn metrics_follow_traffic_without_naming_tenants() {
-    let app = spawn_app().await;
+    let app = spawn_scraped_app().await;
     app.create_tenant("zebra", "Zebra Unlimited", None).await;
     app.import_faqs(
         "zebra",
@@ -101,6 +116,7 @@ async fn metrics_follow_traffic_without_naming_tenants() {
     let response = app
         .get("/metrics")
         .header("Host", "10.0.0.7:9090")
+        .bearer_auth(SCRAPE_TOKEN)
         .send()
         .await
         .unwrap();
@@ -204,4 +220,68 @@ async fn metrics_follow_traffic_without_naming_tenants() {
             "unexpected label in {labels:?}"
         );
     }
+}
+
+/// The scrape tells the load, the pool and the queue: only the scraper's
+/// token or an operator may read it (issue 16, item 13).
+#[tokio::test]
+async fn metrics_answer_only_the_scrape_token_or_an_operator() {
+    let app = spawn_scraped_app().await;
+    for (email, is_operator) in [("op@example.com", true), ("ann@example.com", false)] {
+        users::create_user(
+            &app.handle,
+            NewUser {
+                email,
+                password: "correct horse battery",
+                is_operator,
+                membership: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let token = |email: &'static str| {
+        let app = &app;
+        async move {
+            let body: serde_json::Value = app
+                .post("/api/auth/login")
+                .json(&json!({"email": email, "password": "correct horse battery"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["token"].as_str().unwrap().to_string()
+        }
+    };
+    let operator = token("op@example.com").await;
+    let user = token("ann@example.com").await;
+    let status = |bearer: Option<String>| {
+        let app = &app;
+        async move {
+            let request = app.get("/metrics");
+            let request = match bearer {
+                Some(b) => request.bearer_auth(b),
+                None => request,
+            };
+            request.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(status(None).await, 401, "nobody");
+    assert_eq!(status(Some("not-the-token".into())).await, 401, "a guess");
+    assert_eq!(status(Some(format!("{SCRAPE_TOKEN}x"))).await, 401, "close");
+    assert_eq!(status(Some(user)).await, 403, "a user, not an operator");
+    assert_eq!(status(Some(operator)).await, 200, "an operator");
+    assert_eq!(status(Some(SCRAPE_TOKEN.into())).await, 200, "the scraper");
+
+    // Without a scrape token set, only operators.
+    let app = spawn_app_with(|_| {}).await;
+    let response = app
+        .get("/metrics")
+        .bearer_auth(SCRAPE_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
 }

@@ -10,14 +10,13 @@ use serde_json::json;
 use crate::helpers::{TestApp, spawn_app};
 
 /// Texts the model has embedded so far.
-async fn embedded_texts(app: &TestApp) -> f64 {
+pub async fn embedded_texts(app: &TestApp) -> f64 {
+    // The app's own registry, as `/metrics` renders it (the route itself
+    // wants the scraper's token or an operator).
     let text = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
+        .state
+        .metrics
+        .render(chatter::metrics::ScrapeGauges::default())
         .unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix("chatter_embedding_batch_size_sum "))

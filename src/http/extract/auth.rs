@@ -139,6 +139,44 @@ impl FromRequestParts<AppState> for Operator {
     }
 }
 
+/// Someone who may read `/metrics`: a scraper presenting
+/// `server.metrics_token`, or a signed-in operator. The scrape names no
+/// tenant, but it tells the load, the pool and the queue to whoever asks,
+/// which helps an attacker time an attack (issue 16, item 13).
+#[derive(Debug, Clone)]
+pub struct MetricsReader;
+
+impl FromRequestParts<AppState> for MetricsReader {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        // The scrape token is the operator's choice of text, not one of our
+        // sign-in tokens: read the header as is.
+        let presented = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        if let (Some(expected), Some(token)) = (&state.settings.server.metrics_token, presented) {
+            // Digests of equal length, compared in constant time.
+            use sha2::Digest;
+            let given = sha2::Sha256::digest(token.as_bytes());
+            let expected = sha2::Sha256::digest(expected.expose().as_bytes());
+            if crate::http::extract::session::constant_time_eq(&given, &expected) {
+                return Ok(Self);
+            }
+        }
+        Operator::from_request_parts(parts, state)
+            .await
+            .map(|_| Self)
+    }
+}
+
 /// A member who may change the tenant's bot: an owner, or an operator.
 #[derive(Debug, Clone)]
 pub struct Owner(pub Member);

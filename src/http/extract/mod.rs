@@ -7,6 +7,6 @@ pub mod json;
 pub mod session;
 pub mod tenant;
 
-pub use auth::{ClientAddress, Member, Operator, Owner, PresentedToken};
+pub use auth::{ClientAddress, Member, MetricsReader, Operator, Owner, PresentedToken};
 pub use json::{ApiBytes, ApiJson, ApiPath};
 pub use tenant::{CurrentTenant, TenantTag};

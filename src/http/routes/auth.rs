@@ -112,8 +112,8 @@ pub struct ChangePasswordRequest {
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Changed"),
-        (status = 400, description = "The new password is too short or too long", body = ErrorBody),
-        (status = 401, description = "No live token, or the old password is wrong", body = ErrorBody),
+        (status = 400, description = "The new password is too short or too long, or `old_password` is not the current password (`wrong_password`)", body = ErrorBody),
+        (status = 401, description = "No live token", body = ErrorBody),
         (status = 429, description = "Too many password changes for this account; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "Too many passwords being checked at once; see `Retry-After`", body = ErrorBody),
     )

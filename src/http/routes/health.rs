@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Serialize;
 
+use crate::engine::worker::WorkerHealth;
 use crate::error::AppError;
 use crate::http::state::AppState;
 
@@ -20,7 +21,9 @@ pub struct Liveness {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub database: bool,
-    /// `loading`, `ready` or `failed`.
+    /// `loading`, `ready` or `failed`; `wedged` when the inference thread
+    /// has been on one batch longer than `model.wedged_after_secs`,
+    /// `stopped` when it has ended.
     pub model: &'static str,
 }
 
@@ -35,14 +38,15 @@ pub async fn healthz() -> Json<Liveness> {
     Json(Liveness { status: "ok" })
 }
 
-/// Ready: the database answers within a second and the model is loaded.
+/// Ready: the database answers within a second, the model is loaded, and
+/// its inference thread is alive and not stuck on one batch.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "health",
     responses(
         (status = 200, description = "Ready to answer", body = Readiness),
-        (status = 503, description = "The database or the model is not ready", body = Readiness),
+        (status = 503, description = "The database or the model is not ready, or the inference thread is stuck or gone", body = Readiness),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -54,8 +58,16 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     .ok()
     .flatten()
     .is_some();
-    let model = state.engine.describe();
-    let status = if database && state.engine.is_ready() {
+    let wedged_after = Duration::from_secs(state.settings.model.wedged_after_secs.max(1));
+    let (model, model_ready) = match state.engine.queue() {
+        Ok(queue) => match queue.health(wedged_after) {
+            WorkerHealth::Working => ("ready", true),
+            WorkerHealth::Wedged => ("wedged", false),
+            WorkerHealth::Stopped => ("stopped", false),
+        },
+        Err(_) => (state.engine.describe(), false),
+    };
+    let status = if database && model_ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -1,10 +1,13 @@
 //! `GET /metrics`: the Prometheus scrape. Outside the allowed-host check
-//! (scrapers come by IP); it shows no tenant, path or visitor text.
+//! (scrapers come by IP); it shows no tenant, path or visitor text, and
+//! answers only `server.metrics_token` or an operator (`MetricsReader`).
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::error::ErrorBody;
+use crate::http::extract::MetricsReader;
 use crate::http::state::AppState;
 use crate::metrics::ScrapeGauges;
 
@@ -13,9 +16,14 @@ use crate::metrics::ScrapeGauges;
     get,
     path = "/metrics",
     tag = "health",
-    responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text"))
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text"),
+        (status = 401, description = "Neither `server.metrics_token` nor a live token", body = ErrorBody),
+        (status = 403, description = "Signed in, but not an operator", body = ErrorBody),
+    )
 )]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<AppState>, _reader: MetricsReader) -> Response {
     let pool = state.db.status();
     let gauges = ScrapeGauges {
         queue_depth: state.engine.queue().map_or(0, |queue| queue.depth()),
