@@ -30,6 +30,7 @@
 //! - `engine`: the embedding model, its batching worker, the FAQ index.
 //! - `faq`: a tenant's knowledge base; `chat`: answering and storing;
 //!   `conversations`: reading them back; `analytics`: the numbers.
+//! - `eval`: answer quality on a labelled data set (`chatter eval`).
 //! - `backup`: one tenant as one portable JSON file, exported and imported.
 //! - `cache`: the invalidation-safe map behind every cache;
 //!   `rate_limit`: token buckets and the sign-in and chat limits.
@@ -54,6 +55,7 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod error_kind;
+pub mod eval;
 pub mod faq;
 pub mod http;
 pub mod metrics;

@@ -6,6 +6,7 @@
 mod args;
 mod ask;
 mod domains;
+mod eval;
 mod faqs;
 mod migrations;
 mod model;
@@ -16,7 +17,7 @@ mod users;
 use std::process::ExitCode;
 
 pub use args::{
-    Cli, Command, DomainCommand, FaqCommand, MigrateArgs, ModelCommand, TenantCommand, UserCommand,
+    Cli, Command, DomainCommand, EvalArgs, FaqCommand, MigrateArgs, ModelCommand, TenantCommand, UserCommand,
 };
 
 use crate::app::{Application, StartupError};
@@ -85,6 +86,8 @@ async fn dispatch(command: Command, settings: Settings) -> Result<(), CliError> 
         Command::Embed { texts } => return embed(&settings, texts).await,
         Command::Model(ModelCommand::Fetch) => return model_fetch(&settings).await,
         Command::Openapi => return print_openapi(&settings),
+        // No database: the FAQs of an evaluation live in memory only.
+        Command::Eval(args) => return eval::eval_command(&settings, args).await,
         _ => {}
     }
     // Joins (or starts, then stops) the embedded cluster when there is no
@@ -104,7 +107,11 @@ async fn with_database(
     // this is one quick transaction.
     migrate::migrate_shared(db.db()).await?;
     match command {
-        Command::Serve | Command::Embed { .. } | Command::Model(_) | Command::Openapi => Ok(()),
+        Command::Serve
+        | Command::Embed { .. }
+        | Command::Model(_)
+        | Command::Openapi
+        | Command::Eval(_) => Ok(()),
         Command::Faq(cmd) => faq_command(db, cmd).await,
         Command::Ask { schema, question } => ask(db, settings, &schema, &question).await,
         Command::Migrate(args) => migrate_command(db, settings, args).await,

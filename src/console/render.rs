@@ -263,6 +263,13 @@ fn render_tenant(app: &App, frame: &mut Frame, area: Rect) {
         field("Fallback", one_line(&bot.fallback_reply, width)),
         field("Threshold", format!("{:.2}", bot.match_threshold)),
         field(
+            "Caution",
+            format!(
+                "{:.2} (confidence needed to answer without asking)",
+                bot.caution
+            ),
+        ),
+        field(
             "Origins",
             one_line(
                 &if bot.allowed_origins.is_empty() {

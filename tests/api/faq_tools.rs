@@ -165,3 +165,99 @@ async fn tries_are_limited_like_a_visitors_questions() {
     assert_eq!(statuses, vec![200, 200, 200, 429, 429]);
     app.stop().await;
 }
+
+/// "This question belongs to FAQ X": any member files a visitor's question
+/// under a FAQ; it becomes a phrasing the bot matches at once, and only an
+/// owner takes it off again.
+#[tokio::test]
+async fn a_member_files_a_question_under_a_faq_and_the_owner_can_take_it_back() {
+    let (app, owner, agent, other) = setup().await;
+    app.import_faqs(
+        "shop",
+        &[
+            ("What are your opening hours?", "9 to 5."),
+            ("Do you ship abroad?", "Yes."),
+        ],
+    )
+    .await;
+    let (_, listed) = call(&app, "GET", "/api/faqs", Some(&owner), None).await;
+    let hours = listed[0]["id"].as_i64().unwrap();
+    let path = format!("/api/faqs/{hours}/phrasings");
+    let question = "Is the shop staffed at weekends?";
+    let (_, before) = app.chat("shop", json!({"message": question})).await;
+    assert_ne!(before["reply"], "9 to 5.", "{before}");
+
+    let filed = json!({"text": format!("  {question} ")});
+    let (status, body) = call(&app, "POST", &path, Some(&agent), Some(filed.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["added"], true);
+    assert_eq!(body["faq"]["alternatives"], json!([question]));
+    let (_, after) = app.chat("shop", json!({"message": question})).await;
+    assert_eq!(after["reply"], "9 to 5.", "{after}");
+    assert_eq!(after["faq_id"], hours);
+
+    // Filed twice (any case): nothing more.
+    let (status, body) = call(
+        &app,
+        "POST",
+        &path,
+        Some(&owner),
+        Some(json!({"text": question.to_uppercase()})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["added"], false);
+    assert_eq!(body["faq"]["alternatives"], json!([question]));
+
+    for (token, body, expected) in [
+        (None, filed.clone(), 401),
+        (Some(other.as_str()), filed.clone(), 403),
+        (Some(agent.as_str()), json!({"text": " "}), 400),
+        (Some(agent.as_str()), json!({"text": "x".repeat(2001)}), 400),
+        (Some(agent.as_str()), json!({"question": "x"}), 400),
+    ] {
+        let (status, answer) = call(&app, "POST", &path, token, Some(body)).await;
+        assert_eq!(status, expected, "{answer}");
+    }
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/api/faqs/999999/phrasings",
+        Some(&agent),
+        Some(filed.clone()),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Only owners take a phrasing off.
+    let (status, _) = call(&app, "DELETE", &path, Some(&agent), Some(filed.clone())).await;
+    assert_eq!(status, 403);
+    let (status, body) = call(
+        &app,
+        "DELETE",
+        &path,
+        Some(&owner),
+        Some(json!({"text": question.to_lowercase()})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["alternatives"], json!([]));
+    let (_, again) = app.chat("shop", json!({"message": question})).await;
+    assert_ne!(again["reply"], "9 to 5.", "{again}");
+
+    // A FAQ full of phrasings says so.
+    for i in 0..20 {
+        let (status, _) = call(
+            &app,
+            "POST",
+            &path,
+            Some(&agent),
+            Some(json!({"text": format!("wording {i}")})),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let (status, body) = call(&app, "POST", &path, Some(&agent), Some(filed)).await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("20 alternative"), "{body}");
+}

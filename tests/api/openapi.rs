@@ -52,6 +52,8 @@ async fn the_document_is_openapi_3_1_and_describes_the_contract() {
         ("put", "/api/faqs/{id}"),
         ("delete", "/api/faqs/{id}"),
         ("post", "/api/faqs/import"),
+        ("post", "/api/faqs/{id}/phrasings"),
+        ("delete", "/api/faqs/{id}/phrasings"),
         ("get", "/api/conversations"),
         ("get", "/api/conversations/{id}"),
         ("delete", "/api/conversations/{id}"),
