@@ -491,6 +491,26 @@ pub async fn load_index_with(
     queue: &EmbeddingQueue,
     settings: MatcherSettings,
 ) -> Result<FaqIndex, FaqError> {
+    let dim = queue.dim();
+    let entries: Vec<FaqVectors> = load_vectors(db, schema, queue)
+        .await?
+        .into_iter()
+        .map(|(entry, _)| entry)
+        .collect();
+    // Training the matcher is CPU work: keep it off the runtime's threads.
+    tokio::task::spawn_blocking(move || FaqIndex::build_with(dim, entries, settings))
+        .await
+        .map_err(|e| FaqError::Engine(EngineError::Failed(format!("the index build stopped: {e}"))))
+}
+
+/// Every FAQ with its vectors, one per text of [`phrasings`] (the texts
+/// beside them, in the same order): the stored ones when the current model
+/// made them, the others embedded now and written back.
+pub async fn load_vectors(
+    db: &Db,
+    schema: &SchemaName,
+    queue: &EmbeddingQueue,
+) -> Result<Vec<(FaqVectors, Vec<String>)>, FaqError> {
     struct Stored {
         faq: IndexedFaq,
         alternatives: Vec<String>,
@@ -540,14 +560,17 @@ pub async fn load_index_with(
             (true, Some(flat)) => flat.chunks_exact(dim).map(<[f32]>::to_vec).collect(),
             _ => {
                 stale.push((entries.len(), faq.faq.id, faq.updated_at, phrasings.len()));
-                texts.extend(phrasings);
+                texts.extend(phrasings.iter().cloned());
                 Vec::new()
             }
         };
-        entries.push(FaqVectors {
-            faq: faq.faq,
-            vectors,
-        });
+        entries.push((
+            FaqVectors {
+                faq: faq.faq,
+                vectors,
+            },
+            phrasings,
+        ));
     }
 
     if !stale.is_empty() {
@@ -562,14 +585,11 @@ pub async fn load_index_with(
         for (at, id, updated_at, count) in stale {
             let vectors: Vec<Vec<f32>> = made.by_ref().take(count).collect();
             fresh.push((id, updated_at, vectors.concat()));
-            entries[at].vectors = vectors;
+            entries[at].0.vectors = vectors;
         }
         store_vectors(db, schema, queue.model_id(), &fresh).await?;
     }
-    // Training the matcher is CPU work: keep it off the runtime's threads.
-    tokio::task::spawn_blocking(move || FaqIndex::build_with(dim, entries, settings))
-        .await
-        .map_err(|e| FaqError::Engine(EngineError::Failed(format!("the index build stopped: {e}"))))
+    Ok(entries)
 }
 
 /// Saves freshly made vectors, unless the FAQ changed meanwhile (then its

@@ -88,6 +88,13 @@ pub enum FaqCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Which FAQs the bot confuses with each other, and which phrasings
+    /// pull toward the wrong FAQ (loads the model).
+    Doctor {
+        schema: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `chatter eval`: see `crate::eval` for the data set's layout.

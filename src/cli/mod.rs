@@ -112,7 +112,7 @@ async fn with_database(
         | Command::Model(_)
         | Command::Openapi
         | Command::Eval(_) => Ok(()),
-        Command::Faq(cmd) => faq_command(db, cmd).await,
+        Command::Faq(cmd) => faq_command(db, settings, cmd).await,
         Command::Ask { schema, question } => ask(db, settings, &schema, &question).await,
         Command::Migrate(args) => migrate_command(db, settings, args).await,
         Command::Tenant(cmd) => tenant_command(db, cmd).await,

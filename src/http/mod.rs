@@ -138,6 +138,7 @@ fn tenant_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(faqs::import))
         .routes(routes!(faq_tools::try_question))
         .routes(routes!(faq_tools::preview_import))
+        .routes(routes!(faq_tools::health))
         .routes(routes!(faqs::get, faqs::update, faqs::delete))
         .routes(routes!(faqs::add_phrasing, faqs::remove_phrasing))
         .routes(routes!(analytics::summary))
