@@ -261,3 +261,58 @@ async fn a_member_files_a_question_under_a_faq_and_the_owner_can_take_it_back() 
     assert_eq!(status, 400);
     assert!(body.to_string().contains("20 alternative"), "{body}");
 }
+
+/// The doctor names the phrasing written under the wrong FAQ and the pair
+/// it confuses; strangers get nothing.
+#[tokio::test]
+async fn faq_health_names_confused_pairs_and_the_phrasings_that_pull() {
+    let (app, owner, agent, other) = setup().await;
+    let schema = chatter::tenancy::SchemaName::parse("shop").unwrap();
+    chatter::faq::import(
+        &app.handle,
+        &schema,
+        &[
+            chatter::faq::NewFaq {
+                question: "What are your opening hours?".into(),
+                answer: "9 to 5.".into(),
+                // Written under the wrong FAQ: it is the shipping question.
+                alternatives: vec!["When are you open?".into(), "Do you ship abroad?".into()],
+            },
+            chatter::faq::NewFaq {
+                question: "Do you ship abroad?".into(),
+                answer: "Yes.".into(),
+                alternatives: vec!["Can you deliver overseas?".into()],
+            },
+            chatter::faq::NewFaq {
+                question: "Is there parking?".into(),
+                answer: "Behind the shop.".into(),
+                alternatives: vec![],
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    let (status, body) = call(&app, "GET", "/api/faqs/health", Some(&agent), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["faqs"], 3);
+    let pulls = body["pulls"].as_array().unwrap();
+    assert!(
+        pulls.iter().any(|p| p["phrasing"] == "Do you ship abroad?"
+            && p["faq"]["question"] == "What are your opening hours?"
+            && p["toward"]["question"] == "Do you ship abroad?"),
+        "{body}"
+    );
+    let pair = &body["pairs"][0];
+    let names = [pair["a"]["question"].clone(), pair["b"]["question"].clone()];
+    assert!(
+        names.contains(&json!("What are your opening hours?"))
+            && names.contains(&json!("Do you ship abroad?")),
+        "{body}"
+    );
+    assert!(pair["pulls"].as_u64().unwrap() >= 1, "{body}");
+    assert!(!pair["examples"].as_array().unwrap().is_empty(), "{body}");
+
+    assert_eq!(call(&app, "GET", "/api/faqs/health", Some(&owner), None).await.0, 200);
+    assert_eq!(call(&app, "GET", "/api/faqs/health", None, None).await.0, 401);
+    assert_eq!(call(&app, "GET", "/api/faqs/health", Some(&other), None).await.0, 403);
+}

@@ -8,6 +8,7 @@ mod backup;
 mod chat;
 mod citus;
 mod clarify;
+mod cli_eval;
 mod cli;
 mod client_api;
 mod console;

@@ -54,6 +54,7 @@ async fn the_document_is_openapi_3_1_and_describes_the_contract() {
         ("post", "/api/faqs/import"),
         ("post", "/api/faqs/{id}/phrasings"),
         ("delete", "/api/faqs/{id}/phrasings"),
+        ("get", "/api/faqs/health"),
         ("get", "/api/conversations"),
         ("get", "/api/conversations/{id}"),
         ("delete", "/api/conversations/{id}"),
