@@ -464,7 +464,14 @@ mod tests {
         };
         let a = prepare(&data(), &seeded).unwrap();
         let b = prepare(&data(), &seeded).unwrap();
-        let other = prepare(&data(), &Plan { seed: Some(8), ..seeded }).unwrap();
+        let other = prepare(
+            &data(),
+            &Plan {
+                seed: Some(8),
+                ..seeded
+            },
+        )
+        .unwrap();
         let first = prepare(&data(), &plan(5)).unwrap();
         assert_eq!(a.faqs, b.faqs);
         assert_ne!(a.faqs, first.faqs);
@@ -485,7 +492,10 @@ mod tests {
             prepare(&data(), &Plan { k: 21, ..heldout }),
             Err(EvalError::BadK(21))
         ));
-        assert!(matches!(prepare(&data(), &plan(0)), Err(EvalError::BadK(0))));
+        assert!(matches!(
+            prepare(&data(), &plan(0)),
+            Err(EvalError::BadK(0))
+        ));
     }
 
     #[test]

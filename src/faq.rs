@@ -349,7 +349,9 @@ fn phrasing_text(text: &str) -> Result<&str, FaqError> {
         )));
     }
     if text.contains('\0') {
-        return Err(FaqError::Invalid("text may not contain NUL characters".into()));
+        return Err(FaqError::Invalid(
+            "text may not contain NUL characters".into(),
+        ));
     }
     Ok(text)
 }

@@ -198,9 +198,7 @@ pub fn diagnose(dim: usize, entries: &[(FaqVectors, Vec<String>)]) -> Result<Hea
             start += len;
         }
     }
-    pulls.sort_by(|a, b| {
-        (b.toward_score - b.own_score).total_cmp(&(a.toward_score - a.own_score))
-    });
+    pulls.sort_by(|a, b| (b.toward_score - b.own_score).total_cmp(&(a.toward_score - a.own_score)));
     pulls.truncate(MAX_PULLS);
     let mut pairs: Vec<ConfusedPair> = pairs
         .into_iter()
@@ -279,7 +277,7 @@ mod tests {
             ),
         ];
         let health = diagnose(3, &entries).unwrap();
-        assert_eq!((health.faqs, health.phrasings), (3, 6));
+        assert_eq!((health.faqs, health.phrasings), (3, 7));
         assert_eq!(health.pulls.len(), 1, "{:?}", health.pulls);
         let pull = &health.pulls[0];
         assert_eq!(pull.phrasing, "do you ship on sundays?");
@@ -288,7 +286,10 @@ mod tests {
         assert_eq!(health.pairs.len(), 1, "{:?}", health.pairs);
         let pair = &health.pairs[0];
         assert_eq!((pair.a.id, pair.b.id, pair.pulls), (1, 2, 1));
-        assert!(pair.examples.contains(&"do you ship on sundays?".to_string()));
+        assert!(
+            pair.examples
+                .contains(&"do you ship on sundays?".to_string())
+        );
         // Parking is confused with nothing.
         assert!(health.pairs.iter().all(|p| p.a.id != 3 && p.b.id != 3));
     }

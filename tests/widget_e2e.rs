@@ -246,7 +246,9 @@ async fn a_visitor_asks_on_a_client_site_and_a_reload_keeps_the_conversation() {
         .unwrap()
         .get(0);
     assert!(
-        learned.iter().any(|a| a == "Are you open on Saturday mornings?"),
+        learned
+            .iter()
+            .any(|a| a == "Are you open on Saturday mornings?"),
         "{learned:?}"
     );
 }

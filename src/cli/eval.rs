@@ -51,7 +51,8 @@ pub(super) async fn eval_command(settings: &Settings, args: EvalArgs) -> Result<
                 heldout: args.heldout,
                 limit: args.limit,
             };
-            let prepared = eval::prepare(&data, &plan).map_err(|e| CliError::Usage(e.to_string()))?;
+            let prepared =
+                eval::prepare(&data, &plan).map_err(|e| CliError::Usage(e.to_string()))?;
             plans.push((plan, prepared));
         }
     }
@@ -190,18 +191,27 @@ async fn embed_cached<'t>(
 }
 
 fn print_report(r: &Report) {
-    let seed = r.seed.map_or("file order".to_string(), |s| format!("seed {s}"));
+    let seed = r
+        .seed
+        .map_or("file order".to_string(), |s| format!("seed {s}"));
     println!(
         "K = {}, {seed}{}: {} FAQs (learned matcher: {}), {} in-scope and {} out-of-scope questions, threshold {:.2}",
         r.k,
-        if r.heldout { ", held-out questions" } else { "" },
+        if r.heldout {
+            ", held-out questions"
+        } else {
+            ""
+        },
         r.faqs,
         if r.learned_matcher { "yes" } else { "no" },
         r.in_scope_questions,
         r.out_of_scope_questions,
         r.threshold,
     );
-    println!("  top-1 {:.1}%  top-3 {:.1}%  (threshold off)", r.top1, r.top3);
+    println!(
+        "  top-1 {:.1}%  top-3 {:.1}%  (threshold off)",
+        r.top1, r.top3
+    );
     println!(
         "  {:>7} | {:>6} {:>6} {:>9} {:>9} {:>8} {:>8} | {:>8} {:>7} {:>8}",
         "caution",

@@ -1,12 +1,12 @@
 //! `chatter faq`: import and list a tenant's FAQs.
 
-use super::output::{one_line, print_json, print_table};
 use super::ask::ready_engine;
+use super::output::{one_line, print_json, print_table};
 use super::{CliError, FaqCommand};
-use crate::faq_health::{self, Health};
 use crate::config::Settings;
 use crate::db::Database;
 use crate::faq;
+use crate::faq_health::{self, Health};
 use crate::tenancy::provision;
 
 pub(super) async fn faq_command(

@@ -17,7 +17,8 @@ mod users;
 use std::process::ExitCode;
 
 pub use args::{
-    Cli, Command, DomainCommand, EvalArgs, FaqCommand, MigrateArgs, ModelCommand, TenantCommand, UserCommand,
+    Cli, Command, DomainCommand, EvalArgs, FaqCommand, MigrateArgs, ModelCommand, TenantCommand,
+    UserCommand,
 };
 
 use crate::app::{Application, StartupError};

@@ -75,9 +75,13 @@ pub enum FormKind {
     NewTenant,
     AddDomain,
     Filter,
-    NewFaq { tenant: String },
+    NewFaq {
+        tenant: String,
+    },
     /// A visitor's question of a transcript filed under a FAQ.
-    FileQuestion { tenant: String },
+    FileQuestion {
+        tenant: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -271,7 +271,12 @@ impl Services {
 
 impl Services {
     /// The same correction as `POST /api/faqs/{id}/phrasings`.
-    async fn file_question(&self, tenant: &str, faq_id: i64, question: &str) -> Result<String, String> {
+    async fn file_question(
+        &self,
+        tenant: &str,
+        faq_id: i64,
+        question: &str,
+    ) -> Result<String, String> {
         let schema = provision::existing_tenant(&self.db, tenant)
             .await
             .map_err(message)?;
@@ -279,7 +284,10 @@ impl Services {
             .await
             .map_err(message)?;
         Ok(if assigned.added {
-            format!("filed under FAQ {faq_id} ({}): the bot matches it from now on", assigned.faq.question)
+            format!(
+                "filed under FAQ {faq_id} ({}): the bot matches it from now on",
+                assigned.faq.question
+            )
         } else {
             format!("FAQ {faq_id} already had that wording")
         })

@@ -36,12 +36,21 @@ async fn eval_counts_every_question_once_at_each_caution_level() {
     assert_eq!((r["k"].as_u64(), r["faqs"].as_u64()), (Some(4), Some(4)));
     assert_eq!(r["in_scope_questions"], 8);
     assert_eq!(r["out_of_scope_questions"], 3);
-    assert_eq!(r["learned_matcher"], true, "question, 3 alternatives, answer");
+    assert_eq!(
+        r["learned_matcher"], true,
+        "question, 3 alternatives, answer"
+    );
     let total = |t: &serde_json::Value| -> u64 {
-        ["right", "wrong", "clarify_right", "clarify_other", "fallback"]
-            .iter()
-            .map(|k| t[k].as_u64().unwrap())
-            .sum()
+        [
+            "right",
+            "wrong",
+            "clarify_right",
+            "clarify_other",
+            "fallback",
+        ]
+        .iter()
+        .map(|k| t[k].as_u64().unwrap())
+        .sum()
     };
     for level in r["levels"].as_array().unwrap() {
         assert_eq!(total(&level["in_scope"]), 8, "{level}");
@@ -67,9 +76,19 @@ async fn eval_counts_every_question_once_at_each_caution_level() {
         .await
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("K = 4, seed 1") && text.contains("K = 4, seed 2"), "{text}");
-    assert!(text.contains("top-1") && text.contains("resolved"), "{text}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("K = 4, seed 1") && text.contains("K = 4, seed 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("top-1") && text.contains("resolved"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -86,7 +105,10 @@ async fn eval_names_what_is_wrong_before_loading_the_model() {
     let out = tokio::task::spawn_blocking(|| eval(&["--k", "6"]))
         .await
         .unwrap();
-    assert!(out.status.success(), "K above the texts a label has: all of them");
+    assert!(
+        out.status.success(),
+        "K above the texts a label has: all of them"
+    );
     let out = tokio::task::spawn_blocking(|| eval(&["--heldout", "--k", "21"]))
         .await
         .unwrap();

@@ -312,7 +312,20 @@ async fn faq_health_names_confused_pairs_and_the_phrasings_that_pull() {
     assert!(pair["pulls"].as_u64().unwrap() >= 1, "{body}");
     assert!(!pair["examples"].as_array().unwrap().is_empty(), "{body}");
 
-    assert_eq!(call(&app, "GET", "/api/faqs/health", Some(&owner), None).await.0, 200);
-    assert_eq!(call(&app, "GET", "/api/faqs/health", None, None).await.0, 401);
-    assert_eq!(call(&app, "GET", "/api/faqs/health", Some(&other), None).await.0, 403);
+    assert_eq!(
+        call(&app, "GET", "/api/faqs/health", Some(&owner), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&app, "GET", "/api/faqs/health", None, None).await.0,
+        401
+    );
+    assert_eq!(
+        call(&app, "GET", "/api/faqs/health", Some(&other), None)
+            .await
+            .0,
+        403
+    );
 }

@@ -115,7 +115,9 @@ pub async fn health(
         .chat_limits
         .check_message(&member.tenant.schema, &format!("member:{}", member.user.id))
         .map_err(AppError::TooManyRequests)?;
-    Ok(Json(state.answerer.faq_health(&member.tenant.schema).await?))
+    Ok(Json(
+        state.answerer.faq_health(&member.tenant.schema).await?,
+    ))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
