@@ -22,8 +22,10 @@ use crate::{bot_config, conversations, faq};
 /// such rather than failing on some missing field.
 pub const FORMAT: &str = "chatter-tenant";
 /// Bumped whenever an older reader could not restore a newer file exactly.
-/// Version 2 added the visitors' feedback; version 1 files (none) still load.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 2 added the visitors' feedback, version 3 the bot's caution
+/// (older files restore with the default caution); version 1 files (none)
+/// still load.
+pub const FORMAT_VERSION: u32 = 3;
 const OLDEST_READABLE_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]

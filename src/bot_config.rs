@@ -15,6 +15,12 @@ use crate::error_kind::{Classify, Kind};
 use crate::tenancy::SchemaName;
 use crate::tenancy::events::ChangeEvent;
 
+/// A new tenant's `match_threshold` (the column default of tenant
+/// migration V1; `tests/api/cli.rs` checks that they agree).
+pub const DEFAULT_MATCH_THRESHOLD: f32 = 0.40;
+/// A new tenant's `caution` (the column default of tenant migration V4).
+pub const DEFAULT_CAUTION: f32 = 0.5;
+
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct BotConfig {
     pub bot_name: String,
@@ -259,9 +265,16 @@ pub struct BotConfigRow {
     pub greeting: String,
     pub fallback_reply: String,
     pub match_threshold: f32,
+    /// Archives of format version 2 and older predate it: the default.
+    #[serde(default = "default_caution")]
+    pub caution: f32,
     pub theme: serde_json::Value,
     pub allowed_origins: Vec<String>,
     pub updated_at: DateTime<Utc>,
+}
+
+fn default_caution() -> f32 {
+    DEFAULT_CAUTION
 }
 
 /// The settings row, read inside a tenant's (snapshot) transaction.
@@ -269,7 +282,7 @@ pub async fn export_in(tx: &TenantTx) -> Result<BotConfigRow, tokio_postgres::Er
     let row = tx
         .query_one(
             "SELECT bot_name, greeting, fallback_reply, match_threshold, theme, \
-                    allowed_origins, updated_at FROM bot_config",
+                    allowed_origins, updated_at, caution FROM bot_config",
             &[],
         )
         .await?;
@@ -281,6 +294,7 @@ pub async fn export_in(tx: &TenantTx) -> Result<BotConfigRow, tokio_postgres::Er
         theme: row.try_get(4)?,
         allowed_origins: row.try_get(5)?,
         updated_at: row.try_get(6)?,
+        caution: row.try_get(7)?,
     })
 }
 
@@ -288,7 +302,8 @@ pub async fn export_in(tx: &TenantTx) -> Result<BotConfigRow, tokio_postgres::Er
 pub async fn restore_in(tx: &TenantTx, bot: &BotConfigRow) -> Result<(), tokio_postgres::Error> {
     tx.execute(
         "UPDATE bot_config SET bot_name = $1, greeting = $2, fallback_reply = $3, \
-                match_threshold = $4, theme = $5, allowed_origins = $6, updated_at = $7",
+                match_threshold = $4, theme = $5, allowed_origins = $6, updated_at = $7, \
+                caution = $8",
         &[
             &bot.bot_name,
             &bot.greeting,
@@ -297,6 +312,7 @@ pub async fn restore_in(tx: &TenantTx, bot: &BotConfigRow) -> Result<(), tokio_p
             &bot.theme,
             &bot.allowed_origins,
             &bot.updated_at,
+            &bot.caution,
         ],
     )
     .await?;

@@ -329,6 +329,109 @@ pub async fn add_phrasing(
     Ok(added)
 }
 
+/// A question a member filed under a FAQ (`assign`), and the FAQ after.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Assigned {
+    /// False when the FAQ already had this wording (any case).
+    pub added: bool,
+    pub faq: Faq,
+}
+
+/// A wording checked as a phrasing: trimmed, 1 to `MAX_QUESTION_CHARS`.
+fn phrasing_text(text: &str) -> Result<&str, FaqError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(FaqError::Invalid("text is empty".into()));
+    }
+    if text.chars().count() > MAX_QUESTION_CHARS {
+        return Err(FaqError::Invalid(format!(
+            "text is longer than {MAX_QUESTION_CHARS} characters"
+        )));
+    }
+    if text.contains('\0') {
+        return Err(FaqError::Invalid(
+            "text may not contain NUL characters".into(),
+        ));
+    }
+    Ok(text)
+}
+
+/// "This question belongs to FAQ `id`": a member's correction. The
+/// question becomes one more alternative phrasing of the FAQ (the owner
+/// sees it there, and removes it with [`remove_phrasing`] or an edit);
+/// its vectors are remade and the matcher retrained on the change event.
+pub async fn assign(
+    db: &Db,
+    schema: &SchemaName,
+    id: i64,
+    text: &str,
+) -> Result<Assigned, FaqError> {
+    let text = phrasing_text(text)?;
+    let tx = db.tenant(schema).await?;
+    let row = tx
+        .query_opt(
+            &format!("SELECT {FAQ_COLUMNS} FROM faqs WHERE id = $1 FOR UPDATE"),
+            &[&id],
+        )
+        .await?
+        .ok_or(FaqError::NotFound(id))?;
+    let faq = faq_from_row(&row)?;
+    let lower = text.to_lowercase();
+    if faq.question.to_lowercase() == lower
+        || faq.alternatives.iter().any(|a| a.to_lowercase() == lower)
+    {
+        tx.commit().await?;
+        return Ok(Assigned { added: false, faq });
+    }
+    if faq.alternatives.len() >= MAX_ALTERNATIVES {
+        return Err(FaqError::Invalid(format!(
+            "FAQ {id} already has {MAX_ALTERNATIVES} alternative phrasings; remove one first"
+        )));
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE faqs SET alternatives = array_append(alternatives, $2), embedding = NULL, \
+                 model_id = NULL, updated_at = now() WHERE id = $1 RETURNING {FAQ_COLUMNS}"
+            ),
+            &[&id, &text],
+        )
+        .await?;
+    ChangeEvent::Faqs(schema.clone()).notify(&tx).await?;
+    tx.commit().await?;
+    Ok(Assigned {
+        added: true,
+        faq: faq_from_row(&row)?,
+    })
+}
+
+/// Takes a wording off FAQ `id`'s alternatives (any case): the owner's
+/// undo of a learned or assigned phrasing. A wording the FAQ does not
+/// have leaves its texts as they were.
+pub async fn remove_phrasing(
+    db: &Db,
+    schema: &SchemaName,
+    id: i64,
+    text: &str,
+) -> Result<Faq, FaqError> {
+    let text = phrasing_text(text)?;
+    let tx = db.tenant(schema).await?;
+    let row = tx
+        .query_opt(
+            &format!(
+                "UPDATE faqs SET alternatives = ARRAY(SELECT a FROM unnest(alternatives) \
+                 WITH ORDINALITY AS t(a, n) WHERE lower(a) <> lower($2) ORDER BY n), embedding = NULL, model_id = NULL, updated_at = now() \
+                 WHERE id = $1 RETURNING {FAQ_COLUMNS}"
+            ),
+            &[&id, &text],
+        )
+        .await?
+        .ok_or(FaqError::NotFound(id))?;
+    ChangeEvent::Faqs(schema.clone()).notify(&tx).await?;
+    tx.commit().await?;
+    Ok(faq_from_row(&row)?)
+}
+
 /// Deletes a FAQ; messages that it answered keep their text, without the link.
 pub async fn delete(db: &Db, schema: &SchemaName, id: i64) -> Result<(), FaqError> {
     let tx = db.tenant(schema).await?;
@@ -365,10 +468,10 @@ pub async fn list(db: &Db, schema: &SchemaName) -> Result<Vec<Faq>, FaqError> {
 /// threshold.rs): the answer row lifts paraphrases of the answer's words
 /// above the threshold (35/40 answered right at 0.40, against 33/40 with
 /// the question alone) and no off-topic question comes near.
-fn phrasings(faq: &IndexedFaq, alternatives: &[String]) -> Vec<String> {
-    std::iter::once(faq.question.clone())
+pub fn phrasings(question: &str, alternatives: &[String], answer: &str) -> Vec<String> {
+    std::iter::once(question.to_string())
         .chain(alternatives.iter().cloned())
-        .chain(std::iter::once(faq.answer.clone()))
+        .chain(std::iter::once(answer.to_string()))
         .collect()
 }
 
@@ -413,6 +516,26 @@ pub async fn load_index_with(
     queue: &EmbeddingQueue,
     settings: MatcherSettings,
 ) -> Result<FaqIndex, FaqError> {
+    let dim = queue.dim();
+    let entries: Vec<FaqVectors> = load_vectors(db, schema, queue)
+        .await?
+        .into_iter()
+        .map(|(entry, _)| entry)
+        .collect();
+    // Training the matcher is CPU work: keep it off the runtime's threads.
+    tokio::task::spawn_blocking(move || FaqIndex::build_with(dim, entries, settings))
+        .await
+        .map_err(|e| FaqError::Engine(EngineError::Failed(format!("the index build stopped: {e}"))))
+}
+
+/// Every FAQ with its vectors, one per text of [`phrasings`] (the texts
+/// beside them, in the same order): the stored ones when the current model
+/// made them, the others embedded now and written back.
+pub async fn load_vectors(
+    db: &Db,
+    schema: &SchemaName,
+    queue: &EmbeddingQueue,
+) -> Result<Vec<(FaqVectors, Vec<String>)>, FaqError> {
     struct Stored {
         faq: IndexedFaq,
         alternatives: Vec<String>,
@@ -452,7 +575,7 @@ pub async fn load_index_with(
     let mut stale: Vec<(usize, i64, DateTime<Utc>, usize)> = Vec::new();
     let mut texts: Vec<String> = Vec::new();
     for faq in stored {
-        let phrasings = phrasings(&faq.faq, &faq.alternatives);
+        let phrasings = phrasings(&faq.faq.question, &faq.alternatives, &faq.faq.answer);
         let usable = faq.model_id.as_deref() == Some(queue.model_id())
             && faq
                 .embedding
@@ -462,14 +585,17 @@ pub async fn load_index_with(
             (true, Some(flat)) => flat.chunks_exact(dim).map(<[f32]>::to_vec).collect(),
             _ => {
                 stale.push((entries.len(), faq.faq.id, faq.updated_at, phrasings.len()));
-                texts.extend(phrasings);
+                texts.extend(phrasings.iter().cloned());
                 Vec::new()
             }
         };
-        entries.push(FaqVectors {
-            faq: faq.faq,
-            vectors,
-        });
+        entries.push((
+            FaqVectors {
+                faq: faq.faq,
+                vectors,
+            },
+            phrasings,
+        ));
     }
 
     if !stale.is_empty() {
@@ -484,14 +610,11 @@ pub async fn load_index_with(
         for (at, id, updated_at, count) in stale {
             let vectors: Vec<Vec<f32>> = made.by_ref().take(count).collect();
             fresh.push((id, updated_at, vectors.concat()));
-            entries[at].vectors = vectors;
+            entries[at].0.vectors = vectors;
         }
         store_vectors(db, schema, queue.model_id(), &fresh).await?;
     }
-    // Training the matcher is CPU work: keep it off the runtime's threads.
-    tokio::task::spawn_blocking(move || FaqIndex::build_with(dim, entries, settings))
-        .await
-        .map_err(|e| FaqError::Engine(EngineError::Failed(format!("the index build stopped: {e}"))))
+    Ok(entries)
 }
 
 /// Saves freshly made vectors, unless the FAQ changed meanwhile (then its

@@ -33,8 +33,10 @@
 //! - `bot_config`: a tenant's bot settings, cached; `origins`: which sites
 //!   may use the widget (CORS), per tenant and across tenants.
 //! - `engine`: the embedding model, its batching worker, the FAQ index.
-//! - `faq`: a tenant's knowledge base; `chat`: answering and storing;
+//! - `faq`: a tenant's knowledge base; `faq_health`: which FAQs the bot
+//!   confuses; `chat`: answering and storing;
 //!   `conversations`: reading them back; `analytics`: the numbers.
+//! - `eval`: answer quality on a labelled data set (`chatter eval`).
 //! - `backup`: one tenant as one portable JSON file, exported and imported.
 //! - `cache`: the invalidation-safe map behind every cache;
 //!   `rate_limit`: token buckets and the sign-in and chat limits.
@@ -60,7 +62,9 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod error_kind;
+pub mod eval;
 pub mod faq;
+pub mod faq_health;
 pub mod http;
 pub mod mail;
 pub mod metrics;

@@ -31,17 +31,20 @@ const TENANT: &str = "acme_outdoor";
 const ANSWER: &str = "We are open 9 to 5, Monday to Friday.";
 const SHIPPING: &str = "Yes, we ship to 40 countries.";
 const RETURNS: &str = "Send it back within 30 days for a full refund.";
+/// A second tenant whose bot asks before it answers (caution 1): every
+/// question gets "did you mean" choices, one of which the visitor clicks.
+const CAREFUL: &str = "acme_careful";
 
 /// A client's page: the one-line snippet, and styles that would break a
 /// widget that did not live in its own Shadow DOM.
-fn client_page(chatter: &str, title: &str) -> String {
+fn client_page(chatter: &str, title: &str, tenant: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title}</title><style>body{{font:20px Georgia,serif;margin:24px;background:#f4efe6}}\
          button,input{{all:unset;font-size:40px!important;color:red!important}}</style></head>\
          <body><h1>{title}</h1><p>Tents, boots and backpacks since 1987.</p>\
-         <script src=\"{chatter}/static/widget.js\" data-client-id=\"{TENANT}\" async></script>\
+         <script src=\"{chatter}/static/widget.js\" data-client-id=\"{tenant}\" async></script>\
          </body></html>"
     )
 }
@@ -71,7 +74,9 @@ async fn a_visitor_asks_on_a_client_site_and_a_reload_keeps_the_conversation() {
     // Two client pages on two origins; the tenant allows only the first.
     let allowed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let denied = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let careful = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let allowed_origin = format!("http://127.0.0.1:{}", allowed.local_addr().unwrap().port());
+    let careful_origin = format!("http://127.0.0.1:{}", careful.local_addr().unwrap().port());
     let denied_origin = format!("http://127.0.0.1:{}", denied.local_addr().unwrap().port());
 
     let faqs = work.path().join("faqs.json");
@@ -91,6 +96,28 @@ async fn a_visitor_asks_on_a_client_site_and_a_reload_keeps_the_conversation() {
     let mut import = chatter(&db, work.path());
     import.args(["faq", "import", TENANT]).arg(&faqs);
     run(import);
+    // Enough phrasings for a learned matcher (question, two alternatives
+    // and the answer: four texts a FAQ).
+    let careful_faqs = work.path().join("careful.json");
+    std::fs::write(
+        &careful_faqs,
+        serde_json::json!([
+            {"question": "What are your opening hours?", "answer": ANSWER,
+             "alternatives": ["When are you open?", "What time do you close?"]},
+            {"question": "Do you ship abroad?", "answer": SHIPPING,
+             "alternatives": ["Can you send my order overseas?", "Which countries do you deliver to?"]},
+            {"question": "How do I return an item?", "answer": RETURNS,
+             "alternatives": ["Can I get a refund?", "How do returns work?"]}
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let mut create = chatter(&db, work.path());
+    create.args(["tenant", "create", CAREFUL, "--name", "Acme Careful"]);
+    run(create);
+    let mut import = chatter(&db, work.path());
+    import.args(["faq", "import", CAREFUL]).arg(&careful_faqs);
+    run(import);
     {
         let mut config = tokio_postgres::Config::from_str(&db.url).unwrap();
         config.dbname(&db.name);
@@ -105,6 +132,15 @@ async fn a_visitor_asks_on_a_client_site_and_a_reload_keeps_the_conversation() {
                      allowed_origins = ARRAY[$1]"
                 ),
                 &[&allowed_origin],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                &format!(
+                    "UPDATE {CAREFUL}.bot_config SET caution = 1, allowed_origins = ARRAY[$1]"
+                ),
+                &[&careful_origin],
             )
             .await
             .unwrap();
@@ -146,8 +182,9 @@ async fn a_visitor_asks_on_a_client_site_and_a_reload_keeps_the_conversation() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    serve_page(allowed, client_page(&base, "Acme Outdoor")).await;
-    serve_page(denied, client_page(&base, "Not Acme")).await;
+    serve_page(allowed, client_page(&base, "Acme Outdoor", TENANT)).await;
+    serve_page(denied, client_page(&base, "Not Acme", TENANT)).await;
+    serve_page(careful, client_page(&base, "Acme Careful", CAREFUL)).await;
 
     let mut node = tokio::process::Command::new("node");
     node.arg("widget.mjs")
@@ -155,6 +192,7 @@ async fn a_visitor_asks_on_a_client_site_and_a_reload_keeps_the_conversation() {
         .env("CHATTER_URL", &base)
         .env("ALLOWED_PAGE", format!("{allowed_origin}/"))
         .env("DENIED_PAGE", format!("{denied_origin}/"))
+        .env("CAREFUL_PAGE", format!("{careful_origin}/"))
         .env("EXPECTED_ANSWER", ANSWER)
         .env("SHIPPING_ANSWER", SHIPPING)
         .env("RETURNS_ANSWER", RETURNS)
@@ -196,4 +234,21 @@ async fn a_visitor_asks_on_a_client_site_and_a_reload_keeps_the_conversation() {
         .unwrap()
         .get(0);
     assert_eq!(thumbs, 1);
+    // The clicked choice taught the careful bot the visitor's wording.
+    let learned: Vec<String> = client
+        .query_one(
+            &format!(
+                "SELECT alternatives FROM {CAREFUL}.faqs WHERE question = 'What are your opening hours?'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        learned
+            .iter()
+            .any(|a| a == "Are you open on Saturday mornings?"),
+        "{learned:?}"
+    );
 }

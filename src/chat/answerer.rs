@@ -295,6 +295,15 @@ impl Answerer {
         Ok((vector?, index?, bot?))
     }
 
+    /// Which of the tenant's FAQs the bot confuses (`faq_health`).
+    pub async fn faq_health(
+        &self,
+        schema: &SchemaName,
+    ) -> Result<crate::faq_health::Health, ChatError> {
+        let queue = self.engine.queue()?;
+        Ok(crate::faq_health::check(&self.db, schema, &queue).await?)
+    }
+
     /// A tenant's FAQs changed: its index is rebuilt on the next question.
     pub fn faqs_changed(&self, schema: &SchemaName) {
         self.indexes.invalidate(schema);

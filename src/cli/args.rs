@@ -31,6 +31,10 @@ pub enum Command {
     Faq(FaqCommand),
     /// Answer a question as the widget would (JSON out; nothing is stored).
     Ask { schema: String, question: String },
+    /// Measure answer quality on a labelled data set, storing nothing:
+    /// right / wrong / clarify / fallback at each caution level, top-1 and
+    /// top-3, out-of-scope questions answered, the worst confusions.
+    Eval(EvalArgs),
     /// Print the embedding of each text as a JSON array, one per line.
     Embed {
         #[arg(required = true)]
@@ -103,6 +107,49 @@ pub enum FaqCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Which FAQs the bot confuses with each other, and which phrasings
+    /// pull toward the wrong FAQ (loads the model).
+    Doctor {
+        schema: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `chatter eval`: see `crate::eval` for the data set's layout.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A JSON data set in CLINC150's layout: `train` and `test` arrays of
+    /// `[text, label]`, `oos_test` (and `oos_val`) arrays of out-of-scope
+    /// `[text, "oos"]`. Each label becomes a FAQ of K training texts.
+    pub file: PathBuf,
+    /// Texts per FAQ (its question and K − 1 alternatives); a list runs each.
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    pub k: Vec<usize>,
+    /// Shuffle each label's training texts with this seed before taking K
+    /// (default: the first K in file order); a list runs each.
+    #[arg(long, value_delimiter = ',')]
+    pub seed: Vec<u64>,
+    /// Ask training texts 21–50 (never phrasings) and `oos_val` instead of
+    /// the test sets: what settings are tuned on.
+    #[arg(long)]
+    pub heldout: bool,
+    /// At most N in-scope and N out-of-scope questions (every n-th).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// The caution levels to report (the bot's setting, 0 to 1).
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.3,0.7,0.9")]
+    pub caution: Vec<f32>,
+    /// The bot's match threshold (0 to 1).
+    #[arg(long, default_value_t = crate::bot_config::DEFAULT_MATCH_THRESHOLD)]
+    pub threshold: f32,
+    /// Print the reports as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the embeddings in this file: a later run with the same model
+    /// embeds only texts it has not seen.
+    #[arg(long, value_name = "FILE")]
+    pub vectors: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

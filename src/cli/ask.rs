@@ -13,7 +13,7 @@ use crate::engine::{Engine, loader};
 use crate::tenancy::provision;
 
 /// The model, loaded in this process, behind a worker of its own.
-async fn ready_engine(settings: &Settings) -> Result<Arc<Engine>, CliError> {
+pub(super) async fn ready_engine(settings: &Settings) -> Result<Arc<Engine>, CliError> {
     let embedder = loader::load(&settings.model, loader::progress()).await?;
     // A one-off command: its metrics are never scraped.
     let queue = EmbeddingQueue::start(

@@ -7,6 +7,7 @@ mod args;
 mod ask;
 mod billing;
 mod domains;
+mod eval;
 mod faqs;
 mod migrations;
 mod model;
@@ -17,7 +18,7 @@ mod users;
 use std::process::ExitCode;
 
 pub use args::{
-    BillingCommand, Cli, Command, DomainCommand, FaqCommand, MigrateArgs, ModelCommand,
+    BillingCommand, Cli, Command, DomainCommand, EvalArgs, FaqCommand, MigrateArgs, ModelCommand,
     TenantCommand, UserCommand,
 };
 
@@ -90,6 +91,8 @@ async fn dispatch(command: Command, settings: Settings) -> Result<(), CliError> 
         Command::Embed { texts } => return embed(&settings, texts).await,
         Command::Model(ModelCommand::Fetch) => return model_fetch(&settings).await,
         Command::Openapi => return print_openapi(&settings),
+        // No database: the FAQs of an evaluation live in memory only.
+        Command::Eval(args) => return eval::eval_command(&settings, args).await,
         _ => {}
     }
     // Joins (or starts, then stops) the embedded cluster when there is no
@@ -109,8 +112,12 @@ async fn with_database(
     // this is one quick transaction.
     migrate::migrate_shared(db.db()).await?;
     match command {
-        Command::Serve | Command::Embed { .. } | Command::Model(_) | Command::Openapi => Ok(()),
-        Command::Faq(cmd) => faq_command(db, cmd).await,
+        Command::Serve
+        | Command::Embed { .. }
+        | Command::Model(_)
+        | Command::Openapi
+        | Command::Eval(_) => Ok(()),
+        Command::Faq(cmd) => faq_command(db, settings, cmd).await,
         Command::Ask { schema, question } => ask(db, settings, &schema, &question).await,
         Command::Migrate(args) => migrate_command(db, settings, args).await,
         Command::Tenant(cmd) => {

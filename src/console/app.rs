@@ -75,7 +75,13 @@ pub enum FormKind {
     NewTenant,
     AddDomain,
     Filter,
-    NewFaq { tenant: String },
+    NewFaq {
+        tenant: String,
+    },
+    /// A visitor's question of a transcript filed under a FAQ.
+    FileQuestion {
+        tenant: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +123,7 @@ impl Form {
             FormKind::AddDomain => "Add a domain",
             FormKind::Filter => "Filter conversations",
             FormKind::NewFaq { .. } => "New FAQ",
+            FormKind::FileQuestion { .. } => "File the question under a FAQ",
         }
     }
 
@@ -410,7 +417,7 @@ impl App {
             }
             Screen::Domains => self.domains_key(key),
             Screen::Conversations => self.conversations_key(key),
-            Screen::Transcript => vec![],
+            Screen::Transcript => self.transcript_key(key),
             Screen::Unanswered => self.unanswered_key(key),
         }
     }
@@ -537,6 +544,52 @@ impl App {
         }
     }
 
+    /// `f`: file a visitor's question under a FAQ, the bot's correction.
+    /// The form starts with the last question the bot did not answer (else
+    /// the last question) and the FAQ of the answer after it, if any.
+    fn transcript_key(&mut self, key: KeyEvent) -> Vec<Request> {
+        let Some(t) = &self.transcript else {
+            return vec![];
+        };
+        if key.code != KeyCode::Char('f') {
+            return vec![];
+        }
+        let asked: Vec<(&str, Option<i64>)> = t
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.role == "visitor")
+            .map(|(i, m)| {
+                let faq = t
+                    .messages
+                    .get(i + 1)
+                    .filter(|r| r.role == "bot")
+                    .and_then(|r| r.faq_id);
+                (m.text.as_str(), faq)
+            })
+            .collect();
+        let Some((question, faq)) = asked
+            .iter()
+            .rev()
+            .find(|(_, faq)| faq.is_none())
+            .or(asked.last())
+            .copied()
+        else {
+            self.error("this conversation has no visitor question");
+            return vec![];
+        };
+        let faq = faq.map(|id| id.to_string()).unwrap_or_default();
+        let mut form = Form::new(
+            FormKind::FileQuestion {
+                tenant: t.tenant.clone(),
+            },
+            &[("Question", question), ("FAQ id", &faq)],
+        );
+        form.focus = 1;
+        self.modal = Some(Modal::Form(form));
+        vec![]
+    }
+
     fn unanswered_key(&mut self, key: KeyEvent) -> Vec<Request> {
         let (Some(group), Some(for_tenant)) = (self.unanswered.current(), &self.unanswered_for)
         else {
@@ -617,6 +670,15 @@ impl App {
                 question: first,
                 answer: second,
             }),
+            FormKind::FileQuestion { .. } if first.is_empty() => Err("give the question"),
+            FormKind::FileQuestion { tenant } => match second.parse::<i64>() {
+                Ok(faq_id) => Ok(Request::FileQuestion {
+                    tenant: tenant.clone(),
+                    faq_id,
+                    question: first,
+                }),
+                Err(_) => Err("the FAQ id is a number (the transcript shows \"FAQ n\")"),
+            },
         };
         match request {
             Ok(request) => {
@@ -707,6 +769,7 @@ impl App {
         let is_new_tenant = |k: &FormKind| *k == FormKind::NewTenant;
         let is_add_domain = |k: &FormKind| *k == FormKind::AddDomain;
         let is_new_faq = |k: &FormKind| matches!(k, FormKind::NewFaq { .. });
+        let is_file_question = |k: &FormKind| matches!(k, FormKind::FileQuestion { .. });
         match response {
             Response::Tenants(Ok(rows)) => {
                 self.tenants.set(rows);
@@ -796,6 +859,11 @@ impl App {
                 return self.send(vec![Request::Unanswered(tenant)]);
             }
             Response::FaqCreated(Err(e)) => self.form_failed(is_new_faq, e),
+            Response::QuestionFiled(Ok(text)) => {
+                self.close_form(is_file_question);
+                self.info(text);
+            }
+            Response::QuestionFiled(Err(e)) => self.form_failed(is_file_question, e),
             Response::Tenants(Err(e))
             | Response::TenantDeleted(Err(e))
             | Response::ActiveSet(Err(e))
@@ -1148,6 +1216,40 @@ mod tests {
             )))),
             vec![Request::Unanswered("acme".into())]
         );
+        assert_eq!(app.modal, None);
+    }
+
+    #[test]
+    fn a_transcripts_question_is_filed_under_a_faq() {
+        let mut app = loaded_app();
+        app.on_key(ch('3'));
+        app.screen = Screen::Transcript;
+        app.on_response(Response::Transcript(Ok(fixtures::transcript())));
+        app.on_key(ch('f'));
+        let Some(Modal::Form(form)) = &app.modal else {
+            panic!("the filing form")
+        };
+        // The question the bot could not answer, and no FAQ yet.
+        assert_eq!(form.fields[0].value, "Do you sell gift cards?");
+        assert_eq!(form.fields[1].value, "");
+        assert_eq!(form.focus, 1);
+        type_text(&mut app, "x");
+        assert!(app.on_key(key(KeyCode::Enter)).is_empty(), "not a number");
+        let Some(Modal::Form(form)) = &app.modal else {
+            panic!("still open")
+        };
+        assert!(form.error.as_deref().unwrap_or("").contains("number"));
+        app.on_key(key(KeyCode::Backspace));
+        type_text(&mut app, "7");
+        assert_eq!(
+            app.on_key(key(KeyCode::Enter)),
+            vec![Request::FileQuestion {
+                tenant: "acme".into(),
+                faq_id: 7,
+                question: "Do you sell gift cards?".into()
+            }]
+        );
+        app.on_response(Response::QuestionFiled(Ok("filed under FAQ 7".into())));
         assert_eq!(app.modal, None);
     }
 

@@ -43,6 +43,12 @@ pub enum Request {
         question: String,
         answer: String,
     },
+    /// "This question belongs to FAQ `faq_id`": one more phrasing of it.
+    FileQuestion {
+        tenant: String,
+        faq_id: i64,
+        question: String,
+    },
 }
 
 /// The Conversations screen's filter.
@@ -80,6 +86,8 @@ pub enum Response {
     Model(Result<(), String>),
     Unanswered(Result<Unanswered, String>),
     FaqCreated(Result<(String, String), String>),
+    /// What to tell the operator.
+    QuestionFiled(Result<String, String>),
 }
 
 /// A line of the Tenants screen.

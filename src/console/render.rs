@@ -127,7 +127,7 @@ fn hint_line(app: &App) -> String {
         Screen::Tenant => "u unanswered questions  s suspend/resume  Esc back  q quit",
         Screen::Domains => "a add  d remove  p make primary  Esc back  q quit",
         Screen::Conversations => "/ filter  u only unanswered  c clear  Enter transcript  Esc back",
-        Screen::Transcript => "Up/Down scroll  Esc back  q quit",
+        Screen::Transcript => "Up/Down scroll  f file a question under a FAQ  Esc back  q quit",
         Screen::Unanswered => "a answer with a new FAQ  r refresh  Esc back  q quit",
     };
     format!(" {keys}")
@@ -262,6 +262,13 @@ fn render_tenant(app: &App, frame: &mut Frame, area: Rect) {
         field("Greeting", one_line(&bot.greeting, width)),
         field("Fallback", one_line(&bot.fallback_reply, width)),
         field("Threshold", format!("{:.2}", bot.match_threshold)),
+        field(
+            "Caution",
+            format!(
+                "{:.2} (confidence needed to answer without asking)",
+                bot.caution
+            ),
+        ),
         field(
             "Origins",
             one_line(

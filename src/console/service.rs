@@ -120,6 +120,11 @@ impl Services {
                 question,
                 answer,
             } => Response::FaqCreated(self.create_faq(tenant, question, answer).await),
+            Request::FileQuestion {
+                tenant,
+                faq_id,
+                question,
+            } => Response::QuestionFiled(self.file_question(&tenant, faq_id, &question).await),
         }
     }
 
@@ -273,6 +278,31 @@ impl Services {
         .await
         .map_err(message)?;
         Ok((tenant, faq.question))
+    }
+}
+
+impl Services {
+    /// The same correction as `POST /api/faqs/{id}/phrasings`.
+    async fn file_question(
+        &self,
+        tenant: &str,
+        faq_id: i64,
+        question: &str,
+    ) -> Result<String, String> {
+        let schema = provision::existing_tenant(&self.db, tenant)
+            .await
+            .map_err(message)?;
+        let assigned = faq::assign(&self.db, &schema, faq_id, question)
+            .await
+            .map_err(message)?;
+        Ok(if assigned.added {
+            format!(
+                "filed under FAQ {faq_id} ({}): the bot matches it from now on",
+                assigned.faq.question
+            )
+        } else {
+            format!("FAQ {faq_id} already had that wording")
+        })
     }
 }
 

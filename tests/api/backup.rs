@@ -55,7 +55,7 @@ async fn app_with_a_lived_in_tenant() -> TestApp {
     client
         .batch_execute(
             "UPDATE orig.bot_config SET bot_name = 'Orbit', greeting = 'Welcome aboard', \
-                    fallback_reply = 'No idea, sorry', match_threshold = 0.45, \
+                    fallback_reply = 'No idea, sorry', match_threshold = 0.45, caution = 0.8, \
                     theme = '{\"color\": \"#ff0000\", \"position\": \"left\"}', \
                     allowed_origins = '{https://orig.test,https://www.orig.test}'",
         )
@@ -292,6 +292,32 @@ async fn backup_names_a_truncated_file_or_another_version() {
     newer["version"] = json!(99);
     let err = TenantArchive::from_json(&serde_json::to_vec(&newer).unwrap()).unwrap_err();
     assert!(err.to_string().contains("format version 99"), "{err}");
+}
+
+/// Archives of version 2 predate the caution setting: they restore with
+/// the default one; the current version carries it.
+#[tokio::test]
+async fn an_archive_without_caution_restores_the_default_one() {
+    let app = app_with_a_lived_in_tenant().await;
+    let archive = backup::export(&app.handle, &schema("orig")).await.unwrap();
+    assert_eq!(archive.version, 3);
+    assert_eq!(archive.bot_config.caution, 0.8);
+    let mut older = serde_json::to_value(&archive).unwrap();
+    older["version"] = json!(2);
+    older["bot_config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("caution")
+        .unwrap();
+    let older = TenantArchive::from_json(&serde_json::to_vec(&older).unwrap()).unwrap();
+    backup::import(&app.handle, &older, Some("older"))
+        .await
+        .unwrap();
+    let restored = chatter::bot_config::get(&app.handle, &schema("older"))
+        .await
+        .unwrap();
+    assert_eq!(restored.caution, chatter::bot_config::DEFAULT_CAUTION);
+    assert_eq!(restored.match_threshold, 0.45);
 }
 
 #[tokio::test]

@@ -215,3 +215,167 @@ async fn a_try_names_the_phrasing_that_matched() {
         assert_eq!(best["matched_text"], text, "{message}: {body}");
     }
 }
+
+/// "This question belongs to FAQ X": any member files a visitor's question
+/// under a FAQ; it becomes a phrasing the bot matches at once, and only an
+/// owner takes it off again.
+#[tokio::test]
+async fn a_member_files_a_question_under_a_faq_and_the_owner_can_take_it_back() {
+    let (app, owner, agent, other) = setup().await;
+    app.import_faqs(
+        "shop",
+        &[
+            ("What are your opening hours?", "9 to 5."),
+            ("Do you ship abroad?", "Yes."),
+        ],
+    )
+    .await;
+    let (_, listed) = call(&app, "GET", "/api/faqs", Some(&owner), None).await;
+    let hours = listed[0]["id"].as_i64().unwrap();
+    let path = format!("/api/faqs/{hours}/phrasings");
+    let question = "Is the shop staffed at weekends?";
+    let (_, before) = app.chat("shop", json!({"message": question})).await;
+    assert_ne!(before["reply"], "9 to 5.", "{before}");
+
+    let filed = json!({"text": format!("  {question} ")});
+    let (status, body) = call(&app, "POST", &path, Some(&agent), Some(filed.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["added"], true);
+    assert_eq!(body["faq"]["alternatives"], json!([question]));
+    let (_, after) = app.chat("shop", json!({"message": question})).await;
+    assert_eq!(after["reply"], "9 to 5.", "{after}");
+    assert_eq!(after["faq_id"], hours);
+
+    // Filed twice (any case): nothing more.
+    let (status, body) = call(
+        &app,
+        "POST",
+        &path,
+        Some(&owner),
+        Some(json!({"text": question.to_uppercase()})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["added"], false);
+    assert_eq!(body["faq"]["alternatives"], json!([question]));
+
+    for (token, body, expected) in [
+        (None, filed.clone(), 401),
+        (Some(other.as_str()), filed.clone(), 403),
+        (Some(agent.as_str()), json!({"text": " "}), 400),
+        (Some(agent.as_str()), json!({"text": "x".repeat(2001)}), 400),
+        (Some(agent.as_str()), json!({"question": "x"}), 400),
+    ] {
+        let (status, answer) = call(&app, "POST", &path, token, Some(body)).await;
+        assert_eq!(status, expected, "{answer}");
+    }
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/api/faqs/999999/phrasings",
+        Some(&agent),
+        Some(filed.clone()),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Only owners take a phrasing off.
+    let (status, _) = call(&app, "DELETE", &path, Some(&agent), Some(filed.clone())).await;
+    assert_eq!(status, 403);
+    let (status, body) = call(
+        &app,
+        "DELETE",
+        &path,
+        Some(&owner),
+        Some(json!({"text": question.to_lowercase()})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["alternatives"], json!([]));
+    let (_, again) = app.chat("shop", json!({"message": question})).await;
+    assert_ne!(again["reply"], "9 to 5.", "{again}");
+
+    // A FAQ full of phrasings says so.
+    for i in 0..20 {
+        let (status, _) = call(
+            &app,
+            "POST",
+            &path,
+            Some(&agent),
+            Some(json!({"text": format!("wording {i}")})),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let (status, body) = call(&app, "POST", &path, Some(&agent), Some(filed)).await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("20 alternative"), "{body}");
+}
+
+/// The doctor names the phrasing written under the wrong FAQ and the pair
+/// it confuses; strangers get nothing.
+#[tokio::test]
+async fn faq_health_names_confused_pairs_and_the_phrasings_that_pull() {
+    let (app, owner, agent, other) = setup().await;
+    let schema = chatter::tenancy::SchemaName::parse("shop").unwrap();
+    chatter::faq::import(
+        &app.handle,
+        &schema,
+        &[
+            chatter::faq::NewFaq {
+                question: "What are your opening hours?".into(),
+                answer: "9 to 5.".into(),
+                // Written under the wrong FAQ: it is the shipping question.
+                alternatives: vec!["When are you open?".into(), "Do you ship abroad?".into()],
+            },
+            chatter::faq::NewFaq {
+                question: "Do you ship abroad?".into(),
+                answer: "Yes.".into(),
+                alternatives: vec!["Can you deliver overseas?".into()],
+            },
+            chatter::faq::NewFaq {
+                question: "Is there parking?".into(),
+                answer: "Behind the shop.".into(),
+                alternatives: vec![],
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    let (status, body) = call(&app, "GET", "/api/faqs/health", Some(&agent), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["faqs"], 3);
+    let pulls = body["pulls"].as_array().unwrap();
+    assert!(
+        pulls.iter().any(|p| p["phrasing"] == "Do you ship abroad?"
+            && p["faq"]["question"] == "What are your opening hours?"
+            && p["toward"]["question"] == "Do you ship abroad?"),
+        "{body}"
+    );
+    let pair = &body["pairs"][0];
+    let names = [pair["a"]["question"].clone(), pair["b"]["question"].clone()];
+    assert!(
+        names.contains(&json!("What are your opening hours?"))
+            && names.contains(&json!("Do you ship abroad?")),
+        "{body}"
+    );
+    assert!(pair["pulls"].as_u64().unwrap() >= 1, "{body}");
+    assert!(!pair["examples"].as_array().unwrap().is_empty(), "{body}");
+
+    assert_eq!(
+        call(&app, "GET", "/api/faqs/health", Some(&owner), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&app, "GET", "/api/faqs/health", None, None).await.0,
+        401
+    );
+    assert_eq!(
+        call(&app, "GET", "/api/faqs/health", Some(&other), None)
+            .await
+            .0,
+        403
+    );
+}

@@ -10,6 +10,7 @@ mod chat;
 mod citus;
 mod clarify;
 mod cli;
+mod cli_eval;
 mod client_api;
 mod console;
 mod conversations;

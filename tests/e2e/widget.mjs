@@ -7,14 +7,16 @@
 //   EXPECTED_ANSWER  the FAQ answer to "When are you open?"
 //   SHIPPING_ANSWER, RETURNS_ANSWER  the answers to "Do you ship abroad?"
 //                    and "How do I return an item?"
+//   CAREFUL_PAGE     a page of a second tenant whose bot always asks "did
+//                    you mean" (caution 1) before answering
 //   SCREENSHOT       optional: where to save a picture of the open widget
 // Exits 0 when everything a visitor should see was seen.
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
-const { CHATTER_URL, ALLOWED_PAGE, DENIED_PAGE, EXPECTED_ANSWER, SHIPPING_ANSWER, RETURNS_ANSWER, SCREENSHOT } =
+const { CHATTER_URL, ALLOWED_PAGE, DENIED_PAGE, CAREFUL_PAGE, EXPECTED_ANSWER, SHIPPING_ANSWER, RETURNS_ANSWER, SCREENSHOT } =
   process.env;
-const required = { CHATTER_URL, ALLOWED_PAGE, DENIED_PAGE, EXPECTED_ANSWER, SHIPPING_ANSWER, RETURNS_ANSWER };
+const required = { CHATTER_URL, ALLOWED_PAGE, DENIED_PAGE, CAREFUL_PAGE, EXPECTED_ANSWER, SHIPPING_ANSWER, RETURNS_ANSWER };
 for (const [name, value] of Object.entries(required)) {
   if (!value) throw new Error(`${name} is not set (run through tests/widget_e2e.rs)`);
 }
@@ -136,6 +138,24 @@ try {
   assert.match(order[0], /Ask me about opening hours/, `greeting first: ${JSON.stringify(order)}`);
   assert.match(order[1], /When are you open\?/);
   await fresh.close();
+
+  // A bot that is not sure asks "did you mean": a named group of buttons.
+  // Clicking one answers with that FAQ, and shows the chosen question.
+  const careful = await context.newPage();
+  await careful.goto(CAREFUL_PAGE);
+  await careful.getByRole("button", { name: "Open chat" }).click();
+  const carefulBox = careful.getByRole("textbox", { name: "Message" });
+  await carefulBox.fill("Are you open on Saturday mornings?");
+  await carefulBox.press("Enter");
+  const choices = careful.getByRole("group", { name: "Did you mean" });
+  const choice = choices.getByRole("button", { name: "What are your opening hours?" });
+  await choice.waitFor();
+  assert.ok((await choices.getByRole("button").count()) >= 2, "at least two choices");
+  assert.equal(await careful.getByRole("log").getByText(EXPECTED_ANSWER).count(), 0, "no answer before the pick");
+  await choice.click();
+  await careful.getByRole("log").getByText(EXPECTED_ANSWER).waitFor();
+  await careful.getByRole("log").getByText("What are your opening hours?").waitFor();
+  await choices.getByRole("button").first().waitFor({ state: "detached" });
 
   console.log("widget e2e: every check passed");
 } finally {

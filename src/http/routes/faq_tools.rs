@@ -3,6 +3,7 @@
 //! question" box: the reply, whether it matched, and the three nearest FAQs
 //! with their scores and the phrasing of each that matched. Nothing is stored and nothing counts in the
 //! analytics: an owner testing a phrasing is not a visitor.
+//! `GET /api/faqs/health`: which FAQs the bot confuses (`faq_health`).
 //! `POST /api/faqs/import/preview`: every row of an import file, good or
 //! bad (named), before `POST /api/faqs/import` writes anything.
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::chat::Answer;
 use crate::error::{AppError, ErrorBody};
 use crate::faq::{self, NewFaq, PhrasingKind};
+use crate::faq_health::Health;
 use crate::http::extract::{ApiBytes, ApiJson};
 use crate::http::extract::{Member, Owner};
 use crate::http::state::AppState;
@@ -99,6 +101,34 @@ pub async fn try_question(
         threshold: trial.threshold,
         nearest,
     }))
+}
+
+/// Which FAQs the bot confuses with each other, with example phrasings,
+/// and which phrasings pull toward the wrong FAQ (members). Every text is
+/// compared with every other: it counts against the chat's fair use.
+#[utoipa::path(
+    get,
+    path = "/api/faqs/health",
+    tag = "bot",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Confused pairs, worst first, and the phrasings that pull", body = Health),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not a member of this tenant", body = ErrorBody),
+        (status = 429, description = "Over the chat's fair-use limit; see `Retry-After`", body = ErrorBody),
+    )
+)]
+pub async fn health(
+    State(state): State<AppState>,
+    member: Member,
+) -> Result<Json<Health>, AppError> {
+    state
+        .chat_limits
+        .check_message(&member.tenant.schema, &format!("member:{}", member.user.id))
+        .map_err(AppError::TooManyRequests)?;
+    Ok(Json(
+        state.answerer.faq_health(&member.tenant.schema).await?,
+    ))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -4,10 +4,10 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{AppError, ErrorBody};
-use crate::faq::{self, Faq, NewFaq};
+use crate::faq::{self, Assigned, Faq, NewFaq};
 use crate::http::extract::{ApiBytes, ApiJson, ApiPath, Member, Owner};
 use crate::http::state::AppState;
 use crate::tenancy::SchemaName;
@@ -136,6 +136,75 @@ pub async fn delete(
     faq::delete(&state.db, schema, id).await?;
     changed(&state, schema);
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhrasingRequest {
+    /// A visitor's question (or any wording) of this FAQ.
+    #[schema(min_length = 1, max_length = 2000)]
+    pub text: String,
+}
+
+/// "This question belongs to this FAQ" (members): the text becomes one
+/// more alternative phrasing of the FAQ, matched from the next question
+/// on. The owner reviews it among the FAQ's alternatives and can remove it.
+#[utoipa::path(
+    post,
+    path = "/api/faqs/{id}/phrasings",
+    tag = "bot",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The FAQ's id")),
+    request_body = PhrasingRequest,
+    responses(
+        (status = 200, description = "The FAQ after; `added` is false when it already had this wording", body = Assigned),
+        (status = 400, description = "Empty or too long text, or the FAQ has 20 alternatives already", body = ErrorBody),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not a member of this tenant", body = ErrorBody),
+        (status = 404, description = "No such FAQ", body = ErrorBody),
+    )
+)]
+pub async fn add_phrasing(
+    State(state): State<AppState>,
+    member: Member,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(request): ApiJson<PhrasingRequest>,
+) -> Result<Json<Assigned>, AppError> {
+    let schema = &member.tenant.schema;
+    let assigned = faq::assign(&state.db, schema, id, &request.text).await?;
+    if assigned.added {
+        changed(&state, schema);
+    }
+    Ok(Json(assigned))
+}
+
+/// Takes a phrasing off a FAQ (owners): the undo of a learned or assigned
+/// one. A wording the FAQ does not have changes nothing.
+#[utoipa::path(
+    delete,
+    path = "/api/faqs/{id}/phrasings",
+    tag = "bot",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The FAQ's id")),
+    request_body = PhrasingRequest,
+    responses(
+        (status = 200, description = "The FAQ after", body = Faq),
+        (status = 400, description = "Empty or too long text", body = ErrorBody),
+        (status = 401, description = "No live token", body = ErrorBody),
+        (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
+        (status = 404, description = "No such FAQ", body = ErrorBody),
+    )
+)]
+pub async fn remove_phrasing(
+    State(state): State<AppState>,
+    Owner(owner): Owner,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(request): ApiJson<PhrasingRequest>,
+) -> Result<Json<Faq>, AppError> {
+    let schema = &owner.tenant.schema;
+    let faq = faq::remove_phrasing(&state.db, schema, id, &request.text).await?;
+    changed(&state, schema);
+    Ok(Json(faq))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
