@@ -37,7 +37,7 @@ pub(super) async fn ask(
     let engine = ready_engine(settings).await?;
     let db = db.db().clone();
     let bot_configs = Arc::new(BotConfigCache::new(db.clone(), 1));
-    let answerer = Answerer::new(db, engine, bot_configs, settings.chat.clone(), 1);
+    let answerer = Answerer::new(db, engine, bot_configs, settings.chat.clone());
     let answer = answerer.answer(&schema, question).await?;
     print_json(&answer)
 }

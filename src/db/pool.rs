@@ -26,6 +26,9 @@ pub enum DbError {
     Embedded(#[from] EmbeddedError),
     #[error("database error: {}", describe_postgres(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    /// A statement that always returns a row returned none.
+    #[error("the database returned no row for: {0}")]
+    NoRow(&'static str),
 }
 
 /// A PostgreSQL error as the server worded it (tokio-postgres's own Display
@@ -92,7 +95,7 @@ impl Classify for DbError {
     fn kind(&self) -> Kind {
         match self {
             DbError::Busy | DbError::Unreachable(_) => Kind::new(Class::Unavailable, "unavailable"),
-            DbError::BadUrl(_) | DbError::Embedded(_) => Kind::internal(),
+            DbError::BadUrl(_) | DbError::Embedded(_) | DbError::NoRow(_) => Kind::internal(),
             // PostgreSQL refuses text with a NUL character (JSON's `\u0000`),
             // however it reached a query: the client's input, not our fault.
             DbError::Postgres(e) if is_transient(e) => Kind::new(Class::Unavailable, "unavailable"),

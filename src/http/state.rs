@@ -52,7 +52,6 @@ impl AppState {
             Arc::clone(&engine),
             Arc::clone(&bot_configs),
             settings.chat.clone(),
-            capacity,
         );
         Self {
             login_limits: Arc::new(LoginLimits::new(&settings.auth)),

@@ -16,6 +16,7 @@ mod embedded;
 mod faq_tools;
 mod health;
 mod helpers;
+mod index_budget;
 mod isolation;
 mod metrics;
 mod migrations;
