@@ -78,7 +78,7 @@ mem() {
 messages() {
   local sql="SELECT 0"
   for i in $(seq 0 19); do sql="$sql + (SELECT count(*) FROM bench_$i.messages)"; done
-  psql -Atq "$(db_url "$db")" -c "SELECT $sql"
+  psql -Atq "$(db_url "$db")" -c "$sql"
 }
 
 run_wrk() { # MIX

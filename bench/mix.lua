@@ -47,9 +47,6 @@ function init(args)
   math.randomseed(os.time() + (thread_tag or 0) * 7919)
 end
 
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-
 request = function()
   counter = counter + 1
   local tenant = prefix .. math.random(0, tenants - 1)
@@ -65,5 +62,7 @@ request = function()
   else
     q = questions[math.random(1, #questions)]
   end
-  return wrk.format(nil, "/api/chat", { ["X-Client-ID"] = tenant }, '{"message": "' .. q .. '"}')
+  -- Headers given here replace wrk.headers: name them all.
+  local headers = { ["X-Client-ID"] = tenant, ["Content-Type"] = "application/json" }
+  return wrk.format("POST", "/api/chat", headers, '{"message": "' .. q .. '"}')
 end

