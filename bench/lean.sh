@@ -59,6 +59,8 @@ if ! exists "$fixture"; then
   done
   # One import embeds the FAQs; the others get the same rows, vectors included.
   DATABASE_URL="$url" DEBUG=True CHATTER_MODEL_PATH="$model" "$newest" faq import bench_0 "$faqs" >/dev/null
+  # An import stores no vectors; the first answer makes and stores them.
+  DATABASE_URL="$url" DEBUG=True CHATTER_MODEL_PATH="$model" "$newest" ask bench_0 "warm up" >/dev/null
   for i in $(seq 1 19); do
     echo "INSERT INTO bench_$i.faqs (question, answer, alternatives, embedding, model_id)
           SELECT question, answer, alternatives, embedding, model_id FROM bench_0.faqs ORDER BY id;"
