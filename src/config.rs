@@ -167,6 +167,10 @@ pub struct ChatSettings {
     /// Bytes of question embeddings kept (per process, keyed by tenant): a
     /// repeated question costs no inference. 0 turns the cache off.
     pub question_cache_bytes: usize,
+    /// Bytes of built FAQ indexes kept (per process): the least recently
+    /// used tenants' indexes are dropped beyond it and rebuilt from their
+    /// stored vectors on their next question.
+    pub index_cache_bytes: usize,
     /// Fair use, token buckets: one visitor (a tenant and a client address)
     /// may send `visitor_burst` messages at once and earns
     /// `visitor_messages_per_minute` back a minute; then 429. Feedback has
@@ -449,6 +453,7 @@ impl Default for ChatSettings {
             max_suggestions: 3,
             max_message_chars: 2_000,
             question_cache_bytes: 8 * 1024 * 1024,
+            index_cache_bytes: 64 * 1024 * 1024,
             visitor_messages_per_minute: 20,
             visitor_burst: 10,
             tenant_messages_per_minute: 3_000,
@@ -1025,6 +1030,7 @@ mod tests {
             "max_suggestions",
             "max_message_chars",
             "question_cache_bytes",
+            "index_cache_bytes",
             "visitor_messages_per_minute",
             "visitor_burst",
             "tenant_messages_per_minute",
@@ -1109,6 +1115,7 @@ mod tests {
             "chat.max_suggestions",
             "chat.max_message_chars",
             "chat.question_cache_bytes",
+            "chat.index_cache_bytes",
             "chat.visitor_messages_per_minute",
             "chat.visitor_burst",
             "chat.tenant_messages_per_minute",

@@ -63,6 +63,15 @@ pub struct ScrapeGauges {
     pub pool_available: usize,
     /// Tasks waiting for a database connection.
     pub pool_waiting: usize,
+    /// Bytes of FAQ indexes held against `chat.index_cache_bytes`.
+    pub index_cache_bytes: usize,
+    /// Tenants whose FAQ index is held.
+    pub index_cache_tenants: usize,
+    /// FAQ indexes built, and dropped for the budget, since start.
+    pub index_builds: u64,
+    pub index_evictions: u64,
+    /// Bytes of question embeddings held against `chat.question_cache_bytes`.
+    pub question_cache_bytes: usize,
 }
 
 /// Every metric the server keeps; share it as `Arc<Metrics>`.
@@ -77,6 +86,11 @@ pub struct Metrics {
     pool_in_use: Gauge,
     pool_idle: Gauge,
     pool_waiting: Gauge,
+    index_cache_bytes: Gauge,
+    index_cache_tenants: Gauge,
+    index_builds: Gauge,
+    index_evictions: Gauge,
+    question_cache_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -145,7 +159,42 @@ impl Metrics {
             "Tasks waiting for a database connection",
             pool_waiting.clone(),
         );
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let index_cache_bytes = gauge(
+            &mut registry,
+            "index_cache_bytes",
+            "Bytes of FAQ indexes held (bounded by chat.index_cache_bytes)",
+        );
+        let index_cache_tenants = gauge(
+            &mut registry,
+            "index_cache_tenants",
+            "Tenants whose FAQ index is held",
+        );
+        let index_builds = gauge(
+            &mut registry,
+            "index_builds",
+            "FAQ indexes built since start (first use, FAQ change, after eviction)",
+        );
+        let index_evictions = gauge(
+            &mut registry,
+            "index_evictions",
+            "FAQ indexes dropped since start to stay within chat.index_cache_bytes",
+        );
+        let question_cache_bytes = gauge(
+            &mut registry,
+            "question_cache_bytes",
+            "Bytes of question embeddings held (bounded by chat.question_cache_bytes)",
+        );
         Self {
+            index_cache_bytes,
+            index_cache_tenants,
+            index_builds,
+            index_evictions,
+            question_cache_bytes,
             registry,
             requests,
             latency,
@@ -200,6 +249,16 @@ impl Metrics {
         ));
         self.pool_idle.set(saturating_i64(gauges.pool_available));
         self.pool_waiting.set(saturating_i64(gauges.pool_waiting));
+        self.index_cache_bytes
+            .set(saturating_i64(gauges.index_cache_bytes));
+        self.index_cache_tenants
+            .set(saturating_i64(gauges.index_cache_tenants));
+        self.index_builds
+            .set(i64::try_from(gauges.index_builds).unwrap_or(i64::MAX));
+        self.index_evictions
+            .set(i64::try_from(gauges.index_evictions).unwrap_or(i64::MAX));
+        self.question_cache_bytes
+            .set(saturating_i64(gauges.question_cache_bytes));
         let mut out = String::new();
         text::encode(&mut out, &self.registry)?;
         Ok(out)
@@ -254,8 +313,18 @@ mod tests {
                 pool_size: 10,
                 pool_available: 4,
                 pool_waiting: 2,
+                index_cache_bytes: 4096,
+                index_cache_tenants: 3,
+                index_builds: 5,
+                index_evictions: 1,
+                question_cache_bytes: 1536,
             })
             .unwrap();
+        assert!(out.contains("chatter_index_cache_bytes 4096"), "{out}");
+        assert!(out.contains("chatter_index_cache_tenants 3"), "{out}");
+        assert!(out.contains("chatter_index_builds 5"), "{out}");
+        assert!(out.contains("chatter_index_evictions 1"), "{out}");
+        assert!(out.contains("chatter_question_cache_bytes 1536"), "{out}");
         assert!(out.contains("chatter_embedding_queue_depth 7"), "{out}");
         assert!(out.contains("chatter_db_pool_in_use 6"), "{out}");
         assert!(out.contains("chatter_db_pool_idle 4"), "{out}");

@@ -12,7 +12,8 @@ use crate::bot_config::{BotConfig, BotConfigCache};
 use crate::chat::{self, Answer, ChatError, QuestionVector, Stored};
 use crate::config::ChatSettings;
 use crate::db::{Db, SchemaName};
-use crate::engine::index::{FaqIndex, IndexCache};
+use crate::engine::index::FaqIndex;
+use crate::engine::index_cache::{IndexCache, IndexCacheStats};
 use crate::engine::question_cache::{Normalise, QuestionCache};
 use crate::engine::{Engine, EngineError};
 use crate::faq;
@@ -104,19 +105,19 @@ pub struct Answerer {
 
 impl Answerer {
     /// `bot_configs` is shared with the routes that read the settings
-    /// (widget config, CORS); `cache_capacity` bounds the FAQ indexes kept.
+    /// (widget config, CORS); `settings.index_cache_bytes` bounds the FAQ
+    /// indexes kept.
     pub fn new(
         db: Db,
         engine: Arc<Engine>,
         bot_configs: Arc<BotConfigCache>,
         billing: Arc<Billing>,
         settings: ChatSettings,
-        cache_capacity: usize,
     ) -> Self {
         Self {
             db,
             engine,
-            indexes: IndexCache::new(cache_capacity),
+            indexes: IndexCache::new(settings.index_cache_bytes),
             // The text is only whitespace-normalised: that leaves the
             // tokens, and so the vector, unchanged for any model.
             questions: QuestionCache::new(settings.question_cache_bytes, Normalise::Whitespace),
@@ -319,6 +320,16 @@ impl Answerer {
     /// Bytes the question cache holds (for tests and metrics).
     pub fn question_cache_bytes(&self) -> usize {
         self.questions.bytes()
+    }
+
+    /// What the FAQ index cache holds and did (for tests and metrics).
+    pub fn index_cache_stats(&self) -> IndexCacheStats {
+        self.indexes.stats()
+    }
+
+    /// Whether the tenant's FAQ index is held (tests).
+    pub fn index_cached(&self, schema: &SchemaName) -> bool {
+        self.indexes.contains(schema)
     }
 }
 

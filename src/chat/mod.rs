@@ -234,6 +234,11 @@ pub struct QuestionVector<'a> {
 /// conversation is metered against `meter` in the same round trip as its
 /// INSERT; at the month's limit nothing is stored and the answer is
 /// `Ok(None)`.
+///
+/// Every chat pays this, so it keeps its round trips few (issue 17): each
+/// statement goes with its parameter types (`query_typed`: no separate
+/// prepare), and the conversation (with its meter) and the FAQ are looked
+/// up at once, pipelined on the one connection.
 pub async fn store_exchange(
     db: &Db,
     schema: &SchemaName,
@@ -244,73 +249,90 @@ pub async fn store_exchange(
     answer: &Answer,
     meter: Meter,
 ) -> Result<Option<Stored>, DbError> {
+    use tokio_postgres::types::Type;
     let tx = db.tenant(schema).await?;
-    let existing = match session_id.filter(|s| is_session_id(s)) {
-        Some(id) => tx
-            .query_opt(
-                "UPDATE conversations SET last_message_at = now() WHERE session_id = $1 RETURNING id",
-                &[&id],
-            )
-            .await?
-            .map(|row| row.try_get::<_, i64>(0).map(|conv| (id.to_string(), conv)))
-            .transpose()?,
-        None => None,
-    };
-    let (session_id, conversation) = match existing {
-        Some(found) => found,
-        None => {
-            let id = new_session_id();
-            // Pipelined: both statements leave in one round trip. The
-            // meter runs first; at the limit it returns no row, and the
-            // transaction (the conversation with it) is rolled back.
-            let limit = meter.limit_param();
-            let meter_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
-                [&meter.month, &limit];
-            let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&id, &origin];
-            let (metered, row) = tokio::join!(
-                tx.query_opt(usage::METER, &meter_params),
-                tx.query_one(
-                    "INSERT INTO conversations (session_id, origin) VALUES ($1, $2) RETURNING id",
-                    &insert_params,
+    let conversation = async {
+        if let Some(id) = session_id.filter(|s| is_session_id(s)) {
+            let rows = tx
+                .query_typed(
+                    "UPDATE conversations SET last_message_at = now() WHERE session_id = $1 RETURNING id",
+                    &[(&id, Type::TEXT)],
                 )
-            );
-            if metered?.is_none() {
-                return Ok(None);
+                .await?;
+            if let Some(row) = rows.first() {
+                return Ok::<_, DbError>(Some((id.to_string(), row.try_get::<_, i64>(0)?)));
             }
-            (id, row?.try_get(0)?)
         }
+        let id = new_session_id();
+        // Pipelined: both statements leave in one round trip. The meter
+        // runs first; at the limit it returns no row, and the transaction
+        // (the conversation with it) is rolled back.
+        let limit = meter.limit_param();
+        let meter_params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
+            [(&meter.month, Type::DATE), (&limit, Type::INT4)];
+        let insert_params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
+            [(&id, Type::TEXT), (&origin, Type::TEXT)];
+        let (metered, inserted) = tokio::join!(
+            tx.query_typed(usage::METER, &meter_params),
+            tx.query_typed(
+                "INSERT INTO conversations (session_id, origin) VALUES ($1, $2) RETURNING id",
+                &insert_params,
+            )
+        );
+        if metered?.is_empty() {
+            return Ok(None);
+        }
+        let rows = inserted?;
+        let row = rows.first().ok_or(DbError::NoRow("a new conversation"))?;
+        Ok(Some((id, row.try_get(0)?)))
     };
     // The FAQ may have been deleted since the index was built: keep the
     // message, drop the link. Looked up (and kept from deletion until we
     // commit) first, not in a subquery of the INSERT: Citus refuses
     // subqueries in INSERT ... VALUES.
-    let faq_id: Option<i64> = match answer.faq_id {
-        Some(id) => tx
-            .query_opt("SELECT id FROM faqs WHERE id = $1 FOR KEY SHARE", &[&id])
-            .await?
-            .map(|row| row.try_get(0))
-            .transpose()?,
-        None => None,
+    let faq = async {
+        let Some(id) = answer.faq_id else {
+            return Ok(None);
+        };
+        let rows = tx
+            .query_typed(
+                "SELECT id FROM faqs WHERE id = $1 FOR KEY SHARE",
+                &[(&id, Type::INT8)],
+            )
+            .await?;
+        rows.first()
+            .map(|row| row.try_get::<_, i64>(0))
+            .transpose()
+            .map_err(DbError::from)
     };
-    let row = tx
-        .query_one(
+    let (conversation, faq_id) = tokio::try_join!(conversation, faq)?;
+    let Some((session_id, conversation)) = conversation else {
+        return Ok(None);
+    };
+    let embedding = vector.map(|v| packed::pack(v.vector));
+    let embedding_model = vector.map(|v| v.model_id);
+    let rows = tx
+        .query_typed(
             "WITH inserted AS (INSERT INTO messages \
              (conversation_id, role, text, faq_id, score, embedding, embedding_model) VALUES \
              ($1, 'visitor', $2, NULL, NULL, $6, $7), \
              ($1, 'bot', $3, $4, $5, NULL, NULL) RETURNING id, role) \
              SELECT id FROM inserted WHERE role = 'bot'",
             &[
-                &conversation,
-                &message,
-                &answer.reply,
-                &faq_id,
-                &answer.score,
-                &vector.map(|v| packed::pack(v.vector)),
-                &vector.map(|v| v.model_id),
+                (&conversation, Type::INT8),
+                (&message, Type::TEXT),
+                (&answer.reply, Type::TEXT),
+                (&faq_id, Type::INT8),
+                (&answer.score, Type::FLOAT4),
+                (&embedding, Type::BYTEA),
+                (&embedding_model, Type::TEXT),
             ],
         )
         .await?;
-    let message_id = row.try_get(0)?;
+    let message_id = rows
+        .first()
+        .ok_or(DbError::NoRow("the stored messages"))?
+        .try_get(0)?;
     tx.commit().await?;
     Ok(Some(Stored {
         session_id,

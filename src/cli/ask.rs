@@ -42,7 +42,7 @@ pub(super) async fn ask(
         settings.billing.clone(),
         1,
     ));
-    let answerer = Answerer::new(db, engine, bot_configs, billing, settings.chat.clone(), 1);
+    let answerer = Answerer::new(db, engine, bot_configs, billing, settings.chat.clone());
     let answer = answerer.answer(&schema, question).await?;
     print_json(&answer)
 }

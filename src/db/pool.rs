@@ -33,6 +33,9 @@ pub enum DbError {
         what: String,
         source: tokio_postgres::Error,
     },
+    /// A statement that always returns a row returned none.
+    #[error("the database returned no row for: {0}")]
+    NoRow(&'static str),
 }
 
 /// `.during("statement")` on a PostgreSQL result: the error names what was
@@ -116,7 +119,7 @@ impl Classify for DbError {
     fn kind(&self) -> Kind {
         match self {
             DbError::Busy | DbError::Unreachable(_) => Kind::new(Class::Unavailable, "unavailable"),
-            DbError::BadUrl(_) | DbError::Embedded(_) => Kind::internal(),
+            DbError::BadUrl(_) | DbError::Embedded(_) | DbError::NoRow(_) => Kind::internal(),
             // PostgreSQL refuses text with a NUL character (JSON's `\u0000`),
             // however it reached a query: the client's input, not our fault.
             DbError::Postgres(e) | DbError::Statement { source: e, .. } if is_transient(e) => {

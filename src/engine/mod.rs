@@ -7,12 +7,14 @@
 //! - `worker`: the bounded queue and the batching inference thread.
 //! - `status`: loading / ready / failed, what `/readyz` and chat look at.
 //! - `index`: one tenant's FAQ vectors as one contiguous matrix.
+//! - `index_cache`: built indexes by tenant, within a memory budget.
 //! - `matcher`: the tenant's learned head over those vectors, with calibrated confidence.
 //! - `packed`: vectors stored compactly in the database (half precision).
 //! - `hashing`: a small deterministic embedder for tests that don't test matching.
 
 pub mod hashing;
 pub mod index;
+pub mod index_cache;
 pub mod loader;
 pub mod matcher;
 // The forward pass calls gemm's unsafe entry point, shares thread-local

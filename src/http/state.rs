@@ -84,7 +84,6 @@ impl AppState {
             Arc::clone(&bot_configs),
             Arc::clone(&billing),
             settings.chat.clone(),
-            capacity,
         );
         Self(Arc::new(Handles {
             login_limits: Arc::new(LoginLimits::new(&settings.auth)),

@@ -18,6 +18,7 @@ mod embedded;
 mod faq_tools;
 mod health;
 mod helpers;
+mod index_budget;
 mod isolation;
 mod members;
 mod metrics;

@@ -25,11 +25,17 @@ use crate::metrics::ScrapeGauges;
 )]
 pub async fn metrics(State(state): State<AppState>, _reader: MetricsReader) -> Response {
     let pool = state.db.status();
+    let indexes = state.answerer.index_cache_stats();
     let gauges = ScrapeGauges {
         queue_depth: state.engine.queue().map_or(0, |queue| queue.depth()),
         pool_size: pool.size,
         pool_available: pool.available,
         pool_waiting: pool.waiting,
+        index_cache_bytes: indexes.bytes,
+        index_cache_tenants: indexes.entries,
+        index_builds: indexes.builds,
+        index_evictions: indexes.evictions,
+        question_cache_bytes: state.answerer.question_cache_bytes(),
     };
     match state.metrics.render(gauges) {
         Ok(body) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response(),

