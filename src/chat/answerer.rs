@@ -192,10 +192,12 @@ impl Answerer {
         let stored = chat::store_exchange(
             &self.db,
             schema,
-            question.session_id,
-            question.origin,
-            message,
-            kept,
+            chat::Asked {
+                session_id: question.session_id,
+                origin: question.origin,
+                message,
+                vector: kept,
+            },
             &answer,
             meter,
         )

@@ -228,6 +228,18 @@ pub struct QuestionVector<'a> {
     pub model_id: &'a str,
 }
 
+/// The visitor's side of an exchange, as it is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    /// The conversation to continue, if the visitor named one.
+    pub session_id: Option<&'a str>,
+    /// The page's origin, kept with a new conversation.
+    pub origin: Option<&'a str>,
+    pub message: &'a str,
+    /// Kept when the bot could not answer (for grouping unanswered questions).
+    pub vector: Option<QuestionVector<'a>>,
+}
+
 /// Stores the visitor's message (with its vector, if given) and the bot's
 /// answer in the conversation of `session_id`, or in a new conversation
 /// with a new id when that one is missing, malformed or unknown here. A new
@@ -242,14 +254,17 @@ pub struct QuestionVector<'a> {
 pub async fn store_exchange(
     db: &Db,
     schema: &SchemaName,
-    session_id: Option<&str>,
-    origin: Option<&str>,
-    message: &str,
-    vector: Option<QuestionVector<'_>>,
+    asked: Asked<'_>,
     answer: &Answer,
     meter: Meter,
 ) -> Result<Option<Stored>, DbError> {
     use tokio_postgres::types::Type;
+    let Asked {
+        session_id,
+        origin,
+        message,
+        vector,
+    } = asked;
     let tx = db.tenant(schema).await?;
     let conversation = async {
         if let Some(id) = session_id.filter(|s| is_session_id(s)) {
