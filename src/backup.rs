@@ -191,8 +191,8 @@ impl TenantArchive {
             greeting: Some(bot.greeting.clone()),
             fallback_reply: Some(bot.fallback_reply.clone()),
             match_threshold: Some(bot.match_threshold),
-            caution: None,
-            unavailable_reply: None,
+            caution: Some(bot.caution),
+            unavailable_reply: bot.unavailable_reply.clone(),
             theme: Some(bot.theme.clone()),
             allowed_origins: Some(bot.allowed_origins.clone()),
         })
@@ -204,6 +204,7 @@ impl TenantArchive {
                 bot.greeting = checked.greeting.unwrap_or_default();
                 bot.fallback_reply = checked.fallback_reply.unwrap_or_default();
                 bot.allowed_origins = checked.allowed_origins.unwrap_or_default();
+                bot.unavailable_reply = checked.unavailable_reply;
             }
             Err(e) => problem("bot_config".into(), e.to_string()),
         }

@@ -271,6 +271,10 @@ pub struct BotConfigRow {
     pub theme: serde_json::Value,
     pub allowed_origins: Vec<String>,
     pub updated_at: DateTime<Utc>,
+    /// What the widget says when chat is unavailable; archives made before
+    /// billing have none and restore with the column's default.
+    #[serde(default)]
+    pub unavailable_reply: Option<String>,
 }
 
 fn default_caution() -> f32 {
@@ -282,7 +286,7 @@ pub async fn export_in(tx: &TenantTx) -> Result<BotConfigRow, tokio_postgres::Er
     let row = tx
         .query_one(
             "SELECT bot_name, greeting, fallback_reply, match_threshold, theme, \
-                    allowed_origins, updated_at, caution FROM bot_config",
+                    allowed_origins, updated_at, caution, unavailable_reply FROM bot_config",
             &[],
         )
         .await?;
@@ -295,6 +299,7 @@ pub async fn export_in(tx: &TenantTx) -> Result<BotConfigRow, tokio_postgres::Er
         allowed_origins: row.try_get(5)?,
         updated_at: row.try_get(6)?,
         caution: row.try_get(7)?,
+        unavailable_reply: row.try_get(8)?,
     })
 }
 
@@ -303,7 +308,7 @@ pub async fn restore_in(tx: &TenantTx, bot: &BotConfigRow) -> Result<(), tokio_p
     tx.execute(
         "UPDATE bot_config SET bot_name = $1, greeting = $2, fallback_reply = $3, \
                 match_threshold = $4, theme = $5, allowed_origins = $6, updated_at = $7, \
-                caution = $8",
+                caution = $8, unavailable_reply = coalesce($9, unavailable_reply)",
         &[
             &bot.bot_name,
             &bot.greeting,
@@ -313,6 +318,7 @@ pub async fn restore_in(tx: &TenantTx, bot: &BotConfigRow) -> Result<(), tokio_p
             &bot.allowed_origins,
             &bot.updated_at,
             &bot.caution,
+            &bot.unavailable_reply,
         ],
     )
     .await?;

@@ -477,6 +477,13 @@ mod tests {
         assert_eq!(queue.health(Duration::from_secs(60)), WorkerHealth::Working);
         release.send(()).unwrap();
         job.await.unwrap().unwrap();
+        // The answer is sent before the thread marks itself idle.
+        for _ in 0..200 {
+            if queue.health(limit) == WorkerHealth::Working {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(queue.health(limit), WorkerHealth::Working);
 
         // Every sender gone: the thread ends, and says so.

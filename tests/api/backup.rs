@@ -23,9 +23,15 @@ const TABLES: [&str; 5] = [
 /// order for equal contents (not every table has an `id`).
 async fn rows(pool: &Pool, schema: &str, table: &str) -> Vec<serde_json::Value> {
     let client = pool.get().await.unwrap();
+    // An unanswered question's kept vector is not archived: it is made
+    // again when the Unanswered page first groups the question.
+    let row = match table {
+        "messages" => "to_jsonb(t) - 'embedding' - 'embedding_model'",
+        _ => "to_jsonb(t)",
+    };
     client
         .query(
-            &format!("SELECT to_jsonb(t) FROM {schema}.{table} t ORDER BY to_jsonb(t)::text"),
+            &format!("SELECT {row} FROM {schema}.{table} t ORDER BY {row}::text"),
             &[],
         )
         .await
@@ -56,6 +62,7 @@ async fn app_with_a_lived_in_tenant() -> TestApp {
         .batch_execute(
             "UPDATE orig.bot_config SET bot_name = 'Orbit', greeting = 'Welcome aboard', \
                     fallback_reply = 'No idea, sorry', match_threshold = 0.45, caution = 0.8, \
+                    unavailable_reply = 'Closed for the month, sorry', \
                     theme = '{\"color\": \"#ff0000\", \"position\": \"left\"}', \
                     allowed_origins = '{https://orig.test,https://www.orig.test}'",
         )

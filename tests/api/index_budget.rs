@@ -4,6 +4,7 @@
 //! stored with its FAQs, with no inference), an FAQ change still reaches
 //! it, and the cache never holds more than the budget.
 
+use chatter::config::Secret;
 use chatter::engine::index::{FaqIndex, FaqVectors, IndexedFaq};
 use chatter::faq::{self, NewFaq};
 use chatter::tenancy::SchemaName;
@@ -44,9 +45,13 @@ fn index_bytes(tenant: &str) -> usize {
 }
 
 /// A gauge or sum from `/metrics`.
+/// `/metrics` wants the scraper's token (or an operator).
+const SCRAPE_TOKEN: &str = "index-budget-scrape-token";
+
 async fn metric(app: &TestApp, name: &str) -> f64 {
     let text = app
         .get("/metrics")
+        .bearer_auth(SCRAPE_TOKEN)
         .send()
         .await
         .unwrap()
@@ -104,7 +109,11 @@ async fn ask_until_cached(app: &TestApp, tenant: &str, message: &str, want: &str
 async fn the_index_budget_evicts_and_an_evicted_tenant_still_answers_from_stored_vectors() {
     // Room for one tenant's index, not two.
     let budget = index_bytes("ib_a") * 3 / 2;
-    let app = spawn_app_with(|s| s.chat.index_cache_bytes = budget).await;
+    let app = spawn_app_with(|s| {
+        s.chat.index_cache_bytes = budget;
+        s.server.metrics_token = Some(Secret::new(SCRAPE_TOKEN));
+    })
+    .await;
     for tenant in ["ib_a", "ib_b"] {
         app.create_tenant(tenant, tenant, None).await;
         let pairs = faqs(tenant);
@@ -185,7 +194,11 @@ async fn the_index_budget_evicts_and_an_evicted_tenant_still_answers_from_stored
 /// A budget too small for any index keeps none, and chat still works.
 #[tokio::test]
 async fn a_budget_smaller_than_any_index_keeps_none_and_still_answers() {
-    let app = spawn_app_with(|s| s.chat.index_cache_bytes = 0).await;
+    let app = spawn_app_with(|s| {
+        s.chat.index_cache_bytes = 0;
+        s.server.metrics_token = Some(Secret::new(SCRAPE_TOKEN));
+    })
+    .await;
     app.create_tenant("ib_c", "ib_c", None).await;
     app.import_faqs("ib_c", &[("When do you open?", "9 to 5")])
         .await;
