@@ -272,7 +272,11 @@ impl Billing {
             return Err(BillingError::UnknownTenant(schema.to_string()));
         }
         let ent = self.entitlement(schema).await?;
-        let used = usage::conversations_in(&self.db, schema, month_of(now)).await?;
+        let used = match ent.billed {
+            true => usage::conversations_in(&self.db, schema, month_of(now)).await?,
+            // Never metered (see chat::store_exchange): counted instead.
+            false => usage::conversations_started_in(&self.db, schema, month_of(now)).await?,
+        };
         Ok(self.status_of(&ent, used, now))
     }
 

@@ -31,6 +31,31 @@ impl Meter {
     }
 }
 
+/// Conversations started in `month`, counted from the conversations
+/// themselves: what an unbilled tenant (never metered) shows.
+pub async fn conversations_started_in(
+    db: &Db,
+    schema: &SchemaName,
+    month: NaiveDate,
+) -> Result<i64, DbError> {
+    let start = month.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let end = month
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap_or(month)
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
+    let tx = db.tenant(schema).await?;
+    let row = tx
+        .query_one(
+            "SELECT count(*) FROM conversations WHERE started_at >= $1 AND started_at < $2",
+            &[&start, &end],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(row.try_get(0)?)
+}
+
 /// The tenant's conversations started in `month`.
 pub async fn conversations_in(
     db: &Db,

@@ -159,10 +159,13 @@ impl Answerer {
         if !entitlement.chat_open(now) || (!continuing && self.billing.month_full(schema, now)) {
             return Err(ChatError::Unavailable(bot.unavailable_reply.clone()));
         }
-        let meter = Meter {
+        // Only a billed tenant is metered: a self-hosted one (no Razorpay
+        // keys) skips the month's counter, one row every new conversation of
+        // the tenant would otherwise wait on.
+        let meter = entitlement.billed.then(|| Meter {
             month: month_of(now),
             limit: entitlement.limits.conversations_per_month,
-        };
+        });
         let (answer, vector) = match question.pick {
             None => {
                 let (vector, index, current) = self.prepare(schema, message).await?;
@@ -203,7 +206,9 @@ impl Answerer {
         )
         .await?;
         let Some(stored) = stored else {
-            self.billing.mark_full(schema, meter.month);
+            if let Some(meter) = meter {
+                self.billing.mark_full(schema, meter.month);
+            }
             return Err(ChatError::Unavailable(bot.unavailable_reply.clone()));
         };
         Ok(Reply { answer, stored })

@@ -243,7 +243,7 @@ pub struct Asked<'a> {
 /// Stores the visitor's message (with its vector, if given) and the bot's
 /// answer in the conversation of `session_id`, or in a new conversation
 /// with a new id when that one is missing, malformed or unknown here. A new
-/// conversation is metered against `meter` in the same round trip as its
+/// conversation of a billed tenant is metered against `meter` in the same round trip as its
 /// INSERT; at the month's limit nothing is stored and the answer is
 /// `Ok(None)`.
 ///
@@ -256,7 +256,7 @@ pub async fn store_exchange(
     schema: &SchemaName,
     asked: Asked<'_>,
     answer: &Answer,
-    meter: Meter,
+    meter: Option<Meter>,
 ) -> Result<Option<Stored>, DbError> {
     use tokio_postgres::types::Type;
     let Asked {
@@ -282,22 +282,26 @@ pub async fn store_exchange(
         // Pipelined: both statements leave in one round trip. The meter
         // runs first; at the limit it returns no row, and the transaction
         // (the conversation with it) is rolled back.
-        let limit = meter.limit_param();
-        let meter_params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
-            [(&meter.month, Type::DATE), (&limit, Type::INT4)];
         let insert_params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
             [(&id, Type::TEXT), (&origin, Type::TEXT)];
-        let (metered, inserted) = tokio::join!(
-            tx.query_typed(usage::METER, &meter_params),
-            tx.query_typed(
-                "INSERT INTO conversations (session_id, origin) VALUES ($1, $2) RETURNING id",
-                &insert_params,
-            )
+        let insert = tx.query_typed(
+            "INSERT INTO conversations (session_id, origin) VALUES ($1, $2) RETURNING id",
+            &insert_params,
         );
-        if metered?.is_empty() {
-            return Ok(None);
-        }
-        let rows = inserted?;
+        let rows = match meter {
+            Some(meter) => {
+                let limit = meter.limit_param();
+                let meter_params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
+                    [(&meter.month, Type::DATE), (&limit, Type::INT4)];
+                let (metered, inserted) =
+                    tokio::join!(tx.query_typed(usage::METER, &meter_params), insert);
+                if metered?.is_empty() {
+                    return Ok(None);
+                }
+                inserted?
+            }
+            None => insert.await?,
+        };
         let row = rows.first().ok_or(DbError::NoRow("a new conversation"))?;
         Ok(Some((id, row.try_get(0)?)))
     };

@@ -919,6 +919,17 @@ async fn self_hosted_without_keys_is_unlimited() {
     for _ in 0..3 {
         assert_eq!(new_visitor(&app).await.0, 200);
     }
+    // Never metered: no counter row for every new conversation to wait on.
+    let metered: i64 = app
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM shop.usage", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(metered, 0, "an unbilled tenant is not metered");
     for i in 0..60 {
         let (status, body) = call(
             &app,
