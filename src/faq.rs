@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 use crate::db::DbError;
 use crate::db::TenantTx;
 use crate::engine::EngineError;
-use crate::engine::index::{FaqIndex, FaqVectors, IndexedFaq};
-use crate::engine::matcher::MatcherSettings;
+use crate::engine::index::{FaqIndex, FaqVectors, IndexedFaq, Learning, TrainingSet};
+use crate::engine::matcher::{MatcherError, MatcherSettings};
 use crate::engine::worker::EmbeddingQueue;
 use crate::error_kind::{Classify, Kind};
+use crate::matcher_store;
 use crate::tenancy::SchemaName;
 use crate::tenancy::events::ChangeEvent;
 
@@ -500,7 +501,9 @@ pub fn phrasing_at(faq: &Faq, position: usize) -> Option<(PhrasingKind, &str)> {
 
 /// Reads the tenant's FAQs and their vectors, embeds those that have none
 /// or were made by another model, writes those back, and builds the index
-/// (training the tenant's matcher off the async runtime).
+/// with the tenant's learned matcher: the stored one when it was trained on
+/// these FAQs, else one trained now (off the async runtime) and stored.
+/// The server does not wait for the training: `load_index_deferred`.
 pub async fn load_index(
     db: &Db,
     schema: &SchemaName,
@@ -516,16 +519,137 @@ pub async fn load_index_with(
     queue: &EmbeddingQueue,
     settings: MatcherSettings,
 ) -> Result<FaqIndex, FaqError> {
+    let loaded = load_index_learning(db, schema, queue, settings).await?;
+    let mut index = loaded.index;
+    if let MatcherSource::Pending(pending) = loaded.matcher {
+        train_into(db, &mut index, pending).await?;
+    }
+    Ok(index)
+}
+
+/// Trains and stores the pending head, and gives it to `index` (built
+/// from the same FAQs) at once.
+pub async fn train_into(db: &Db, index: &mut FaqIndex, pending: Pending) -> Result<(), FaqError> {
+    let (weights, pending) = train(db, pending).await?;
+    let matcher = pending.set.into_matcher(&weights).map_err(matcher_failed)?;
+    index.attach(matcher).map_err(matcher_failed)
+}
+
+/// Where an index's learned matcher came from.
+#[derive(Debug)]
+pub enum MatcherSource {
+    /// Too little data for one: the nearest phrasing ranks.
+    Rule,
+    /// Weights stored before, trained on these same FAQs.
+    Stored,
+    /// None fits yet: the nearest phrasing ranks until `train` has made
+    /// and stored one and the index is built again.
+    Pending(Pending),
+}
+
+/// A head to train for a tenant: what on, and what it will be known by.
+#[derive(Debug)]
+pub struct Pending {
+    pub schema: SchemaName,
+    pub model_id: String,
+    pub fingerprint: Vec<u8>,
+    pub set: TrainingSet,
+}
+
+/// A tenant's index and how it got its matcher.
+#[derive(Debug)]
+pub struct LoadedIndex {
+    pub index: FaqIndex,
+    pub matcher: MatcherSource,
+}
+
+/// The index with the stored matcher if it fits these FAQs, else without
+/// one and what to train (the server's way: the chat never waits for a fit).
+pub async fn load_index_deferred(
+    db: &Db,
+    schema: &SchemaName,
+    queue: &EmbeddingQueue,
+) -> Result<LoadedIndex, FaqError> {
+    load_index_learning(db, schema, queue, MatcherSettings::default()).await
+}
+
+async fn load_index_learning(
+    db: &Db,
+    schema: &SchemaName,
+    queue: &EmbeddingQueue,
+    settings: MatcherSettings,
+) -> Result<LoadedIndex, FaqError> {
     let dim = queue.dim();
-    let entries: Vec<FaqVectors> = load_vectors(db, schema, queue)
-        .await?
-        .into_iter()
-        .map(|(entry, _)| entry)
-        .collect();
-    // Training the matcher is CPU work: keep it off the runtime's threads.
-    tokio::task::spawn_blocking(move || FaqIndex::build_with(dim, entries, settings))
+    let model_id = queue.model_id().to_string();
+    let loaded = load_vectors(db, schema, queue).await?;
+    let fingerprint = matcher_store::fingerprint(
+        &model_id,
+        dim,
+        &settings,
+        loaded
+            .iter()
+            .map(|(entry, texts)| (entry.faq.id, texts.as_slice())),
+    );
+    let entries: Vec<FaqVectors> = loaded.into_iter().map(|(entry, _)| entry).collect();
+    let classes = entries.len();
+    let stored = if classes > 0 {
+        matcher_store::load(db, schema, &model_id, &fingerprint, classes, dim).await?
+    } else {
+        None
+    };
+    let had_weights = stored.is_some();
+    // Building (and making the head from weights) is CPU work: keep it off
+    // the runtime's threads.
+    let (index, set) = tokio::task::spawn_blocking(move || {
+        FaqIndex::build_learning(dim, entries, settings, Learning::Stored(stored))
+    })
+    .await
+    .map_err(|e| FaqError::Engine(EngineError::Failed(format!("the index build stopped: {e}"))))?;
+    let matcher = match set {
+        Some(set) => MatcherSource::Pending(Pending {
+            schema: schema.clone(),
+            model_id,
+            fingerprint,
+            set,
+        }),
+        None if had_weights && index.has_matcher() => MatcherSource::Stored,
+        None => MatcherSource::Rule,
+    };
+    Ok(LoadedIndex { index, matcher })
+}
+
+/// Fits the pending head (off the async runtime) and stores its weights,
+/// which tells every server to build the tenant's index again; returns the
+/// weights and the pending head back.
+pub async fn train(db: &Db, pending: Pending) -> Result<(Vec<f32>, Pending), FaqError> {
+    let started = std::time::Instant::now();
+    let (weights, pending) = tokio::task::spawn_blocking(move || (pending.set.fit(), pending))
         .await
-        .map_err(|e| FaqError::Engine(EngineError::Failed(format!("the index build stopped: {e}"))))
+        .map_err(|e| FaqError::Engine(EngineError::Failed(format!("the fit stopped: {e}"))))?;
+    let weights = weights.map_err(matcher_failed)?;
+    matcher_store::save(
+        db,
+        &pending.schema,
+        &pending.model_id,
+        &pending.fingerprint,
+        pending.set.classes,
+        pending.set.dim,
+        &weights,
+    )
+    .await?;
+    tracing::info!(
+        schema = %pending.schema,
+        faqs = pending.set.classes,
+        took_ms = started.elapsed().as_millis() as u64,
+        "trained and stored the matcher"
+    );
+    Ok((weights, pending))
+}
+
+fn matcher_failed(e: MatcherError) -> FaqError {
+    FaqError::Engine(EngineError::Failed(format!(
+        "the matcher could not be trained: {e}"
+    )))
 }
 
 /// Every FAQ with its vectors, one per text of [`phrasings`] (the texts

@@ -33,7 +33,8 @@
 //! - `bot_config`: a tenant's bot settings, cached; `origins`: which sites
 //!   may use the widget (CORS), per tenant and across tenants.
 //! - `engine`: the embedding model, its batching worker, the FAQ index.
-//! - `faq`: a tenant's knowledge base; `faq_health`: which FAQs the bot
+//! - `faq`: a tenant's knowledge base; `matcher_store`: its learned
+//!   matcher's weights, kept; `faq_health`: which FAQs the bot
 //!   confuses; `chat`: answering and storing;
 //!   `conversations`: reading them back; `analytics`: the numbers.
 //! - `eval`: answer quality on a labelled data set (`chatter eval`).
@@ -67,6 +68,7 @@ pub mod faq;
 pub mod faq_health;
 pub mod http;
 pub mod mail;
+pub mod matcher_store;
 pub mod metrics;
 pub mod origins;
 pub mod rate_limit;

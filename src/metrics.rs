@@ -72,6 +72,10 @@ pub struct ScrapeGauges {
     pub index_evictions: u64,
     /// Bytes of question embeddings held against `chat.question_cache_bytes`.
     pub question_cache_bytes: usize,
+    /// Learned matchers trained, and loaded from their stored weights
+    /// instead, since start.
+    pub matcher_trainings: u64,
+    pub matcher_loads: u64,
 }
 
 /// Every metric the server keeps; share it as `Arc<Metrics>`.
@@ -91,6 +95,8 @@ pub struct Metrics {
     index_builds: Gauge,
     index_evictions: Gauge,
     question_cache_bytes: Gauge,
+    matcher_trainings: Gauge,
+    matcher_loads: Gauge,
 }
 
 impl Default for Metrics {
@@ -189,7 +195,19 @@ impl Metrics {
             "question_cache_bytes",
             "Bytes of question embeddings held (bounded by chat.question_cache_bytes)",
         );
+        let matcher_trainings = gauge(
+            &mut registry,
+            "matcher_trainings",
+            "Learned matchers trained since start (first use, FAQ change, another model)",
+        );
+        let matcher_loads = gauge(
+            &mut registry,
+            "matcher_loads",
+            "FAQ indexes that loaded the tenant's stored matcher instead of training one, since start",
+        );
         Self {
+            matcher_trainings,
+            matcher_loads,
             index_cache_bytes,
             index_cache_tenants,
             index_builds,
@@ -259,6 +277,10 @@ impl Metrics {
             .set(i64::try_from(gauges.index_evictions).unwrap_or(i64::MAX));
         self.question_cache_bytes
             .set(saturating_i64(gauges.question_cache_bytes));
+        self.matcher_trainings
+            .set(i64::try_from(gauges.matcher_trainings).unwrap_or(i64::MAX));
+        self.matcher_loads
+            .set(i64::try_from(gauges.matcher_loads).unwrap_or(i64::MAX));
         let mut out = String::new();
         text::encode(&mut out, &self.registry)?;
         Ok(out)
@@ -318,6 +340,8 @@ mod tests {
                 index_builds: 5,
                 index_evictions: 1,
                 question_cache_bytes: 1536,
+                matcher_trainings: 2,
+                matcher_loads: 9,
             })
             .unwrap();
         assert!(out.contains("chatter_index_cache_bytes 4096"), "{out}");
@@ -325,6 +349,8 @@ mod tests {
         assert!(out.contains("chatter_index_builds 5"), "{out}");
         assert!(out.contains("chatter_index_evictions 1"), "{out}");
         assert!(out.contains("chatter_question_cache_bytes 1536"), "{out}");
+        assert!(out.contains("chatter_matcher_trainings 2"), "{out}");
+        assert!(out.contains("chatter_matcher_loads 9"), "{out}");
         assert!(out.contains("chatter_embedding_queue_depth 7"), "{out}");
         assert!(out.contains("chatter_db_pool_in_use 6"), "{out}");
         assert!(out.contains("chatter_db_pool_idle 4"), "{out}");

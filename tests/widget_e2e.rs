@@ -118,6 +118,12 @@ async fn a_visitor_asks_on_a_client_site_and_a_reload_keeps_the_conversation() {
     let mut import = chatter(&db, work.path());
     import.args(["faq", "import", CAREFUL]).arg(&careful_faqs);
     run(import);
+    // `chatter ask` trains the careful bot's matcher and stores it, so the
+    // server's first question is ranked by it (a server trains in the
+    // background and answers by the nearest phrasing meanwhile).
+    let mut ask = chatter(&db, work.path());
+    ask.args(["ask", CAREFUL, "When are you open?"]);
+    run(ask);
     {
         let mut config = tokio_postgres::Config::from_str(&db.url).unwrap();
         config.dbname(&db.name);

@@ -4,7 +4,9 @@
 //! the exchange stored. The HTTP route, `chatter ask` and the console all
 //! go through here; none of them needs the others' state.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::billing::usage::Meter;
 use crate::billing::{Billing, month_of};
@@ -15,8 +17,9 @@ use crate::db::{Db, SchemaName};
 use crate::engine::index::FaqIndex;
 use crate::engine::index_cache::{IndexCache, IndexCacheStats};
 use crate::engine::question_cache::{Normalise, QuestionCache};
+use crate::engine::worker::EmbeddingQueue;
 use crate::engine::{Engine, EngineError};
-use crate::faq;
+use crate::faq::{self, FaqError, MatcherSource, Pending};
 
 /// A visitor's message and where it came from.
 #[derive(Debug, Clone, Copy)]
@@ -89,10 +92,43 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
+/// What the learned matchers cost since start (metrics, tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MatcherStats {
+    /// Heads fitted (on first use, after an FAQ change, or when the stored
+    /// one was made by another model).
+    pub trained: u64,
+    /// Indexes that took the tenant's stored head instead of training one.
+    pub loaded: u64,
+}
+
+/// The background training of learned matchers.
+struct Trainer {
+    /// Tenants with a training under way: one at a time each, so a burst
+    /// of questions after a change trains once.
+    busy: Mutex<HashSet<SchemaName>>,
+    /// Trainings at once across tenants: after a restart, many tenants'
+    /// first questions must not take every core from the chat.
+    permits: tokio::sync::Semaphore,
+    trained: AtomicU64,
+    loaded: AtomicU64,
+}
+
+impl Trainer {
+    fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<SchemaName>> {
+        // Insert and remove only: a poisoned set is still a consistent one.
+        self.busy.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 pub struct Answerer {
     db: Db,
     engine: Arc<Engine>,
-    indexes: IndexCache,
+    indexes: Arc<IndexCache>,
+    trainer: Arc<Trainer>,
+    /// Train a missing head before answering instead of in the background
+    /// (one-off commands, which would exit before a background fit ends).
+    train_inline: bool,
     /// Embeddings of questions asked before, per tenant: a repeated
     /// question costs no inference (never the answer: that is decided
     /// against the current index every time).
@@ -117,7 +153,14 @@ impl Answerer {
         Self {
             db,
             engine,
-            indexes: IndexCache::new(settings.index_cache_bytes),
+            indexes: Arc::new(IndexCache::new(settings.index_cache_bytes)),
+            trainer: Arc::new(Trainer {
+                busy: Mutex::new(HashSet::new()),
+                permits: tokio::sync::Semaphore::new(1),
+                trained: AtomicU64::new(0),
+                loaded: AtomicU64::new(0),
+            }),
+            train_inline: false,
             // The text is only whitespace-normalised: that leaves the
             // tokens, and so the vector, unchanged for any model.
             questions: QuestionCache::new(settings.question_cache_bytes, Normalise::Whitespace),
@@ -125,6 +168,14 @@ impl Answerer {
             billing,
             settings,
         }
+    }
+
+    /// A tenant without a fitting stored head gets one trained before its
+    /// question is answered (`chatter ask`, `chatter eval SCHEMA`), not in
+    /// the background as on a server.
+    pub fn training_inline(mut self) -> Self {
+        self.train_inline = true;
+        self
     }
 
     /// The message as the bot reads it, or why it cannot be.
@@ -295,12 +346,97 @@ impl Answerer {
                 .insert(schema, model_id, message, Arc::clone(&vector));
             Ok::<_, EngineError>(vector)
         };
-        let index = self
-            .indexes
-            .get_or_build(schema, || faq::load_index(&self.db, schema, &queue));
+        let index = self.indexes.get_or_build(schema, || {
+            self.build_index(schema, &queue, self.train_inline)
+        });
         let bot = self.bot_configs.get(schema);
         let (vector, index, bot) = tokio::join!(embed, index, bot);
         Ok((vector?, index?, bot?))
+    }
+
+    /// The tenant's index as it stands now (built if not held), its head
+    /// trained on this task when none fits and the index is not held yet.
+    pub async fn index(&self, schema: &SchemaName) -> Result<Arc<FaqIndex>, ChatError> {
+        let queue = self.engine.queue()?;
+        Ok(self
+            .indexes
+            .get_or_build(schema, || self.build_index(schema, &queue, true))
+            .await?)
+    }
+
+    /// Builds the tenant's index: with its stored head when that fits,
+    /// else with a head trained now (`inline`) or, meanwhile, by nearest
+    /// phrasing while one is trained in the background.
+    async fn build_index(
+        &self,
+        schema: &SchemaName,
+        queue: &EmbeddingQueue,
+        inline: bool,
+    ) -> Result<FaqIndex, FaqError> {
+        let loaded = faq::load_index_deferred(&self.db, schema, queue).await?;
+        let mut index = loaded.index;
+        match loaded.matcher {
+            MatcherSource::Rule => {}
+            MatcherSource::Stored => {
+                self.trainer.loaded.fetch_add(1, Ordering::Relaxed);
+            }
+            MatcherSource::Pending(pending) if inline => {
+                faq::train_into(&self.db, &mut index, pending).await?;
+                self.trainer.trained.fetch_add(1, Ordering::Relaxed);
+            }
+            MatcherSource::Pending(pending) => self.train_in_background(pending),
+        }
+        Ok(index)
+    }
+
+    /// Trains and stores the tenant's head on a task of its own, then drops
+    /// the tenant's index, whose next build loads the head. Skipped while
+    /// the tenant has a training under way: the end of that one drops the
+    /// index, and the build after it sees whether the FAQs moved on.
+    fn train_in_background(&self, pending: Pending) {
+        let schema = pending.schema.clone();
+        if !self.trainer.busy().insert(schema.clone()) {
+            return;
+        }
+        let trainer = Arc::clone(&self.trainer);
+        let indexes = Arc::clone(&self.indexes);
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            let result = async {
+                // Never closed: an error here cannot happen.
+                let _permit = trainer.permits.acquire().await;
+                faq::train(&db, pending).await
+            }
+            .await;
+            // Free before the drop, so the build that follows may train
+            // again if the FAQs changed during this fit.
+            trainer.busy().remove(&schema);
+            match result {
+                Ok(_) => {
+                    trainer.trained.fetch_add(1, Ordering::Relaxed);
+                    indexes.invalidate(&schema);
+                }
+                // The index keeps the nearest-phrasing rule; the next FAQ
+                // change tries again (not every question: a failing fit
+                // would fail on each).
+                Err(e) => {
+                    tracing::warn!(schema = %schema, error = %e, "the matcher was not trained")
+                }
+            }
+        });
+    }
+
+    /// Heads trained and loaded since start (for tests and metrics).
+    pub fn matcher_stats(&self) -> MatcherStats {
+        MatcherStats {
+            trained: self.trainer.trained.load(Ordering::Relaxed),
+            loaded: self.trainer.loaded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The tenant's bot settings (threshold, caution), as the chat reads them.
+    pub async fn bot_config(&self, schema: &SchemaName) -> Result<Arc<BotConfig>, ChatError> {
+        Ok(self.bot_configs.get(schema).await?)
     }
 
     /// Which of the tenant's FAQs the bot confuses (`faq_health`).

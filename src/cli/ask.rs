@@ -42,7 +42,10 @@ pub(super) async fn ask(
         settings.billing.clone(),
         1,
     ));
-    let answerer = Answerer::new(db, engine, bot_configs, billing, settings.chat.clone());
+    // A one-off process: a head that does not fit is trained before the
+    // answer, not in a background task the exit would cut short.
+    let answerer =
+        Answerer::new(db, engine, bot_configs, billing, settings.chat.clone()).training_inline();
     let answer = answerer.answer(&schema, question).await?;
     print_json(&answer)
 }

@@ -3,8 +3,10 @@
 //! single pass of dot products. Vectors are L2-normalised, so a dot product
 //! is the cosine. Built lazily per tenant, dropped when its FAQs change or
 //! when the tenant has not chatted for a while (`index_cache`).
-//! With data enough, the build also trains the tenant's learned matcher
-//! (`matcher`), whose calibrated probabilities rank the FAQs instead.
+//! With data enough, the tenant's learned matcher (`matcher`), whose
+//! calibrated probabilities rank the FAQs instead, is trained by the build
+//! or made from weights trained before (`Learning`); the server trains in
+//! the background and keeps the weights (`matcher_store`).
 //!
 //! Rows are kept as int8 with one scale per row (issue 17): a quarter of
 //! the memory of f32, so four times as many tenants stay warm in the same
@@ -15,7 +17,8 @@
 
 use serde::Serialize;
 
-use crate::engine::matcher::{Matcher, MatcherSettings};
+use crate::engine::matcher::{Matcher, MatcherError, MatcherSettings};
+use crate::engine::packed;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct IndexedFaq {
@@ -66,6 +69,57 @@ pub struct Hit<'a> {
     pub phrasing: usize,
 }
 
+/// What a build does about the learned matcher.
+#[derive(Debug)]
+pub enum Learning {
+    /// Fit it now, on the build's thread.
+    Train,
+    /// Use these weights (trained before on the same FAQs) when they fit;
+    /// without them, or when they do not, leave the head out and hand back
+    /// what to train it on (`TrainingSet`).
+    Stored(Option<Vec<f32>>),
+}
+
+/// The exact vectors a tenant's head is to be fitted on, in the index's
+/// FAQ order: what a build without fitting weights hands back.
+#[derive(Debug)]
+pub struct TrainingSet {
+    pub dim: usize,
+    matrix: Vec<f32>,
+    owner: Vec<usize>,
+    pub classes: usize,
+    pub settings: MatcherSettings,
+}
+
+impl TrainingSet {
+    /// The head made from `weights` (from `fit`), rounded to half precision
+    /// as they are stored, so it answers as the head loaded later will.
+    pub fn into_matcher(self, weights: &[f32]) -> Result<Matcher, MatcherError> {
+        let weights = packed::unpack(&packed::pack(weights), weights.len())
+            .ok_or(MatcherError::WeightCount)?;
+        Matcher::with_weights(
+            self.dim,
+            &self.matrix,
+            &self.owner,
+            self.classes,
+            weights,
+            self.settings,
+        )
+    }
+
+    /// The head's weights. CPU-bound (up to ~0.7 s for 500 FAQs): call it
+    /// off the async runtime.
+    pub fn fit(&self) -> Result<Vec<f32>, MatcherError> {
+        Matcher::fit(
+            self.dim,
+            &self.matrix,
+            &self.owner,
+            self.classes,
+            &self.settings,
+        )
+    }
+}
+
 impl FaqIndex {
     /// Builds the index and trains the matcher with the default settings.
     /// CPU-bound (up to a fraction of a second for 500 FAQs): call it off
@@ -75,6 +129,19 @@ impl FaqIndex {
     }
 
     pub fn build_with(dim: usize, entries: Vec<FaqVectors>, settings: MatcherSettings) -> Self {
+        Self::build_learning(dim, entries, settings, Learning::Train).0
+    }
+
+    /// Builds the index, its matcher as `learning` says; with
+    /// `Learning::Stored` and no fitting weights for a tenant with data
+    /// enough, the index ranks by nearest phrasing and the set to train on
+    /// comes back with it.
+    pub fn build_learning(
+        dim: usize,
+        entries: Vec<FaqVectors>,
+        settings: MatcherSettings,
+        learning: Learning,
+    ) -> (Self, Option<TrainingSet>) {
         let rows: usize = entries.iter().map(|e| e.vectors.len()).sum();
         let mut matrix = Vec::with_capacity(rows * dim);
         let mut row_owner = Vec::with_capacity(rows);
@@ -91,24 +158,48 @@ impl FaqIndex {
             }
             faqs.push(entry.faq);
         }
-        let matcher = if Matcher::worth_training(&settings, faqs.len(), row_owner.len()) {
-            Matcher::train(dim, &matrix, &row_owner, faqs.len(), settings)
-                .inspect_err(|e| tracing::warn!(error = %e, "the matcher could not be trained"))
-                .ok()
-        } else {
-            None
+        let classes = faqs.len();
+        let worth = Matcher::worth_training(&settings, classes, row_owner.len());
+        // Some(weights): a head to make from them; None: fit one now.
+        let (matcher, wants_training) = match learning {
+            _ if !worth => (None, false),
+            Learning::Train => (
+                Matcher::train(dim, &matrix, &row_owner, classes, settings)
+                    .inspect_err(|e| tracing::warn!(error = %e, "the matcher could not be trained"))
+                    .ok(),
+                // A fit that failed now would fail again: no retry.
+                false,
+            ),
+            Learning::Stored(Some(weights)) => {
+                match Matcher::with_weights(dim, &matrix, &row_owner, classes, weights, settings) {
+                    Ok(matcher) => (Some(matcher), false),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "stored matcher weights unusable");
+                        (None, true)
+                    }
+                }
+            }
+            Learning::Stored(None) => (None, true),
         };
-        let (matrix, scales) = quantise(dim, &matrix);
-        faqs.shrink_to_fit();
-        Self {
+        let (matrix_i8, scales) = quantise(dim, &matrix);
+        let pending = wants_training.then(|| TrainingSet {
             dim,
             matrix,
+            owner: row_owner.clone(),
+            classes,
+            settings,
+        });
+        faqs.shrink_to_fit();
+        let index = Self {
+            dim,
+            matrix: matrix_i8,
             scales,
             row_owner,
             row_slot,
             faqs,
             matcher,
-        }
+        };
+        (index, pending)
     }
 
     /// Heap bytes the index holds: what the index cache counts against
@@ -131,6 +222,16 @@ impl FaqIndex {
     /// The FAQ with this id, if the index holds it.
     pub fn faq(&self, id: i64) -> Option<&IndexedFaq> {
         self.faqs.iter().find(|f| f.id == id)
+    }
+
+    /// Gives the index its learned matcher (trained after the build); one
+    /// for another number of FAQs is refused.
+    pub fn attach(&mut self, matcher: Matcher) -> Result<(), MatcherError> {
+        if matcher.classes() != self.faqs.len() {
+            return Err(MatcherError::WeightCount);
+        }
+        self.matcher = Some(matcher);
+        Ok(())
     }
 
     /// Whether a learned matcher ranks this tenant's FAQs.
@@ -347,6 +448,64 @@ mod tests {
             "{}",
             index.heap_bytes()
         );
+    }
+
+    /// Without stored weights a build ranks by nearest phrasing and hands
+    /// back what to train; the weights fitted on it make the same head as
+    /// a build that trains, whether given to the index or to a new build.
+    #[test]
+    fn a_build_without_weights_hands_back_its_training_set() {
+        let dim = 32;
+        let entries = || {
+            (0..6)
+                .map(|i| FaqVectors {
+                    faq: faq(i),
+                    vectors: (0..4).map(|j| unit(dim, (i * 10 + j) as u32)).collect(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let settings = MatcherSettings::default();
+        let (mut index, set) =
+            FaqIndex::build_learning(dim, entries(), settings, Learning::Stored(None));
+        assert!(!index.has_matcher());
+        let set = set.expect("data enough: a set to train");
+        assert_eq!((set.dim, set.classes), (dim, 6));
+        let weights = set.fit().unwrap();
+        let trained = FaqIndex::build(dim, entries());
+        let (loaded, none) = FaqIndex::build_learning(
+            dim,
+            entries(),
+            settings,
+            Learning::Stored(Some(
+                packed::unpack(&packed::pack(&weights), weights.len()).unwrap(),
+            )),
+        );
+        assert!(none.is_none() && loaded.has_matcher());
+        index.attach(set.into_matcher(&weights).unwrap()).unwrap();
+        let query = unit(dim, 7);
+        let ranks = |i: &FaqIndex| -> Vec<(i64, Option<f32>)> {
+            i.rank(&query, 6)
+                .iter()
+                .map(|r| (r.faq.id, r.confidence))
+                .collect()
+        };
+        assert_eq!(ranks(&index), ranks(&trained));
+        assert_eq!(ranks(&loaded), ranks(&trained));
+        // Weights of another shape: no head, and a set to train again.
+        let (index, set) = FaqIndex::build_learning(
+            dim,
+            entries(),
+            settings,
+            Learning::Stored(Some(vec![0.0; 5])),
+        );
+        assert!(!index.has_matcher() && set.is_some());
+        // Too little data: neither a head nor a set.
+        let few = vec![FaqVectors {
+            faq: faq(1),
+            vectors: vec![unit(dim, 1)],
+        }];
+        let (index, set) = FaqIndex::build_learning(dim, few, settings, Learning::Stored(None));
+        assert!(!index.has_matcher() && set.is_none());
     }
 
     #[test]

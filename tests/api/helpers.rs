@@ -229,6 +229,8 @@ pub struct TestApp {
     pub handle: Db,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// What the server was started with (`restart` starts another alike).
+    settings: Settings,
     // Last: the database outlives the server.
     pub db: TestDb,
 }
@@ -281,6 +283,29 @@ pub async fn spawn_app_with_metrics(
     let db = TestDb::create().await;
     let mut settings = test_settings(&db);
     customize(&mut settings);
+    let (addr, state, shutdown, server) = start(settings.clone(), model, metrics).await;
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        state,
+        pool: db.pool(4),
+        handle: db.handle(4),
+        shutdown: Some(shutdown),
+        server: Some(server),
+        settings,
+        db,
+    }
+}
+
+type Started = (
+    String,
+    AppState,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+);
+
+/// The server on port 0: its address, state, and how to stop it.
+async fn start(settings: Settings, model: ModelChoice, metrics: Arc<Metrics>) -> Started {
     let app = Application::build_with(settings, model, metrics)
         .await
         .expect("application starts");
@@ -294,16 +319,7 @@ pub async fn spawn_app_with_metrics(
         .await
         .expect("server runs");
     });
-    TestApp {
-        addr: format!("http://127.0.0.1:{port}"),
-        http: reqwest::Client::new(),
-        state,
-        pool: db.pool(4),
-        handle: db.handle(4),
-        shutdown: Some(tx),
-        server: Some(server),
-        db,
-    }
+    (format!("http://127.0.0.1:{port}"), state, tx, server)
 }
 
 impl TestApp {
@@ -357,6 +373,25 @@ impl TestApp {
         faq::import(&self.handle, &SchemaName::parse(schema).unwrap(), &faqs)
             .await
             .expect("faqs imported");
+    }
+
+    /// What a restart does: this server stopped, and a new one (new
+    /// caches, new metrics) started on the same database with the same
+    /// settings and the same loaded model.
+    pub async fn restart(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let model = ModelChoice::Given(Arc::clone(&self.state.engine));
+        let (addr, state, shutdown, server) =
+            start(self.settings.clone(), model, Arc::default()).await;
+        self.addr = addr;
+        self.state = state;
+        self.shutdown = Some(shutdown);
+        self.server = Some(server);
     }
 
     /// Stops the server and waits for it to finish.

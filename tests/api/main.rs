@@ -20,6 +20,7 @@ mod health;
 mod helpers;
 mod index_budget;
 mod isolation;
+mod matcher_store;
 mod members;
 mod metrics;
 mod migrations;

@@ -26,6 +26,7 @@ use crate::metrics::ScrapeGauges;
 pub async fn metrics(State(state): State<AppState>, _reader: MetricsReader) -> Response {
     let pool = state.db.status();
     let indexes = state.answerer.index_cache_stats();
+    let matchers = state.answerer.matcher_stats();
     let gauges = ScrapeGauges {
         queue_depth: state.engine.queue().map_or(0, |queue| queue.depth()),
         pool_size: pool.size,
@@ -36,6 +37,8 @@ pub async fn metrics(State(state): State<AppState>, _reader: MetricsReader) -> R
         index_builds: indexes.builds,
         index_evictions: indexes.evictions,
         question_cache_bytes: state.answerer.question_cache_bytes(),
+        matcher_trainings: matchers.trained,
+        matcher_loads: matchers.loaded,
     };
     match state.metrics.render(gauges) {
         Ok(body) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response(),
