@@ -247,7 +247,9 @@ impl Tally {
         self.right + self.clarify_right
     }
 
-    fn count(&mut self, answer: &Answer, expected: Option<i64>) {
+    /// Counts one answer to a question meant for `expected` (None: out of
+    /// scope).
+    pub fn count(&mut self, answer: &Answer, expected: Option<i64>) {
         let offered = || answer.choices.iter().map(|c| c.faq_id);
         match answer.faq_id {
             Some(id) if answer.matched && Some(id) == expected => self.right += 1,

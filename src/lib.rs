@@ -37,7 +37,9 @@
 //!   matcher's weights, kept; `faq_health`: which FAQs the bot
 //!   confuses; `chat`: answering and storing;
 //!   `conversations`: reading them back; `analytics`: the numbers.
-//! - `eval`: answer quality on a labelled data set (`chatter eval`).
+//! - `eval`: answer quality on a labelled data set (`chatter eval FILE`);
+//!   `tenant_eval`: an owner's labelled questions asked of a live tenant
+//!   (`chatter eval SCHEMA FILE`).
 //! - `backup`: one tenant as one portable JSON file, exported and imported.
 //! - `cache`: the invalidation-safe map behind every cache;
 //!   `rate_limit`: token buckets and the sign-in and chat limits.
@@ -76,3 +78,4 @@ pub mod serve;
 pub mod signup;
 pub mod telemetry;
 pub mod tenancy;
+pub mod tenant_eval;

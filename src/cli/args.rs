@@ -119,10 +119,18 @@ pub enum FaqCommand {
 /// `chatter eval`: see `crate::eval` for the data set's layout.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// A JSON data set in CLINC150's layout: `train` and `test` arrays of
+    /// With FILE after it: the tenant whose FAQs, matcher, threshold and
+    /// caution answer FILE's questions (`chatter eval SCHEMA FILE`). Alone:
+    /// a JSON data set in CLINC150's layout: `train` and `test` arrays of
     /// `[text, label]`, `oos_test` (and `oos_val`) arrays of out-of-scope
-    /// `[text, "oos"]`. Each label becomes a FAQ of K training texts.
-    pub file: PathBuf,
+    /// `[text, "oos"]`; each label becomes a FAQ of K training texts.
+    #[arg(value_name = "SCHEMA|DATASET")]
+    pub first: String,
+    /// The labelled questions for SCHEMA: CSV with a `question,expected`
+    /// header or a JSON array of `{question, expected}`; `expected` is one
+    /// of the tenant's FAQ ids, or `none`.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Texts per FAQ (its question and K − 1 alternatives); a list runs each.
     #[arg(long, value_delimiter = ',', default_value = "10")]
     pub k: Vec<usize>,

@@ -2,9 +2,12 @@
 //! with the real model and the chat's own decision, storing nothing. Every
 //! text is embedded once for all the K and seeds asked for; `--vectors`
 //! keeps the embeddings in a file so that a second run needs no inference.
+//! `chatter eval SCHEMA FILE`: an owner's labelled questions asked of a
+//! live tenant (`tenant_eval`), storing no conversation.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,12 +15,19 @@ use super::CliError;
 use super::args::EvalArgs;
 use super::ask::ready_engine;
 use super::output::{one_line, print_json};
-use crate::bot_config::{BotConfig, DEFAULT_CAUTION, DEFAULT_MATCH_THRESHOLD};
+use crate::bot_config::{BotConfig, BotConfigCache, DEFAULT_CAUTION, DEFAULT_MATCH_THRESHOLD};
+use crate::chat::Answerer;
 use crate::config::Settings;
+use crate::db::Database;
 use crate::engine::index::{FaqIndex, FaqVectors, IndexedFaq};
 use crate::engine::worker::EmbeddingQueue;
 use crate::eval::{self, Asked, Dataset, Plan, Report, share};
 use crate::faq;
+use crate::tenancy::provision;
+use crate::tenant_eval::{self, TenantEvalError, TenantReport};
+
+/// `--caution`'s default list (tenant mode refuses any other).
+const DEFAULT_CAUTIONS: [f32; 4] = [0.5, 0.3, 0.7, 0.9];
 
 /// Embeddings saved by an earlier run, for one model.
 #[derive(Default, Serialize, Deserialize)]
@@ -34,8 +44,9 @@ pub(super) async fn eval_command(settings: &Settings, args: EvalArgs) -> Result<
     if !(0.0..=1.0).contains(&args.threshold) {
         return Err(bad("--threshold"));
     }
-    let bytes = std::fs::read(&args.file)
-        .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", args.file.display())))?;
+    let file = Path::new(&args.first);
+    let bytes = std::fs::read(file)
+        .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", file.display())))?;
     let data = Dataset::from_json(&bytes).map_err(|e| CliError::Usage(e.to_string()))?;
     let seeds: Vec<Option<u64>> = if args.seed.is_empty() {
         vec![None]
@@ -131,6 +142,121 @@ pub(super) async fn eval_command(settings: &Settings, args: EvalArgs) -> Result<
             print_report(report);
         }
         Ok(())
+    }
+}
+
+/// `chatter eval SCHEMA FILE`: the tenant's own settings answer, so the
+/// data set's options are refused rather than ignored.
+pub(super) async fn tenant_eval_command(
+    db: &Database,
+    settings: &Settings,
+    args: EvalArgs,
+) -> Result<(), CliError> {
+    let Some(file) = args.file.as_deref() else {
+        return Err(CliError::Usage(
+            "chatter eval SCHEMA FILE needs a FILE".into(),
+        ));
+    };
+    let dataset_only = [
+        ("--k", args.k != [10]),
+        ("--seed", !args.seed.is_empty()),
+        ("--heldout", args.heldout),
+        ("--limit", args.limit.is_some()),
+        ("--caution", args.caution != DEFAULT_CAUTIONS),
+        ("--threshold", args.threshold != DEFAULT_MATCH_THRESHOLD),
+        ("--vectors", args.vectors.is_some()),
+    ];
+    if let Some((flag, _)) = dataset_only.iter().find(|(_, given)| *given) {
+        return Err(CliError::Usage(format!(
+            "{flag} is for a data set (chatter eval FILE); a tenant is asked with its own settings"
+        )));
+    }
+    let schema = provision::existing_tenant(db.db(), &args.first).await?;
+    let bytes = std::fs::read(file)
+        .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", file.display())))?;
+    let bad = |e: TenantEvalError| CliError::Usage(format!("{}: {e}", file.display()));
+    let items = tenant_eval::parse(&bytes).map_err(bad)?;
+    let known = match tenant_eval::check(db.db(), &schema, &items, &settings.chat).await {
+        Ok(known) => known,
+        Err(TenantEvalError::Faq(e)) => return Err(e.into()),
+        Err(e) => return Err(bad(e)),
+    };
+    let engine = ready_engine(settings).await?;
+    let db = db.db().clone();
+    let bot_configs = Arc::new(BotConfigCache::new(db.clone(), 1));
+    let billing = Arc::new(crate::billing::Billing::new(
+        db.clone(),
+        settings.billing.clone(),
+        1,
+    ));
+    let answerer = Answerer::new(
+        db.clone(),
+        engine,
+        bot_configs,
+        billing,
+        settings.chat.clone(),
+    )
+    .training_inline();
+    let report = match tenant_eval::run(&answerer, &schema, &items, &known).await {
+        Ok(report) => report,
+        Err(e @ (TenantEvalError::Line { .. } | TenantEvalError::File(_))) => return Err(bad(e)),
+        Err(TenantEvalError::Chat(e)) => return Err(e.into()),
+        Err(TenantEvalError::Faq(e)) => return Err(e.into()),
+    };
+    if args.json {
+        print_json(&report)
+    } else {
+        print_tenant_report(&report);
+        Ok(())
+    }
+}
+
+fn print_tenant_report(r: &TenantReport) {
+    let (t, o) = (&r.in_scope, &r.out_of_scope);
+    println!(
+        "{}: {} FAQs (learned matcher: {}), threshold {:.2}, caution {:.2}",
+        r.schema,
+        r.faqs,
+        if r.learned_matcher { "yes" } else { "no" },
+        r.threshold,
+        r.caution
+    );
+    println!(
+        "  {} questions with a FAQ: right {} ({:.1}%), wrong {} ({:.1}%), \
+         did-you-mean with the right one {}, without it {}, fallback {}; resolved in one step {:.1}%",
+        t.total(),
+        t.right,
+        r.right_percent,
+        t.wrong,
+        r.wrong_percent,
+        t.clarify_right,
+        t.clarify_other,
+        t.fallback,
+        r.resolved_percent
+    );
+    println!(
+        "  {} questions labelled none: answered {} ({:.1}%), did-you-mean {}, fallback {}",
+        o.total(),
+        o.wrong,
+        r.out_of_scope_answered_percent,
+        o.clarify_other,
+        o.fallback
+    );
+    if !r.confusions.is_empty() {
+        println!("  worst confusions (meant → answered):");
+        for c in &r.confusions {
+            let meant = match (c.expected, &c.expected_question) {
+                (Some(id), Some(q)) => format!("#{id} {}", one_line(q, 40)),
+                _ => "none".to_string(),
+            };
+            println!(
+                "    {:>3} × {meant} → #{} {}   e.g. \"{}\"",
+                c.count,
+                c.answered,
+                one_line(&c.answered_question, 40),
+                one_line(&c.example, 60)
+            );
+        }
     }
 }
 

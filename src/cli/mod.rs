@@ -91,8 +91,10 @@ async fn dispatch(command: Command, settings: Settings) -> Result<(), CliError> 
         Command::Embed { texts } => return embed(&settings, texts).await,
         Command::Model(ModelCommand::Fetch) => return model_fetch(&settings).await,
         Command::Openapi => return print_openapi(&settings),
-        // No database: the FAQs of an evaluation live in memory only.
-        Command::Eval(args) => return eval::eval_command(&settings, args).await,
+        // No database: the FAQs of a data set's evaluation live in memory.
+        Command::Eval(args) if args.file.is_none() => {
+            return eval::eval_command(&settings, args).await;
+        }
         _ => {}
     }
     // Joins (or starts, then stops) the embedded cluster when there is no
@@ -112,11 +114,8 @@ async fn with_database(
     // this is one quick transaction.
     migrate::migrate_shared(db.db()).await?;
     match command {
-        Command::Serve
-        | Command::Embed { .. }
-        | Command::Model(_)
-        | Command::Openapi
-        | Command::Eval(_) => Ok(()),
+        Command::Serve | Command::Embed { .. } | Command::Model(_) | Command::Openapi => Ok(()),
+        Command::Eval(args) => eval::tenant_eval_command(db, settings, args).await,
         Command::Faq(cmd) => faq_command(db, settings, cmd).await,
         Command::Ask { schema, question } => ask(db, settings, &schema, &question).await,
         Command::Migrate(args) => migrate_command(db, settings, args).await,

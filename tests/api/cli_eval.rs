@@ -1,9 +1,16 @@
 //! `chatter eval` on a tiny data set (tests/fixtures/eval_tiny.json), with
-//! the real model and no database, as an owner or the quality bench runs it.
+//! the real model and no database, as the quality bench runs it; and
+//! `chatter eval SCHEMA FILE` against a live tenant, as an owner runs it.
 
 use std::process::{Command, Output};
 
-use crate::helpers::model_dir;
+use chatter::db::migrate;
+use chatter::faq::{self, NewFaq};
+use chatter::tenancy::SchemaName;
+use chatter::tenancy::provision::{self, NewTenant};
+
+use crate::helpers::{TestDb, model_dir};
+use crate::real_model::eval_set;
 
 fn eval(args: &[&str]) -> Output {
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/eval_tiny.json");
@@ -118,4 +125,216 @@ async fn eval_names_what_is_wrong_before_loading_the_model() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// --- `chatter eval SCHEMA FILE`: a live tenant ---
+
+const TENANT: &str = "eval_live";
+
+/// A tenant with the evaluation FAQs, each with its paraphrases but the
+/// first as alternatives (data enough for a learned matcher), and the
+/// first paraphrase of each as a labelled question; off-topic questions
+/// labelled none. Returns the database and the CSV file's text.
+async fn live_tenant() -> (TestDb, String) {
+    let db = TestDb::create().await;
+    let handle = db.handle(2);
+    migrate::migrate_shared(&handle).await.unwrap();
+    provision::create_tenant(
+        &handle,
+        NewTenant {
+            schema: TENANT,
+            name: "Eval live",
+            domain: None,
+            is_public: false,
+        },
+    )
+    .await
+    .unwrap();
+    let eval = eval_set();
+    let faqs: Vec<NewFaq> = eval
+        .faqs
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let mut f = f.clone();
+            f.alternatives.extend(
+                eval.paraphrases
+                    .iter()
+                    .filter(|p| p.faq == i)
+                    .skip(1)
+                    .map(|p| p.question.clone()),
+            );
+            f.alternatives.push(format!("{} (please)", f.question));
+            f
+        })
+        .collect();
+    let schema = SchemaName::parse(TENANT).unwrap();
+    faq::import(&handle, &schema, &faqs).await.unwrap();
+    let ids: Vec<i64> = faq::list(&handle, &schema)
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| f.id)
+        .collect();
+    let mut csv = String::from("question,expected\n");
+    for (i, id) in ids.iter().enumerate() {
+        if let Some(p) = eval.paraphrases.iter().find(|p| p.faq == i) {
+            csv.push_str(&format!("\"{}\",{id}\n", p.question.replace('"', "\"\"")));
+        }
+    }
+    for q in &eval.off_topic {
+        csv.push_str(&format!("\"{}\",none\n", q.replace('"', "\"\"")));
+    }
+    (db, csv)
+}
+
+fn eval_live(db_url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chatter"))
+        .arg("eval")
+        .args(args)
+        .env("DATABASE_URL", db_url)
+        .env("CHATTER_MODEL_PATH", model_dir())
+        .env("DEBUG", "True")
+        .env_remove("SECRET_KEY")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("chatter runs")
+}
+
+async fn count(db: &TestDb, table: &str) -> i64 {
+    let client = db.pool(1).get().await.unwrap();
+    client
+        .query_one(&format!("SELECT count(*) FROM {TENANT}.{table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn eval_asks_a_live_tenant_with_its_matcher_and_stores_no_conversation() {
+    let (db, csv) = live_tenant().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("questions.csv");
+    std::fs::write(&file, &csv).unwrap();
+    let in_scope = csv.lines().filter(|l| !l.ends_with(",none")).count() - 1;
+    let url = db.url.clone();
+    let path = file.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || eval_live(&url, &[TENANT, &path, "--json"]))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["schema"], TENANT);
+    assert_eq!(r["faqs"], 20);
+    assert_eq!(r["learned_matcher"], true, "{r}");
+    assert_eq!(r["caution"], 0.5, "the tenant's own caution");
+    let total = |t: &serde_json::Value| -> u64 {
+        [
+            "right",
+            "wrong",
+            "clarify_right",
+            "clarify_other",
+            "fallback",
+        ]
+        .iter()
+        .map(|k| t[k].as_u64().unwrap())
+        .sum()
+    };
+    assert_eq!(total(&r["in_scope"]) as usize, in_scope, "{r}");
+    assert_eq!(total(&r["out_of_scope"]), 12, "{r}");
+    // Held-out paraphrases of easy FAQs: most answered or offered right.
+    assert!(r["resolved_percent"].as_f64().unwrap() >= 75.0, "{r}");
+    assert!(r["out_of_scope"]["wrong"].as_u64().unwrap() <= 3, "{r}");
+    assert!(r["confusions"].is_array());
+    // Nothing of a conversation was written; the head it trained was kept.
+    assert_eq!(count(&db, "conversations").await, 0);
+    assert_eq!(count(&db, "messages").await, 0);
+    assert_eq!(count(&db, "matcher_weights").await, 1);
+
+    // The same as text, from a JSON file.
+    let json: Vec<serde_json::Value> = csv
+        .lines()
+        .skip(1)
+        .take(3)
+        .map(|l| {
+            let (q, e) = l.rsplit_once(',').unwrap();
+            serde_json::json!({"question": q.trim_matches('"'), "expected": e})
+        })
+        .collect();
+    let file = dir.path().join("questions.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let url = db.url.clone();
+    let path = file.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || eval_live(&url, &[TENANT, &path]))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("3 questions with a FAQ") && text.contains("resolved in one step"),
+        "{text}"
+    );
+    assert_eq!(count(&db, "messages").await, 0);
+}
+
+#[tokio::test]
+async fn eval_of_a_live_tenant_names_the_schema_or_the_line_that_is_wrong() {
+    let (db, csv) = live_tenant().await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let good = write("good.csv", &csv);
+    let unknown_faq = write(
+        "unknown.csv",
+        "question,expected\nwhen are you open,none\nwhere is my parcel,999999\n",
+    );
+    let bad_csv = write(
+        "bad.csv",
+        "question,expected\nok,none\nnot a number,seven\n",
+    );
+    let bad_json = write(
+        "bad.json",
+        "[\n  {\"question\": \"ok\", \"expected\": \"none\"},\n  {\"question\": \"no label\"}\n]\n",
+    );
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["no_such_tenant".into(), good.clone()],
+            "no_such_tenant",
+        ),
+        (vec![TENANT.into(), unknown_faq], "line 3"),
+        (vec![TENANT.into(), bad_csv], "line 3"),
+        (vec![TENANT.into(), bad_json], "line 3"),
+        (vec![TENANT.into(), good, "--k".into(), "5".into()], "--k"),
+    ];
+    for (args, says) in cases {
+        let url = db.url.clone();
+        let shown = args.join(" ");
+        let out = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            eval_live(&url, &args)
+        })
+        .await
+        .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{shown}");
+        assert!(err.contains(says), "{shown}: {err}");
+    }
+    let url = db.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        eval_live(&url, &[TENANT, "/nonexistent/questions.csv"])
+    })
+    .await
+    .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
