@@ -111,3 +111,25 @@ export function readOnlyNote() {
   // An empty text node for owners: `append(null)` would print "null".
   return session.canEdit ? document.createTextNode("") : h("p", { class: "note" }, "You can look, but only the bot's owners can change things here.");
 }
+
+/**
+ * "This question belongs to FAQ X": a labelled list of the FAQs and a button;
+ * the text becomes one more phrasing of the chosen FAQ, which the bot learns
+ * from (its matcher is trained again). `done(faq, result)` after it is filed.
+ */
+export function fileUnder(text, faqs, done) {
+  const select = h("select", {}, faqs.map((f) => h("option", { value: f.id }, f.question)));
+  const error = h("p", { class: "error", role: "alert" });
+  const form = h("form", { class: "file-under", "aria-label": `File “${text}” under a FAQ`, onsubmit: async (e) => {
+    e.preventDefault();
+    error.textContent = "";
+    const faq = faqs.find((f) => String(f.id) === select.value);
+    if (!faq) return;
+    try {
+      const r = await api("POST", `faqs/${faq.id}/phrasings`, { text });
+      toast(r.added ? `Filed under “${faq.question}”.` : `“${faq.question}” has that phrasing already.`);
+      if (done) done(faq, r);
+    } catch (err) { error.textContent = errorText(err); }
+  } }, field(`FAQ for “${text}”`, select), h("button", { type: "submit" }, "File under FAQ"), error);
+  return form;
+}

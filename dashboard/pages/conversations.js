@@ -1,10 +1,12 @@
 // Conversations, 20 a page from the server, with its search and filters;
 // filters: dates, answered or not, marked not helpful (👎) or not;
-// a transcript shows each reply's FAQ and score. CSV export; erasure for owners.
-import { api, h, heading, session, toast, errorText, download, fmtDate, field } from "../lib.js";
+// a transcript shows each reply's FAQ and score, and lets an owner file a
+// visitor's question under a FAQ. CSV export; erasure for owners.
+import { api, h, heading, session, toast, errorText, download, fmtDate, field, fileUnder } from "../lib.js";
 
 export async function render(view, [openId]) {
-  const faqs = new Map((await api("GET", "faqs")).map((f) => [f.id, f.question]));
+  const faqList = await api("GET", "faqs");
+  const faqs = new Map(faqList.map((f) => [f.id, f.question]));
   const q = h("input", { id: "conv-q", type: "search", placeholder: "Words in any message" });
   const from = h("input", { id: "conv-from", type: "date" });
   const to = h("input", { id: "conv-to", type: "date" });
@@ -54,13 +56,36 @@ export async function render(view, [openId]) {
           h("p", {}, m.text),
           m.role === "bot" ? h("span", { class: "meta" }, m.faq_id != null
             ? `FAQ: ${faqs.get(m.faq_id) ?? `#${m.faq_id}`} · score ${m.score?.toFixed(2)}`
-            : `Fallback · best score ${m.score != null ? m.score.toFixed(2) : "n/a"}`) : null))),
+            : `Fallback · best score ${m.score != null ? m.score.toFixed(2) : "n/a"}`) : null,
+          m.role === "visitor" && session.canEdit && faqList.length ? fileToggle(m.text) : null))),
         session.canEdit ? h("button", { type: "button", class: "danger", onclick: async () => {
           if (!confirm("Erase this conversation and all its messages? This cannot be undone.")) return;
           try { await api("DELETE", `conversations/${id}`); detail.hidden = true; toast("Erased."); load(); } catch (e) { toast(errorText(e)); }
         } }, "Erase conversation") : null);
       detail.querySelector("h2").focus();
     } catch (e) { toast(errorText(e)); }
+  }
+
+  // "This question belongs to FAQ X", under a visitor's message: a button
+  // that opens the choice of FAQ (made on first use: a long transcript
+  // carries no form per message), closed again once filed.
+  function fileToggle(text) {
+    const box = h("div", { hidden: true });
+    const toggle = h("button", { type: "button", class: "quiet small", "aria-expanded": "false",
+      "aria-label": `File under a FAQ: ${text}`, onclick: () => {
+        const open = box.hidden;
+        if (open && !box.firstChild) {
+          box.append(fileUnder(text, faqList, () => {
+            box.hidden = true;
+            toggle.setAttribute("aria-expanded", "false");
+            toggle.focus();
+          }));
+        }
+        box.hidden = !open;
+        toggle.setAttribute("aria-expanded", String(open));
+        if (open) box.querySelector("select").focus();
+      } }, "File under a FAQ");
+    return h("div", { class: "file" }, toggle, box);
   }
 
   const filters = h("form", { class: "card filters", onsubmit: (e) => { e.preventDefault(); page = 1; load(); } },

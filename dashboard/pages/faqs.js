@@ -1,5 +1,6 @@
 // The knowledge base: try a question, search, add, edit in place, delete
-// with undo, import with a preview naming every bad row, export.
+// with undo, review and remove phrasings, import with a preview naming
+// every bad row, export.
 import { api, h, heading, session, toast, errorText, download, field, readOnlyNote } from "../lib.js";
 
 const lines = (text) => text.split("\n").map((s) => s.trim()).filter(Boolean);
@@ -16,11 +17,30 @@ export async function render(view) {
       h("button", { type: "button", class: "quiet", "aria-label": `Edit: ${faq.question}`, onclick: () => editRow(tr, faq) }, "Edit"),
       h("button", { type: "button", class: "quiet danger", "aria-label": `Delete: ${faq.question}`, onclick: () => remove(faq) }, "Delete")) : null;
     const tr = h("tr", {},
-      h("td", {}, h("strong", {}, faq.question),
-        faq.alternatives.length ? h("div", { class: "muted small" }, `Also: ${faq.alternatives.join(" · ")}`) : null),
+      h("td", {}, h("strong", {}, faq.question), phrasings(faq)),
       h("td", { class: "answer" }, faq.answer),
       actions);
     return tr;
+  }
+
+  // A FAQ's other phrasings (written, filed from a conversation or learned
+  // from a visitor's pick); an owner reviews them and removes any that
+  // pull the wrong questions in.
+  function phrasings(faq) {
+    if (!faq.alternatives.length) return null;
+    if (!edit) return h("div", { class: "muted small" }, `Also: ${faq.alternatives.join(" · ")}`);
+    return h("ul", { class: "phrasings muted small", "aria-label": `Other phrasings of “${faq.question}”` },
+      faq.alternatives.map((text) => h("li", {}, h("span", {}, text),
+        h("button", { type: "button", class: "quiet small", "aria-label": `Remove phrasing “${text}” of “${faq.question}”`,
+          onclick: async () => {
+            try {
+              await api("DELETE", `faqs/${faq.id}/phrasings`, { text });
+              faqs = faqs.map((f) => (f.id === faq.id ? { ...f, alternatives: f.alternatives.filter((a) => a !== text) } : f));
+              draw();
+              search.focus();
+              toast(`Removed “${text}”.`);
+            } catch (e) { toast(errorText(e)); }
+          } }, "Remove"))));
   }
 
   function draw() {

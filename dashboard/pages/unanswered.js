@@ -1,7 +1,7 @@
 // The fallback questions of the last 30 days, grouped by meaning (the
 // analytics summary's grouping). One click makes a group a new FAQ (its
-// other wordings become phrasings) or adds it to an existing FAQ.
-import { api, h, heading, session, toast, errorText, field, readOnlyNote } from "../lib.js";
+// other wordings become phrasings) or files it under an existing FAQ.
+import { api, h, heading, session, toast, errorText, field, readOnlyNote, fileUnder } from "../lib.js";
 
 export async function render(view) {
   const [summary, faqs] = await Promise.all([api("GET", "analytics/summary?days=30"), api("GET", "faqs")]);
@@ -30,18 +30,18 @@ export async function render(view) {
           toast("FAQ added.");
         } catch (err) { error.textContent = errorText(err); }
       } }, field(`Answer to “${g.question}”`, answer), error, h("button", { type: "submit" }, "Make it a FAQ"));
-      const target = h("select", { id: `to-${i}` }, faqs.map((f) => h("option", { value: f.id }, f.question)));
-      const add = h("form", { class: "make", onsubmit: async (e) => {
-        e.preventDefault();
-        const faq = faqs.find((f) => String(f.id) === target.value);
+      // Or file every wording of the group under an existing FAQ, as
+      // phrasings the bot learns from.
+      const wordings = [g.question, ...others];
+      const file = fileUnder(g.question, faqs, async (faq) => {
         try {
-          const alternatives = [...new Set([...faq.alternatives, g.question, ...others])].slice(0, 20);
-          await api("PUT", `faqs/${faq.id}`, { question: faq.question, answer: faq.answer, alternatives });
-          card.replaceChildren(h("p", { class: "badge ok" }, `Added as a phrasing of “${faq.question}”.`));
+          for (const text of others) await api("POST", `faqs/${faq.id}/phrasings`, { text });
+          card.replaceChildren(h("p", { class: "badge ok" },
+            `Filed under “${faq.question}”: ${wordings.length} wording${wordings.length === 1 ? "" : "s"}.`));
         } catch (err) { error.textContent = errorText(err); }
-      } }, field("Or add it as a phrasing of", target), h("button", { type: "submit", class: "quiet" }, "Add phrasing"));
+      });
       card.append(make);
-      if (faqs.length) card.append(add);
+      if (faqs.length) card.append(h("p", { class: "muted small" }, "Or file it under a FAQ the bot should have answered with:"), file);
     }
     list.append(card);
   });

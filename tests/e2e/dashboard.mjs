@@ -168,6 +168,26 @@ try {
   const transcript = page.getByRole("region", { name: "Transcript" });
   await transcript.getByText(`FAQ: ${GIFT_Q}`).waitFor();
   await transcript.getByText(KAYAK_Q).waitFor();
+  // "This question belongs to FAQ X": the owner files the visitor's
+  // question under a FAQ from the transcript (a named button opens a
+  // labelled choice of FAQ) ...
+  const asked = "Can I buy a gift card?";
+  const fileButton = transcript.getByRole("button", { name: `File under a FAQ: ${asked}` });
+  assert.equal(await fileButton.getAttribute("aria-expanded"), "false");
+  await fileButton.click();
+  await transcript.getByLabel(`FAQ for “${asked}”`).selectOption({ label: "Do you ship abroad?" });
+  await transcript.getByRole("form", { name: `File “${asked}” under a FAQ` })
+    .getByRole("button", { name: "File under FAQ" }).click();
+  await page.getByRole("status").getByText("Filed under “Do you ship abroad?”").waitFor();
+  await axe(page, "conversations, filing a question");
+  // ... and sees it listed as that FAQ's phrasing, where it can go again.
+  await go(page, "faqs");
+  const phrasing = page.getByRole("list", { name: "Other phrasings of “Do you ship abroad?”" });
+  await phrasing.getByText(asked, { exact: true }).waitFor();
+  await phrasing.getByRole("button", { name: `Remove phrasing “${asked}” of “Do you ship abroad?”` }).click();
+  await page.getByRole("status").getByText(`Removed “${asked}”.`).waitFor();
+  assert.equal(await page.getByRole("list", { name: "Other phrasings of “Do you ship abroad?”" }).count(), 0);
+  await go(page, "conversations");
   // The thumbs-down filter (server-side) finds it too, and only it.
   await page.getByLabel("Search", { exact: true }).fill("");
   await page.getByLabel("Not helpful", { exact: true }).selectOption("true");
