@@ -19,7 +19,7 @@ use crate::engine::index_cache::{IndexCache, IndexCacheStats};
 use crate::engine::question_cache::{Normalise, QuestionCache};
 use crate::engine::worker::EmbeddingQueue;
 use crate::engine::{Engine, EngineError};
-use crate::faq::{self, FaqError, MatcherSource, Pending};
+use crate::faq::{self, FaqError, MatcherSource};
 
 /// A visitor's message and where it came from.
 #[derive(Debug, Clone, Copy)]
@@ -384,7 +384,7 @@ impl Answerer {
                 faq::train_into(&self.db, &mut index, pending).await?;
                 self.trainer.trained.fetch_add(1, Ordering::Relaxed);
             }
-            MatcherSource::Pending(pending) => self.train_in_background(pending),
+            MatcherSource::Pending(_) => self.train_in_background(schema, queue),
         }
         Ok(index)
     }
@@ -393,11 +393,17 @@ impl Answerer {
     /// the tenant's index, whose next build loads the head. Skipped while
     /// the tenant has a training under way: the end of that one drops the
     /// index, and the build after it sees whether the FAQs moved on.
-    fn train_in_background(&self, pending: Pending) {
-        let schema = pending.schema.clone();
+    ///
+    /// The task reads the FAQs' vectors again once its turn comes rather
+    /// than holding the build's: after an upgrade, every tenant's first
+    /// question queues a training, and a queue of schema names costs
+    /// nothing where a queue of vector sets could cost hundreds of MB.
+    fn train_in_background(&self, schema: &SchemaName, queue: &EmbeddingQueue) {
         if !self.trainer.busy().insert(schema.clone()) {
             return;
         }
+        let schema = schema.clone();
+        let queue = queue.clone();
         let trainer = Arc::clone(&self.trainer);
         let indexes = Arc::clone(&self.indexes);
         let db = self.db.clone();
@@ -405,15 +411,26 @@ impl Answerer {
             let result = async {
                 // Never closed: an error here cannot happen.
                 let _permit = trainer.permits.acquire().await;
-                faq::train(&db, pending).await
+                match faq::load_index_deferred(&db, &schema, &queue)
+                    .await?
+                    .matcher
+                {
+                    MatcherSource::Pending(pending) => faq::train(&db, pending).await.map(|_| true),
+                    // Another server stored it meanwhile, or the FAQs
+                    // shrank below what a head needs: drop the index all
+                    // the same, so its next build sees that.
+                    MatcherSource::Stored | MatcherSource::Rule => Ok(false),
+                }
             }
             .await;
             // Free before the drop, so the build that follows may train
             // again if the FAQs changed during this fit.
             trainer.busy().remove(&schema);
             match result {
-                Ok(_) => {
-                    trainer.trained.fetch_add(1, Ordering::Relaxed);
+                Ok(trained) => {
+                    if trained {
+                        trainer.trained.fetch_add(1, Ordering::Relaxed);
+                    }
                     indexes.invalidate(&schema);
                 }
                 // The index keeps the nearest-phrasing rule; the next FAQ
