@@ -354,9 +354,14 @@ impl TestApp {
                 alternatives: vec![],
             })
             .collect();
-        faq::import(&self.handle, &SchemaName::parse(schema).unwrap(), &faqs)
-            .await
-            .expect("faqs imported");
+        faq::import(
+            &self.handle,
+            &SchemaName::parse(schema).unwrap(),
+            &faqs,
+            None,
+        )
+        .await
+        .expect("faqs imported");
     }
 
     /// Stops the server and waits for it to finish.
