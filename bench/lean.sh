@@ -5,6 +5,12 @@
 #
 #   bench/lean.sh OLD_BIN NEW_BIN      ROUNDS rounds (default 2); the second
 #                                      round runs the builds in reverse order
+#   bench/lean.sh BIN billed:BIN       the same build with billing off, then
+#                                      on: `billed:` runs it with Razorpay
+#                                      keys set and a trial that neither ends
+#                                      nor fills up (bench/billed.toml), so
+#                                      every new conversation is metered
+#                                      against a limit (the usage row lock)
 #
 # Each server gets a clone (CREATE DATABASE ... TEMPLATE) of a fixture of 20
 # tenants (bench_0 .. bench_19) with the same 50 FAQs, their vectors stored;
@@ -33,6 +39,7 @@ worker_mixes="${WORKER_MIXES:-one20-unique short-unique zipf}"
 fixture=chatter_lean_fixture_20
 db_url() { echo "${admin%/*}/$1"; }
 newest="${!#}"
+newest="${newest#billed:}"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pid=""
@@ -99,13 +106,19 @@ run_wrk() { # MIX
   last_errors=${errors:-0}
 }
 
-serve() { # BIN
-  local bin="$1"
+serve() { # BIN or billed:BIN
+  local bin="${1#billed:}" config=bench/config.toml
+  local -a billing=()
+  if [ "$bin" != "$1" ]; then
+    config=$(mktemp --suffix=.toml)
+    cat bench/config.toml bench/billed.toml > "$config"
+    billing=(RAZORPAY_KEY_ID=rzp_test_bench RAZORPAY_KEY_SECRET=bench_secret)
+  fi
   db="chatter_lean_run_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
   psql -q "$admin" -c "CREATE DATABASE $db TEMPLATE $fixture"
   port=$(free_port)
-  DATABASE_URL="$(db_url "$db")" DEBUG=True PORT="$port" CHATTER_HOST=127.0.0.1 \
-    CHATTER_MODEL_PATH="$model" "$bin" --config bench/config.toml serve \
+  env "${billing[@]}" DATABASE_URL="$(db_url "$db")" DEBUG=True PORT="$port" CHATTER_HOST=127.0.0.1 \
+    CHATTER_MODEL_PATH="$model" "$bin" --config "$config" serve \
     2>"/tmp/chatter-lean-$port.log" &
   pid=$!
   local tries=0
@@ -117,7 +130,7 @@ serve() { # BIN
     fi
     sleep 0.02
   done
-  echo "== $bin (database $db)"
+  echo "== $1 (database $db)"
   mem "ready"
   # Every tenant's index built once, as a running server has them.
   for i in $(seq 0 19); do

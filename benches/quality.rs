@@ -397,7 +397,7 @@ async fn measure(
             }
         })
         .collect();
-    faq::import(pool, &schema, &faqs).await?;
+    faq::import(pool, &schema, &faqs, None).await?;
     let stored = faq::list(pool, &schema).await?;
     let id_of: HashMap<String, i64> = stored
         .iter()

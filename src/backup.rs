@@ -193,6 +193,7 @@ impl TenantArchive {
             match_threshold: Some(bot.match_threshold),
             caution: Some(bot.caution),
             unavailable_reply: bot.unavailable_reply.clone(),
+            show_branding: bot.show_branding,
             theme: Some(bot.theme.clone()),
             allowed_origins: Some(bot.allowed_origins.clone()),
         })

@@ -39,6 +39,10 @@ pub struct BotConfig {
     /// What the widget says when chat is unavailable (the month's
     /// conversations used up, or the subscription lapsed).
     pub unavailable_reply: String,
+    /// Whether the widget shows "Powered by Chatter". Off only on a plan
+    /// that allows removing it (`remove_branding`); a plan that does not
+    /// shows it whatever this says.
+    pub show_branding: bool,
 }
 
 impl BotConfig {
@@ -47,7 +51,7 @@ impl BotConfig {
         let row = tx
             .query_one(
                 "SELECT bot_name, greeting, fallback_reply, match_threshold, theme, allowed_origins, \
-                 caution, unavailable_reply FROM bot_config",
+                 caution, unavailable_reply, show_branding FROM bot_config",
                 &[],
             )
             .await?;
@@ -60,6 +64,7 @@ impl BotConfig {
             allowed_origins: row.try_get(5)?,
             caution: row.try_get(6)?,
             unavailable_reply: row.try_get(7)?,
+            show_branding: row.try_get(8)?,
         })
     }
 }
@@ -96,6 +101,9 @@ pub struct BotConfigUpdate {
     pub theme: Option<serde_json::Value>,
     pub allowed_origins: Option<Vec<String>>,
     pub unavailable_reply: Option<String>,
+    /// False hides "Powered by Chatter": `403 plan_limit` unless the plan
+    /// allows it.
+    pub show_branding: Option<bool>,
 }
 
 const MAX_ORIGINS: usize = 50;
@@ -180,6 +188,7 @@ impl BotConfigUpdate {
             theme: self.theme,
             allowed_origins,
             unavailable_reply: text("unavailable_reply", self.unavailable_reply, 1_000)?,
+            show_branding: self.show_branding,
         })
     }
 }
@@ -196,7 +205,8 @@ pub async fn update(
         "UPDATE bot_config SET bot_name = coalesce($1, bot_name), greeting = coalesce($2, greeting), \
          fallback_reply = coalesce($3, fallback_reply), match_threshold = coalesce($4, match_threshold), \
          theme = coalesce($5, theme), allowed_origins = coalesce($6, allowed_origins), caution = coalesce($7, caution), \
-         unavailable_reply = coalesce($8, unavailable_reply), updated_at = now()",
+         unavailable_reply = coalesce($8, unavailable_reply), \
+         show_branding = coalesce($9, show_branding), updated_at = now()",
         &[
             &update.bot_name,
             &update.greeting,
@@ -206,6 +216,7 @@ pub async fn update(
             &update.allowed_origins,
             &update.caution,
             &update.unavailable_reply,
+            &update.show_branding,
         ],
     )
     .await?;
@@ -275,6 +286,9 @@ pub struct BotConfigRow {
     /// billing have none and restore with the column's default.
     #[serde(default)]
     pub unavailable_reply: Option<String>,
+    /// Archives made before branding have none: shown.
+    #[serde(default)]
+    pub show_branding: Option<bool>,
 }
 
 fn default_caution() -> f32 {
@@ -286,7 +300,8 @@ pub async fn export_in(tx: &TenantTx) -> Result<BotConfigRow, tokio_postgres::Er
     let row = tx
         .query_one(
             "SELECT bot_name, greeting, fallback_reply, match_threshold, theme, \
-                    allowed_origins, updated_at, caution, unavailable_reply FROM bot_config",
+                    allowed_origins, updated_at, caution, unavailable_reply, show_branding \
+             FROM bot_config",
             &[],
         )
         .await?;
@@ -300,6 +315,7 @@ pub async fn export_in(tx: &TenantTx) -> Result<BotConfigRow, tokio_postgres::Er
         updated_at: row.try_get(6)?,
         caution: row.try_get(7)?,
         unavailable_reply: row.try_get(8)?,
+        show_branding: row.try_get(9)?,
     })
 }
 
@@ -308,7 +324,8 @@ pub async fn restore_in(tx: &TenantTx, bot: &BotConfigRow) -> Result<(), tokio_p
     tx.execute(
         "UPDATE bot_config SET bot_name = $1, greeting = $2, fallback_reply = $3, \
                 match_threshold = $4, theme = $5, allowed_origins = $6, updated_at = $7, \
-                caution = $8, unavailable_reply = coalesce($9, unavailable_reply)",
+                caution = $8, unavailable_reply = coalesce($9, unavailable_reply), \
+                show_branding = coalesce($10, show_branding)",
         &[
             &bot.bot_name,
             &bot.greeting,
@@ -319,6 +336,7 @@ pub async fn restore_in(tx: &TenantTx, bot: &BotConfigRow) -> Result<(), tokio_p
             &bot.updated_at,
             &bot.caution,
             &bot.unavailable_reply,
+            &bot.show_branding,
         ],
     )
     .await?;

@@ -37,6 +37,10 @@ pub enum ConfigError {
     Mail(&'static str),
     #[error("billing plans: {0}")]
     Plans(String),
+    #[error(
+        "billing.checkout_script_url {0:?} is not usable: an https URL (http only on loopback, for tests)"
+    )]
+    CheckoutScript(String),
 }
 
 /// A string that never shows itself in `Debug` or logs.
@@ -287,6 +291,14 @@ pub struct BillingSettings {
     pub warn_percent: u32,
     /// Billing cycles a subscription runs for (Razorpay's `total_count`).
     pub total_count: u32,
+    /// Owners' calls that reach Razorpay (subscribe, change plan, cancel,
+    /// invoices) per tenant per minute; more get 429 with `Retry-After`.
+    pub razorpay_calls_per_minute: u32,
+    /// Razorpay Checkout's script, which the Billing page loads when an
+    /// owner subscribes. Razorpay requires it be loaded from them (it
+    /// cannot be bundled); its origin is allowed in the dashboard's CSP
+    /// only while billing is on. Tests point it at a stand-in on loopback.
+    pub checkout_script_url: String,
     pub trial: TrialSettings,
     /// What owners can buy; none by default (list them in config.toml).
     pub plans: Vec<PlanSettings>,
@@ -348,7 +360,32 @@ impl TrialSettings {
     }
 }
 
+/// Where Razorpay serves Checkout (its documented `<script>`).
+pub const RAZORPAY_CHECKOUT_SCRIPT: &str = "https://checkout.razorpay.com/v1/checkout.js";
+
 impl BillingSettings {
+    /// The origin of `checkout_script_url`, for the dashboard's CSP: an
+    /// https URL, or http on a loopback host (a test's stand-in).
+    pub fn checkout_script_origin(&self) -> Result<String, ConfigError> {
+        let bad = || ConfigError::CheckoutScript(self.checkout_script_url.clone());
+        let url = url::Url::parse(&self.checkout_script_url).map_err(|_| bad())?;
+        let loopback = matches!(
+            url.host(),
+            Some(url::Host::Domain("localhost"))
+                | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+                | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
+        );
+        let allowed = match url.scheme() {
+            "https" => true,
+            "http" => loopback,
+            _ => false,
+        };
+        if !allowed || url.host().is_none() || !url.username().is_empty() {
+            return Err(bad());
+        }
+        Ok(url.origin().ascii_serialization())
+    }
+
     /// Billing is on: both Razorpay keys are set.
     pub fn enabled(&self) -> bool {
         self.key_id.is_some() && self.key_secret.is_some()
@@ -512,6 +549,8 @@ impl Default for BillingSettings {
             grace_days: 7,
             warn_percent: 80,
             total_count: 120,
+            razorpay_calls_per_minute: 10,
+            checkout_script_url: RAZORPAY_CHECKOUT_SCRIPT.into(),
             trial: TrialSettings::default(),
             plans: Vec::new(),
         }
@@ -686,6 +725,9 @@ impl Settings {
         if let Some(v) = get("CHATTER_RAZORPAY_API_BASE") {
             self.billing.api_base = v.trim_end_matches('/').to_string();
         }
+        if let Some(v) = get("CHATTER_RAZORPAY_CHECKOUT_SCRIPT_URL") {
+            self.billing.checkout_script_url = v.to_string();
+        }
         if let Some(v) = get("CHATTER_LOG_FORMAT") {
             self.log.format = match v.to_ascii_lowercase().as_str() {
                 "text" => LogFormat::Text,
@@ -725,6 +767,7 @@ impl Settings {
                 ));
             }
         }
+        self.billing.checkout_script_origin()?;
         self.validate_plans()
     }
 
@@ -1143,6 +1186,8 @@ mod tests {
             "billing.grace_days",
             "billing.warn_percent",
             "billing.total_count",
+            "billing.razorpay_calls_per_minute",
+            "billing.checkout_script_url",
             "billing.plans",
             "billing.trial.days",
             "billing.trial.faqs",
@@ -1178,6 +1223,34 @@ mod tests {
                 return false;
             };
             !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        }
+    }
+
+    #[test]
+    fn the_checkout_script_is_https_or_a_loopback_stand_in() {
+        let origin = |url: &str| {
+            BillingSettings {
+                checkout_script_url: url.into(),
+                ..BillingSettings::default()
+            }
+            .checkout_script_origin()
+            .ok()
+        };
+        assert_eq!(
+            origin(RAZORPAY_CHECKOUT_SCRIPT).as_deref(),
+            Some("https://checkout.razorpay.com")
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:4100/v1/checkout.js").as_deref(),
+            Some("http://127.0.0.1:4100")
+        );
+        for bad in [
+            "http://checkout.example.com/checkout.js",
+            "javascript:alert(1)",
+            "not a url",
+            "https://user@checkout.example.com/x.js",
+        ] {
+            assert_eq!(origin(bad), None, "{bad}");
         }
     }
 }

@@ -567,6 +567,7 @@ mod tests {
             theme: serde_json::json!({}),
             allowed_origins: vec![],
             unavailable_reply: String::new(),
+            show_branding: true,
         };
         let chat = ChatSettings::default();
         let report = evaluate(&index, &asked, &bot, &chat, &plan(1), &[0.5]);

@@ -6,6 +6,7 @@ use crate::db::Db;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::billing::{BillingError, Cap};
 use crate::db::DbError;
 use crate::db::TenantTx;
 use crate::engine::EngineError;
@@ -33,6 +34,9 @@ pub enum FaqError {
     Db(#[from] DbError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The plan's FAQs are used up.
+    #[error(transparent)]
+    Plan(#[from] BillingError),
 }
 
 crate::db::db_error_conversions!(FaqError);
@@ -44,6 +48,7 @@ impl Classify for FaqError {
             FaqError::NotFound(_) => Kind::not_found(),
             FaqError::Db(e) => e.kind(),
             FaqError::Engine(e) => e.kind(),
+            FaqError::Plan(e) => e.kind(),
         }
     }
 }
@@ -222,9 +227,16 @@ fn parse_csv(text: &str) -> Result<Vec<Row>, FaqError> {
         .collect())
 }
 
-/// Adds `faqs` in one transaction: all of them or none.
-pub async fn import(db: &Db, schema: &SchemaName, faqs: &[NewFaq]) -> Result<usize, FaqError> {
+/// Adds `faqs` in one transaction: all of them or none, and none past
+/// the plan's `cap`.
+pub async fn import(
+    db: &Db,
+    schema: &SchemaName,
+    faqs: &[NewFaq],
+    cap: Option<&Cap>,
+) -> Result<usize, FaqError> {
     let tx = db.tenant(schema).await?;
+    hold_room(&tx, schema, cap, faqs.len()).await?;
     let statement = tx
         .prepare("INSERT INTO faqs (question, answer, alternatives) VALUES ($1, $2, $3)")
         .await?;
@@ -263,10 +275,39 @@ pub async fn get(db: &Db, schema: &SchemaName, id: i64) -> Result<Faq, FaqError>
     Ok(faq_from_row(&row)?)
 }
 
-/// Adds one FAQ (validated); its vectors are made when the index is next built.
-pub async fn create(db: &Db, schema: &SchemaName, faq: NewFaq) -> Result<Faq, FaqError> {
+/// Room for `adding` more FAQs under the plan's `cap`, held until the
+/// transaction ends.
+async fn hold_room(
+    tx: &TenantTx,
+    schema: &SchemaName,
+    cap: Option<&Cap>,
+    adding: usize,
+) -> Result<(), FaqError> {
+    match cap {
+        Some(cap) => Ok(cap
+            .hold(
+                tx,
+                schema.as_str(),
+                "SELECT count(*) FROM faqs",
+                &[],
+                adding,
+            )
+            .await?),
+        None => Ok(()),
+    }
+}
+
+/// Adds one FAQ (validated), unless the plan's `cap` is reached; its
+/// vectors are made when the index is next built.
+pub async fn create(
+    db: &Db,
+    schema: &SchemaName,
+    faq: NewFaq,
+    cap: Option<&Cap>,
+) -> Result<Faq, FaqError> {
     let faq = faq.validated().map_err(FaqError::Invalid)?;
     let tx = db.tenant(schema).await?;
+    hold_room(&tx, schema, cap, 1).await?;
     let row = tx
         .query_one(
             &format!("INSERT INTO faqs (question, answer, alternatives) VALUES ($1, $2, $3) RETURNING {FAQ_COLUMNS}"),

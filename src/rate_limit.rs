@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::config::{AuthSettings, ChatSettings, SignupSettings};
+use crate::config::{AuthSettings, BillingSettings, ChatSettings, SignupSettings};
 use crate::db::SchemaName;
 
 struct Bucket {
@@ -156,6 +156,15 @@ impl ResetLimits {
             confirm: RateLimiter::per_hour(from_address, from_address),
         }
     }
+}
+
+/// Owners' billing actions that call Razorpay (subscribe, change plan,
+/// cancel, invoices), per tenant: each is a request to Razorpay's API on
+/// the platform's account (which Razorpay limits), and a subscribe makes
+/// a subscription there.
+pub fn razorpay_calls(billing: &BillingSettings) -> RateLimiter {
+    let per_minute = billing.razorpay_calls_per_minute;
+    RateLimiter::per_minute(per_minute, per_minute)
 }
 
 /// Fair use of the chat: per visitor (tenant and client address) and per

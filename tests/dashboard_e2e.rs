@@ -248,3 +248,185 @@ async fn an_owner_runs_the_bot_from_the_dashboard() {
         .get(0);
     assert_eq!(owner, "owner@bolt.test");
 }
+
+const KEY_ID: &str = "rzp_test_checkout";
+const KEY_SECRET: &str = "rzp_secret_checkout_e2e";
+
+/// Razorpay as the Billing page meets it, on a loopback origin of its own:
+/// `POST /v1/subscriptions` (basic auth of the keys, the documented
+/// entity) and Checkout's script. The script keeps Razorpay's interface
+/// (`new Razorpay(options).open()` calls `options.handler`) and signs the
+/// payment in the browser with WebCrypto, HMAC-SHA256 of
+/// `payment_id|subscription_id` with the key secret, as Razorpay does:
+/// nothing of the server's own signature code.
+fn razorpay_stand_in() -> Router {
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::routing::post;
+
+    let subscriptions = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let create = move |headers: HeaderMap, axum::Json(body): axum::Json<serde_json::Value>| {
+        let subscriptions = std::sync::Arc::clone(&subscriptions);
+        async move {
+            use base64::Engine as _;
+            let expected = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{KEY_ID}:{KEY_SECRET}"))
+            );
+            if headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                != Some(expected.as_str())
+            {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(serde_json::json!({
+                        "error": {"code": "BAD_REQUEST_ERROR", "description": "Authentication failed"}
+                    })),
+                );
+            }
+            let n = subscriptions.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({
+                    "id": format!("sub_CheckoutE2e{n:04}"), "entity": "subscription",
+                    "plan_id": body["plan_id"], "status": "created", "quantity": 1,
+                    "notes": body["notes"], "total_count": body["total_count"], "paid_count": 0,
+                    "customer_notify": true, "created_at": 1767225540,
+                    "short_url": "https://rzp.io/i/CheckoutE2e", "source": "api"
+                })),
+            )
+        }
+    };
+    let script = format!(
+        r#"window.Razorpay = function (options) {{
+  this.on = function () {{}};
+  this.open = async function () {{
+    window.__checkoutOpened = {{ key: options.key, subscription_id: options.subscription_id }};
+    var payment = "pay_CheckoutE2e0001";
+    var bytes = function (s) {{ return new TextEncoder().encode(s); }};
+    var key = await crypto.subtle.importKey("raw", bytes("{KEY_SECRET}"),
+      {{ name: "HMAC", hash: "SHA-256" }}, false, ["sign"]);
+    var mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, bytes(payment + "|" + options.subscription_id)));
+    var hex = Array.from(mac, function (b) {{ return b.toString(16).padStart(2, "0"); }}).join("");
+    options.handler({{ razorpay_payment_id: payment, razorpay_subscription_id: options.subscription_id,
+      razorpay_signature: hex }});
+  }};
+}};
+"#
+    );
+    Router::new()
+        .route("/v1/subscriptions", post(create))
+        .route(
+            "/v1/checkout.js",
+            get(move || {
+                let script = script.clone();
+                async move { ([(header::CONTENT_TYPE, "application/javascript")], script) }
+            }),
+        )
+}
+
+/// An owner on the trial subscribes on the Billing page: Checkout's script
+/// (from its setting, allowed by the dashboard's CSP only with billing on)
+/// opens with the new subscription, its handler posts the payment's
+/// signature, the server checks it, and the plan is active at once. When
+/// the script cannot load, Razorpay's hosted page is offered instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_pays_through_razorpay_checkout() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let e2e = root.join("tests/e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run `npm ci` in tests/e2e"
+    );
+    let db = TestDb::create("chatter_checkout").await;
+    let work = tempfile::tempdir().unwrap();
+    let mut create = chatter(&db, work.path());
+    create.args(["tenant", "create", TENANT, "--name", "Acme Outdoor"]);
+    run(create);
+    create_user(&db, work.path(), "owner@acme.test", "owner");
+
+    let razorpay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let razorpay_base = format!("http://127.0.0.1:{}", razorpay.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        let _ = axum::serve(razorpay, razorpay_stand_in()).await;
+    });
+    let config = work.path().join("billing.toml");
+    std::fs::write(
+        &config,
+        "[[billing.plans]]\nname = \"starter\"\nprice = \"₹999 / month\"\n\
+         razorpay_plan_id = \"plan_Starter001\"\nconversations_per_month = 2000\n",
+    )
+    .unwrap();
+    let script_url = format!("{razorpay_base}/v1/checkout.js");
+    let mut serve = chatter(&db, work.path());
+    serve
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("RAZORPAY_KEY_ID", KEY_ID)
+        .env("RAZORPAY_KEY_SECRET", KEY_SECRET)
+        .env("CHATTER_RAZORPAY_API_BASE", &razorpay_base)
+        .env("CHATTER_RAZORPAY_CHECKOUT_SCRIPT_URL", &script_url)
+        .env("PORT", "0")
+        .env("CHATTER_HOST", "127.0.0.1")
+        .env("CHATTER_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = serve.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _server = Server(child);
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(addr) = event["addr"].as_str()
+            {
+                let _ = addr_tx.send(addr.to_string());
+            }
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the server came up");
+    let port = addr.rsplit(':').next().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+
+    let mut node = tokio::process::Command::new("node");
+    node.arg("checkout.mjs")
+        .current_dir(&e2e)
+        .env("CHATTER_URL", &base)
+        .env("OWNER", "owner@acme.test")
+        .env("PASSWORD", PASSWORD)
+        .env("SCRIPT_URL", &script_url)
+        .env("SHORT_URL", "https://rzp.io/i/CheckoutE2e")
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(180), node.output())
+        .await
+        .expect("the browser test finished in time")
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server recorded the payment Checkout reported: the second
+    // subscription (the first was left to the hosted page) is active.
+    let mut config = tokio_postgres::Config::from_str(&db.url).unwrap();
+    config.dbname(&db.name);
+    let (client, connection) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT s.state, s.plan, s.razorpay_subscription_id FROM public.subscriptions s \
+             JOIN public.tenants t ON t.id = s.tenant_id WHERE t.schema_name = $1",
+            &[&TENANT],
+        )
+        .await
+        .unwrap();
+    let (state, plan, id): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        (state.as_str(), plan.as_str(), id.as_str()),
+        ("active", "starter", "sub_CheckoutE2e0002")
+    );
+}

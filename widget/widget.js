@@ -67,7 +67,7 @@
   root.append(launch);
   theme(config);
 
-  var panel, log, status, input, send, form, typing, suggestions, greet;
+  var panel, log, status, input, send, form, typing, suggestions, greet, brand;
   var built = false, ready = null, blocked = false, busy = false, retryTimer = 0;
 
   function theme(cfg) {
@@ -116,7 +116,11 @@
       var text = input.value.trim();
       if (text && !busy && !blocked) { input.value = ""; ask(text); }
     };
-    panel.append(head, log, suggestions, status, form);
+    // "Powered by Chatter", unless the owner's plan lets them hide it and
+    // they did (the server decides: `branding` in the config).
+    brand = el("p", { class: "brand" }, "Powered by Chatter");
+    branding(config);
+    panel.append(head, log, suggestions, status, form, brand);
     panel.addEventListener("keydown", function (e) {
       if (e.key === "Escape") { toggle(false); launch.focus(); }
     });
@@ -202,8 +206,10 @@
       }
       config = res.body;
       if (config.chat_open === false) return block(config.unavailable_reply || "This chat is not available.");
-      store("config", JSON.stringify({ bot_name: config.bot_name, theme: config.theme, greeting: config.greeting }));
+      store("config", JSON.stringify({ bot_name: config.bot_name, theme: config.theme, greeting: config.greeting,
+        branding: config.branding }));
       theme(config);
+      branding(config);
       panel.querySelector(".title").textContent = config.bot_name;
       greeting(config.greeting);
       if (!session) return;
@@ -218,6 +224,10 @@
         }
       });
     });
+  }
+
+  function branding(cfg) {
+    brand.hidden = !!cfg && cfg.branding === false;
   }
 
   function greeting(text) {
@@ -345,8 +355,10 @@
     bubble("bot", "Your FAQ's answer appears here.");
     window.addEventListener("message", function (e) {
       if (e.source !== window.parent || e.origin !== location.origin || !e.data || typeof e.data !== "object") return;
-      config = { bot_name: String(e.data.bot_name || "Chat"), greeting: String(e.data.greeting || ""), theme: e.data.theme || {} };
+      config = { bot_name: String(e.data.bot_name || "Chat"), greeting: String(e.data.greeting || ""), theme: e.data.theme || {},
+        branding: e.data.branding !== false };
       theme(config);
+      branding(config);
       panel.querySelector(".title").textContent = config.bot_name;
       greeting(config.greeting);
     });

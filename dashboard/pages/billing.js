@@ -1,8 +1,12 @@
 // Billing: the bot's plan, its state and this month's usage; owners
 // subscribe, change plan, cancel at the end of the cycle and read their
-// invoices. Paying happens on Razorpay's own page for the subscription
-// (its `short_url`, opened in a new tab): the dashboard's strict CSP loads
-// no script from elsewhere. Razorpay's webhook then moves the plan here.
+// invoices. Subscribing opens Razorpay Checkout with the new subscription:
+// its script comes from Razorpay (the server allows that one origin in the
+// dashboard's CSP while billing is on) and is loaded only when an owner
+// clicks Subscribe. Checkout's handler sends the payment's signature to
+// the server, which checks it and turns the plan on at once. If the script
+// cannot load, Razorpay's hosted page for the subscription is offered
+// instead; Razorpay's webhook then moves the plan here.
 import { api, h, heading, session, toast, errorText, fmtDate, readOnlyNote } from "../lib.js";
 
 const STATES = {
@@ -16,6 +20,44 @@ function limit(n, what) { return n == null ? `Unlimited ${what}` : `${n.toLocale
 function money(amount, currency) {
   try { return new Intl.NumberFormat(undefined, { style: "currency", currency: currency || "INR" }).format((amount || 0) / 100); }
   catch { return `${(amount || 0) / 100} ${currency || ""}`; }
+}
+
+// Checkout's script, loaded once per page life, on the first Subscribe.
+let checkoutScript = null;
+function loadCheckout(url) {
+  if (window.Razorpay) return Promise.resolve(window.Razorpay);
+  if (!checkoutScript) {
+    checkoutScript = new Promise((resolve, reject) => {
+      const script = h("script", { src: url, async: true });
+      script.onload = () => (window.Razorpay ? resolve(window.Razorpay) : reject(new Error("Checkout did not start")));
+      script.onerror = () => { checkoutScript = null; script.remove(); reject(new Error("Checkout did not load")); };
+      document.head.append(script);
+    });
+  }
+  return checkoutScript;
+}
+
+/** Opens Checkout for subscription `c`; resolves once it is paid (true) or closed (false). */
+async function pay(c, plan) {
+  const Razorpay = await loadCheckout(c.script_url);
+  return new Promise((resolve, reject) => {
+    const checkout = new Razorpay({
+      key: c.key_id,
+      subscription_id: c.subscription_id,
+      name: "Chatter",
+      description: `The ${plan} plan`,
+      handler: (r) => api("POST", "billing/checkout", {
+        razorpay_payment_id: r.razorpay_payment_id,
+        razorpay_subscription_id: r.razorpay_subscription_id,
+        razorpay_signature: r.razorpay_signature,
+      }).then(() => resolve(true), reject),
+      modal: { ondismiss: () => resolve(false) },
+    });
+    if (typeof checkout.on === "function") {
+      checkout.on("payment.failed", (r) => reject(new Error((r && r.error && r.error.description) || "The payment failed.")));
+    }
+    checkout.open();
+  });
 }
 
 export async function render(view) {
@@ -48,16 +90,29 @@ export async function render(view) {
   view.append(current);
 
   const paying = ["authenticated", "active", "pending"].includes(s.state) && s.razorpay_subscription_id;
+  const fallback = h("p", { class: "note", id: "billing-fallback", hidden: true });
   const choose = async (plan) => {
     error.textContent = "";
+    fallback.hidden = true;
     try {
       if (paying) {
         await api("POST", "billing/plan", { plan });
         toast(`Now on ${plan}.`);
       } else {
         const c = await api("POST", "billing/subscription", { plan });
-        if (c.short_url) window.open(c.short_url, "_blank", "noopener");
-        toast("Finish the payment on Razorpay's page; this page shows the plan once Razorpay confirms it.");
+        let paid;
+        try {
+          paid = await pay(c, plan);
+        } catch (e) {
+          if (!(e instanceof Error) || !/did not (load|start)/.test(e.message) || !c.short_url) throw e;
+          // No Checkout (blocked or unreachable): Razorpay's own page.
+          fallback.replaceChildren("Razorpay Checkout could not open here. ",
+            h("a", { href: c.short_url, target: "_blank", rel: "noopener" }, "Pay on Razorpay's page"),
+            "; this page shows the plan once Razorpay confirms it.");
+          fallback.hidden = false;
+          return;
+        }
+        toast(paid ? `Paid: your bot is on ${plan}.` : "Checkout closed: nothing was paid.");
       }
       view.replaceChildren();
       await render(view);
@@ -71,7 +126,7 @@ export async function render(view) {
     session.canEdit && !(paying && p.name === s.plan)
       ? h("button", { type: "button", onclick: () => choose(p.name) }, paying ? `Switch to ${p.name}` : `Subscribe to ${p.name}`)
       : null));
-  view.append(h("section", {}, h("h2", {}, "Plans"), h("ul", { class: "plans" }, cards), error));
+  view.append(h("section", {}, h("h2", {}, "Plans"), h("ul", { class: "plans" }, cards), error, fallback));
 
   if (session.canEdit && paying && !s.cancel_at_cycle_end) {
     view.append(h("section", { class: "card" }, h("h2", {}, "Cancel"),

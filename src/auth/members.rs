@@ -6,7 +6,8 @@
 use serde::Serialize;
 
 use crate::auth::AuthError;
-use crate::auth::users::{Role, normalize_email};
+use crate::auth::users::{Role, hold_seat, normalize_email};
+use crate::billing::Cap;
 use crate::db::{Db, Statements};
 
 /// Members listed at most: a tenant is a business's staff, not a crowd.
@@ -48,17 +49,20 @@ async fn user_id(client: &impl Statements, email: &str) -> Result<i64, AuthError
         .try_get(0)?)
 }
 
-/// Makes the user of `email` (who has an account already) a member.
+/// Makes the user of `email` (who has an account already) a member,
+/// unless the plan's `cap` is reached.
 pub async fn add(
     db: &Db,
     tenant_id: i64,
     email: &str,
     role: Role,
+    cap: Option<&Cap>,
 ) -> Result<MemberSummary, AuthError> {
     let email = normalize_email(email)?;
-    let client = db.shared().await?;
-    let user = user_id(&client, &email).await?;
-    let added = client
+    let tx = db.shared_tx().await?;
+    let user = user_id(&tx, &email).await?;
+    hold_seat(&tx, tenant_id, user, cap).await?;
+    let added = tx
         .execute(
             "INSERT INTO public.memberships (user_id, tenant_id, role) VALUES ($1, $2, $3) \
              ON CONFLICT (user_id, tenant_id) DO NOTHING",
@@ -68,6 +72,7 @@ pub async fn add(
     if added == 0 {
         return Err(AuthError::AlreadyMember(email));
     }
+    tx.commit().await?;
     Ok(MemberSummary { email, role })
 }
 

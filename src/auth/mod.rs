@@ -9,6 +9,7 @@ pub mod recovery;
 pub mod tokens;
 pub mod users;
 
+use crate::billing::BillingError;
 use crate::db::DbError;
 
 use crate::error_kind::{Class, Classify, Kind};
@@ -57,6 +58,9 @@ pub enum AuthError {
     Mail(String),
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// The plan has no room for another member.
+    #[error(transparent)]
+    Plan(#[from] BillingError),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -83,6 +87,7 @@ impl Classify for AuthError {
             AuthError::InvalidLink => Kind::new(Class::BadInput, "invalid_link"),
             AuthError::Mail(_) => Kind::internal(),
             AuthError::Hash(_) => Kind::internal(),
+            AuthError::Plan(e) => e.kind(),
             AuthError::Db(e) => e.kind(),
         }
     }

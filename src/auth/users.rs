@@ -11,6 +11,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::auth::password::{self, Verdict};
 use crate::auth::{AuthError, tokens};
+use crate::billing::Cap;
 use crate::config::AuthSettings;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -122,9 +123,56 @@ pub fn check_password(password: &str) -> Result<(), AuthError> {
     Ok(())
 }
 
+/// Members of the tenant other than `$2`: what a plan's member limit
+/// counts (a member whose role changes takes no new seat).
+pub const OTHER_MEMBERS: &str =
+    "SELECT count(*) FROM public.memberships WHERE tenant_id = $1 AND user_id <> $2";
+
+/// Room for `user` among the tenant's members under the plan's `cap`,
+/// held until the transaction ends.
+pub async fn hold_seat(
+    tx: &impl Statements,
+    tenant_id: i64,
+    user: i64,
+    cap: Option<&Cap>,
+) -> Result<(), AuthError> {
+    if let Some(cap) = cap {
+        cap.hold(
+            tx,
+            &tenant_id.to_string(),
+            OTHER_MEMBERS,
+            &[&tenant_id, &user],
+            1,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The tenant's id, or `UnknownTenant`.
+async fn tenant_id(client: &impl Statements, schema: &str) -> Result<i64, AuthError> {
+    Ok(client
+        .query_opt(
+            "SELECT id FROM public.tenants WHERE schema_name = $1",
+            &[&schema],
+        )
+        .await?
+        .ok_or_else(|| AuthError::UnknownTenant(schema.to_string()))?
+        .try_get(0)?)
+}
+
 /// Creates a user (and their membership, when asked) in one transaction;
 /// returns the new user's id.
 pub async fn create_user(db: &Db, new: NewUser<'_>) -> Result<i64, AuthError> {
+    create_user_within(db, new, None).await
+}
+
+/// `create_user`, the membership held to the tenant's plan's `cap`.
+pub async fn create_user_within(
+    db: &Db,
+    new: NewUser<'_>,
+    cap: Option<&Cap>,
+) -> Result<i64, AuthError> {
     let email = normalize_email(new.email)?;
     check_password(new.password)?;
     let hash = password::hash(new.password.to_string()).await?;
@@ -144,16 +192,13 @@ pub async fn create_user(db: &Db, new: NewUser<'_>) -> Result<i64, AuthError> {
         Err(e) => return Err(e.into()),
     };
     if let Some((schema, role)) = new.membership {
-        let added = tx
-            .execute(
-                "INSERT INTO public.memberships (user_id, tenant_id, role) \
-                 SELECT $1, id, $3 FROM public.tenants WHERE schema_name = $2",
-                &[&id, &schema, &role.as_str()],
-            )
-            .await?;
-        if added == 0 {
-            return Err(AuthError::UnknownTenant(schema.to_string()));
-        }
+        let tenant = tenant_id(&tx, schema).await?;
+        hold_seat(&tx, tenant, id, cap).await?;
+        tx.execute(
+            "INSERT INTO public.memberships (user_id, tenant_id, role) VALUES ($1, $2, $3)",
+            &[&id, &tenant, &role.as_str()],
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(id)
@@ -390,25 +435,24 @@ pub async fn set_membership(
     email: &str,
     schema: &str,
     role: Role,
+    cap: Option<&Cap>,
 ) -> Result<(), AuthError> {
     let email = normalize_email(email)?;
-    let client = db.shared().await?;
-    let user: i64 = client
+    let tx = db.shared_tx().await?;
+    let user: i64 = tx
         .query_opt("SELECT id FROM public.users WHERE email = $1", &[&email])
         .await?
         .ok_or_else(|| AuthError::UnknownUser(email.clone()))?
         .try_get(0)?;
-    let changed = client
-        .execute(
-            "INSERT INTO public.memberships (user_id, tenant_id, role) \
-             SELECT $1, id, $3 FROM public.tenants WHERE schema_name = $2 \
-             ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = EXCLUDED.role",
-            &[&user, &schema, &role.as_str()],
-        )
-        .await?;
-    if changed == 0 {
-        return Err(AuthError::UnknownTenant(schema.to_string()));
-    }
+    let tenant = tenant_id(&tx, schema).await?;
+    hold_seat(&tx, tenant, user, cap).await?;
+    tx.execute(
+        "INSERT INTO public.memberships (user_id, tenant_id, role) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = EXCLUDED.role",
+        &[&user, &tenant, &role.as_str()],
+    )
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 

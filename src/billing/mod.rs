@@ -9,11 +9,13 @@
 //!   statement that creates a conversation.
 //! - `razorpay`: the API client and the two signatures.
 //! - `webhook`: Razorpay's events moving the subscription's state.
+//! - `notice`: the owners' mail at the month's warning share.
 //!
 //! Billing is on only with Razorpay's keys; without them every tenant is
 //! unlimited and nothing here touches the database.
 
 pub mod entitlement;
+pub mod notice;
 pub mod razorpay;
 pub mod subscribe;
 pub mod usage;
@@ -28,8 +30,9 @@ use serde::Serialize;
 
 use crate::cache::InvalidatingCache;
 use crate::config::{BillingSettings, Limits};
-use crate::db::{Db, DbError, SchemaName};
+use crate::db::{Db, DbError, SchemaName, Statements};
 use crate::error_kind::{Class, Classify, Kind};
+use crate::mail::Mailer;
 use crate::tenancy::events::ChangeEvent;
 
 pub use entitlement::{Entitlement, State, SubscriptionRow};
@@ -76,6 +79,10 @@ pub enum BillingError {
         what: &'static str,
         limit: u32,
     },
+    #[error(
+        "your plan ({plan}) shows \"Powered by Chatter\"; upgrade on the Billing page to remove it"
+    )]
+    BrandingStays { plan: String },
     #[error("there is no Razorpay subscription to change: subscribe first")]
     NoSubscription,
     #[error("the subscription is already paid for: change its plan instead")]
@@ -102,7 +109,9 @@ impl Classify for BillingError {
             }
             BillingError::UnknownPlan(_) | BillingError::BadRequest(_) => Kind::bad_input(),
             BillingError::UnknownTenant(_) => Kind::new(Class::NotFound, "unknown_tenant"),
-            BillingError::Limit { .. } => Kind::new(Class::Forbidden, "plan_limit"),
+            BillingError::Limit { .. } | BillingError::BrandingStays { .. } => {
+                Kind::new(Class::Forbidden, "plan_limit")
+            }
             BillingError::NoSubscription | BillingError::AlreadySubscribed => Kind::conflict(),
             BillingError::BadWebhookSignature | BillingError::BadCheckoutSignature => {
                 Kind::new(Class::BadInput, "bad_signature")
@@ -116,7 +125,7 @@ impl Classify for BillingError {
 }
 
 /// What an owner (and an operator) sees of a tenant's billing.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// False on a server without Razorpay keys (and for the public tenant):
     /// no plans, no limits.
@@ -153,6 +162,79 @@ pub struct PlanView {
     pub limits: Limits,
 }
 
+/// What a plan's limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapKind {
+    Faqs,
+    Members,
+}
+
+impl CapKind {
+    fn label(self) -> &'static str {
+        match self {
+            CapKind::Faqs => "FAQs",
+            CapKind::Members => "members",
+        }
+    }
+
+    /// The first key of the tenant's advisory lock for this kind (the
+    /// second is the tenant's): adds of one kind wait for each other,
+    /// nothing else does.
+    fn lock_class(self) -> &'static str {
+        match self {
+            CapKind::Faqs => "chatter.cap.faqs",
+            CapKind::Members => "chatter.cap.members",
+        }
+    }
+}
+
+/// A plan's limit on something a tenant keeps (FAQs, members). It is
+/// checked in the transaction that adds, under a per-tenant lock held to
+/// its end: two adds at the limit cannot both count the same rows and
+/// both pass (a count, then an insert, would let concurrent adds overshoot).
+#[derive(Debug, Clone)]
+pub struct Cap {
+    pub plan: String,
+    pub kind: CapKind,
+    pub limit: u32,
+}
+
+impl Cap {
+    pub fn exceeded(&self) -> BillingError {
+        BillingError::Limit {
+            plan: self.plan.clone(),
+            what: self.kind.label(),
+            limit: self.limit,
+        }
+    }
+
+    /// Takes the tenant's lock for this kind (`tenant`: any text naming the
+    /// tenant the same way at every caller), then counts with `count_sql`
+    /// (one bigint) and refuses when `adding` more would pass the limit.
+    /// The count is its own statement, so it sees every add committed
+    /// before the lock was granted.
+    pub async fn hold(
+        &self,
+        tx: &impl Statements,
+        tenant: &str,
+        count_sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        adding: usize,
+    ) -> Result<(), BillingError> {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))",
+            &[&self.kind.lock_class(), &tenant],
+        )
+        .await?;
+        let count: i64 = tx.query_one(count_sql, params).await?.try_get(0)?;
+        let adding = i64::try_from(adding).unwrap_or(i64::MAX);
+        if count.saturating_add(adding) > i64::from(self.limit) {
+            return Err(self.exceeded());
+        }
+        Ok(())
+    }
+}
+
 /// The billing service: settings, the Razorpay client, and each tenant's
 /// entitlement cached in memory.
 pub struct Billing {
@@ -167,6 +249,7 @@ pub struct Billing {
     capacity: usize,
     /// What every tenant gets without billing (shared, no allocation).
     unbilled: Arc<Entitlement>,
+    notices: notice::Notices,
 }
 
 impl Billing {
@@ -181,7 +264,15 @@ impl Billing {
             full: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
             unbilled: Arc::new(Entitlement::unbilled()),
+            notices: notice::Notices::new(None, None, capacity),
         }
+    }
+
+    /// Mails the owners at the month's warning share through `mailer`,
+    /// linking to the dashboard at `public_url`.
+    pub fn with_notices(mut self, mailer: Option<Mailer>, public_url: Option<String>) -> Self {
+        self.notices = notice::Notices::new(mailer, public_url, self.capacity);
+        self
     }
 
     pub fn enabled(&self) -> bool {
@@ -302,56 +393,35 @@ impl Billing {
         }
     }
 
-    /// Refuses one more FAQ (or `adding` more) past the plan's limit.
-    pub async fn check_faqs(&self, schema: &SchemaName, adding: usize) -> Result<(), BillingError> {
+    /// Refuses hiding "Powered by Chatter" on a plan that keeps it.
+    pub async fn check_branding_removal(&self, schema: &SchemaName) -> Result<(), BillingError> {
         let ent = self.entitlement(schema).await?;
-        let Some(limit) = ent.limits.faqs else {
-            return Ok(());
-        };
-        let tx = self.db.tenant(schema).await?;
-        let count: i64 = tx
-            .query_one("SELECT count(*) FROM faqs", &[])
-            .await?
-            .try_get(0)?;
-        tx.commit().await?;
-        if count + adding as i64 > i64::from(limit) {
-            return Err(BillingError::Limit {
+        match ent.limits.remove_branding {
+            true => Ok(()),
+            false => Err(BillingError::BrandingStays {
                 plan: ent.plan.clone(),
-                what: "FAQs",
-                limit,
-            });
+            }),
         }
-        Ok(())
     }
 
-    /// Refuses a new member (`email`, unless already one) past the plan's limit.
-    pub async fn check_members(
-        &self,
-        schema: &SchemaName,
-        email: &str,
-    ) -> Result<(), BillingError> {
+    /// The plan's limit on the tenant's FAQs, if it has one.
+    pub async fn faq_cap(&self, schema: &SchemaName) -> Result<Option<Cap>, BillingError> {
         let ent = self.entitlement(schema).await?;
-        let Some(limit) = ent.limits.members else {
-            return Ok(());
-        };
-        let client = self.db.shared().await?;
-        let count: i64 = client
-            .query_one(
-                "SELECT count(*) FROM public.memberships m JOIN public.tenants t \
-                 ON t.id = m.tenant_id JOIN public.users u ON u.id = m.user_id \
-                 WHERE t.schema_name = $1 AND u.email <> lower($2)",
-                &[&schema.as_str(), &email.trim()],
-            )
-            .await?
-            .try_get(0)?;
-        if count >= i64::from(limit) {
-            return Err(BillingError::Limit {
-                plan: ent.plan.clone(),
-                what: "members",
-                limit,
-            });
-        }
-        Ok(())
+        Ok(ent.limits.faqs.map(|limit| Cap {
+            plan: ent.plan.clone(),
+            kind: CapKind::Faqs,
+            limit,
+        }))
+    }
+
+    /// The plan's limit on the tenant's members, if it has one.
+    pub async fn member_cap(&self, schema: &SchemaName) -> Result<Option<Cap>, BillingError> {
+        let ent = self.entitlement(schema).await?;
+        Ok(ent.limits.members.map(|limit| Cap {
+            plan: ent.plan.clone(),
+            kind: CapKind::Members,
+            limit,
+        }))
     }
 
     /// An operator puts the tenant on `plan` by hand (no Razorpay); `trial`

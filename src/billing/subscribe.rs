@@ -17,8 +17,11 @@ pub struct Checkout {
     /// Checkout's `key` (the public key id).
     pub key_id: String,
     pub plan: String,
-    /// Razorpay's hosted page for the same subscription.
+    /// Razorpay's hosted page for the same subscription: where to pay
+    /// when Checkout's script cannot be loaded.
     pub short_url: Option<String>,
+    /// Checkout's script (`billing.checkout_script_url`).
+    pub script_url: String,
 }
 
 impl Billing {
@@ -75,6 +78,7 @@ impl Billing {
             key_id: razorpay.key_id().to_string(),
             plan: chosen.name.clone(),
             short_url: sub.short_url,
+            script_url: self.settings.checkout_script_url.clone(),
         })
     }
 

@@ -262,6 +262,9 @@ impl Answerer {
             }
             return Err(ChatError::Unavailable(bot.unavailable_reply.clone()));
         };
+        if let (Some(meter), Some(count)) = (meter, stored.month_count) {
+            self.billing.metered(schema, meter, count);
+        }
         Ok(Reply { answer, stored })
     }
 

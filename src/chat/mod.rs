@@ -218,6 +218,8 @@ pub struct Stored {
     pub session_id: String,
     /// The bot's message: what feedback refers to.
     pub message_id: i64,
+    /// A metered new conversation: the month's count with it.
+    pub month_count: Option<i32>,
 }
 
 /// The vector of the visitor's message, kept with it when the bot could
@@ -275,7 +277,7 @@ pub async fn store_exchange(
                 )
                 .await?;
             if let Some(row) = rows.first() {
-                return Ok::<_, DbError>(Some((id.to_string(), row.try_get::<_, i64>(0)?)));
+                return Ok::<_, DbError>(Some((id.to_string(), row.try_get::<_, i64>(0)?, None)));
             }
         }
         let id = new_session_id();
@@ -288,22 +290,22 @@ pub async fn store_exchange(
             "INSERT INTO conversations (session_id, origin) VALUES ($1, $2) RETURNING id",
             &insert_params,
         );
-        let rows = match meter {
+        let (rows, count) = match meter {
             Some(meter) => {
                 let limit = meter.limit_param();
                 let meter_params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
                     [(&meter.month, Type::DATE), (&limit, Type::INT4)];
                 let (metered, inserted) =
                     tokio::join!(tx.query_typed(usage::METER, &meter_params), insert);
-                if metered?.is_empty() {
+                let Some(count) = metered?.first().map(|row| row.try_get::<_, i32>(0)) else {
                     return Ok(None);
-                }
-                inserted?
+                };
+                (inserted?, Some(count?))
             }
-            None => insert.await?,
+            None => (insert.await?, None),
         };
         let row = rows.first().ok_or(DbError::NoRow("a new conversation"))?;
-        Ok(Some((id, row.try_get(0)?)))
+        Ok(Some((id, row.try_get(0)?, count)))
     };
     // The FAQ may have been deleted since the index was built: keep the
     // message, drop the link. Looked up (and kept from deletion until we
@@ -325,7 +327,7 @@ pub async fn store_exchange(
             .map_err(DbError::from)
     };
     let (conversation, faq_id) = tokio::try_join!(conversation, faq)?;
-    let Some((session_id, conversation)) = conversation else {
+    let Some((session_id, conversation, month_count)) = conversation else {
         return Ok(None);
     };
     let embedding = vector.map(|v| packed::pack(v.vector));
@@ -356,6 +358,7 @@ pub async fn store_exchange(
     Ok(Some(Stored {
         session_id,
         message_id,
+        month_count,
     }))
 }
 
@@ -468,6 +471,7 @@ mod tests {
             theme: serde_json::json!({}),
             allowed_origins: vec![],
             unavailable_reply: "Closed".into(),
+            show_branding: true,
         }
     }
 

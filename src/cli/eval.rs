@@ -97,6 +97,7 @@ pub(super) async fn eval_command(settings: &Settings, args: EvalArgs) -> Result<
         theme: serde_json::json!({}),
         allowed_origins: Vec::new(),
         unavailable_reply: String::new(),
+        show_branding: true,
     };
     let mut reports = Vec::with_capacity(plans.len());
     for ((plan, prepared), phrasings) in plans.iter().zip(&phrasings) {

@@ -5,6 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::analytics::UnansweredGroup;
+use crate::billing::Status;
 use crate::bot_config::BotConfig;
 use crate::conversations::{Message, TenantConversation};
 use crate::tenancy::provision::{DomainRow, TenantSummary};
@@ -112,6 +113,9 @@ pub struct TenantPage {
     /// On Citus, the worker that holds the tenant's schema ("host:port");
     /// `None` on a single PostgreSQL server.
     pub node: Option<String>,
+    /// Plan, billing state and this month's conversations (unlimited,
+    /// counted all the same, without Razorpay keys).
+    pub billing: Status,
 }
 
 #[derive(Debug)]

@@ -12,6 +12,8 @@ use crate::tenancy::provision::{DomainRow, TenantSummary};
 
 use super::app::App;
 use super::data::{Grouping, Response, TenantPage, TenantRow, Transcript, Unanswered};
+use crate::billing::Status;
+use crate::config::Limits;
 
 pub fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, day, hour, minute, 0)
@@ -161,6 +163,7 @@ pub fn tenant_page() -> TenantPage {
             theme: serde_json::json!({}),
             allowed_origins: vec!["https://acme.test".into()],
             unavailable_reply: "Chat is closed for now.".into(),
+            show_branding: true,
         },
         per_day: (0..31u64)
             .map(|i| (start + chrono::Days::new(i), (i * 7) % 5))
@@ -170,6 +173,26 @@ pub fn tenant_page() -> TenantPage {
         fallback: 10,
         answered_rate: 0.8,
         node: Some("10.0.0.12:5432".into()),
+        billing: Status {
+            billing: true,
+            plan: "starter".into(),
+            state: "active".into(),
+            limits: Limits {
+                faqs: Some(200),
+                conversations_per_month: Some(2000),
+                members: Some(5),
+                remove_branding: false,
+            },
+            trial_ends_at: None,
+            current_period_end: "2026-04-01T00:00:00Z".parse().ok(),
+            cancel_at_cycle_end: false,
+            chat_open: true,
+            chat_until: None,
+            in_grace: false,
+            conversations_this_month: 1712,
+            usage_warning: true,
+            razorpay_subscription_id: Some("sub_Acme0001".into()),
+        },
     }
 }
 

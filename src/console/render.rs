@@ -12,6 +12,7 @@ use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Sparkline, Table, Tab
 
 use super::app::{App, ConfirmKind, Form, List, Modal, ModelState, Screen, Status};
 use super::data::Grouping;
+use crate::billing::Status as BillingStatus;
 
 const SPINNER: [&str; 4] = ["-", "\\", "|", "/"];
 
@@ -261,12 +262,13 @@ fn render_tenant(app: &App, frame: &mut Frame, area: Rect) {
         field("Bot name", one_line(&bot.bot_name, width)),
         field("Greeting", one_line(&bot.greeting, width)),
         field("Fallback", one_line(&bot.fallback_reply, width)),
-        field("Threshold", format!("{:.2}", bot.match_threshold)),
+        field("Plan", one_line(&plan_line(&page.billing), width)),
+        field("This month", one_line(&usage_line(&page.billing), width)),
         field(
-            "Caution",
+            "Threshold",
             format!(
-                "{:.2} (confidence needed to answer without asking)",
-                bot.caution
+                "{:.2} · caution {:.2} (confidence to answer without asking)",
+                bot.match_threshold, bot.caution
             ),
         ),
         field(
@@ -318,6 +320,52 @@ fn render_tenant(app: &App, frame: &mut Frame, area: Rect) {
             ))),
         chart,
     );
+}
+
+/// The tenant's plan and where its subscription stands.
+fn plan_line(status: &BillingStatus) -> String {
+    if !status.billing {
+        return "unlimited (billing off)".into();
+    }
+    let day = |at: &DateTime<Utc>| at.format("%Y-%m-%d").to_string();
+    let mut line = format!("{} · {}", status.plan, status.state);
+    if status.in_grace {
+        if let Some(until) = &status.chat_until {
+            line += &format!(" · in grace, answers until {}", day(until));
+        }
+    } else if !status.chat_open {
+        line += " · NOT ANSWERING";
+    } else if let Some(ends) = &status.trial_ends_at {
+        line += &format!(" · trial ends {}", day(ends));
+    }
+    match (&status.current_period_end, status.cancel_at_cycle_end) {
+        (Some(end), true) => line += &format!(" · cancels {}", day(end)),
+        (None, true) => line += " · cancels at the cycle's end",
+        (Some(end), false) if status.chat_open && !status.in_grace => {
+            line += &format!(" · renews {}", day(end))
+        }
+        _ => {}
+    }
+    line
+}
+
+/// Conversations started this month, against the plan's limit.
+fn usage_line(status: &BillingStatus) -> String {
+    let used = status.conversations_this_month;
+    match status.limits.conversations_per_month {
+        Some(limit) if status.billing => {
+            let percent = used.saturating_mul(100) / i64::from(limit.max(1));
+            format!(
+                "{used} of {limit} conversations ({percent}%){}",
+                if status.usage_warning {
+                    " · past the warning share"
+                } else {
+                    ""
+                }
+            )
+        }
+        _ => format!("{used} conversations (no limit)"),
+    }
 }
 
 fn render_domains(app: &App, frame: &mut Frame, area: Rect) {
@@ -666,6 +714,43 @@ mod tests {
         let text = format!("{:?}", screen(&app).backend());
         assert!(text.contains("Status"), "{text}");
         assert!(!text.contains("Node"), "{text}");
+    }
+
+    #[test]
+    fn tenant_page_without_billing_counts_the_month_unlimited() {
+        let mut app = loaded_app();
+        app.on_key(key(KeyCode::Enter));
+        let mut page = fixtures::tenant_page();
+        page.billing.billing = false;
+        page.billing.limits = crate::config::Limits::UNLIMITED;
+        page.billing.conversations_this_month = 37;
+        app.on_response(Response::TenantPage(Ok(Box::new(page))));
+        let text = format!("{:?}", screen(&app).backend());
+        assert!(text.contains("unlimited (billing off)"), "{text}");
+        assert!(text.contains("37 conversations (no limit)"), "{text}");
+    }
+
+    #[test]
+    fn the_plan_line_says_where_the_subscription_stands() {
+        let mut status = fixtures::tenant_page().billing;
+        assert_eq!(plan_line(&status), "starter · active · renews 2026-04-01");
+        status.cancel_at_cycle_end = true;
+        assert_eq!(plan_line(&status), "starter · active · cancels 2026-04-01");
+        status.state = "halted".into();
+        status.cancel_at_cycle_end = false;
+        status.in_grace = true;
+        status.chat_until = "2026-03-10T00:00:00Z".parse().ok();
+        assert_eq!(
+            plan_line(&status),
+            "starter · halted · in grace, answers until 2026-03-10"
+        );
+        status.in_grace = false;
+        status.chat_open = false;
+        assert_eq!(plan_line(&status), "starter · halted · NOT ANSWERING");
+        assert_eq!(
+            usage_line(&status),
+            "1712 of 2000 conversations (85%) · past the warning share"
+        );
     }
 
     #[test]

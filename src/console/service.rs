@@ -1,6 +1,6 @@
 //! Runs a `Request` against the service layer the HTTP API uses
 //! (`tenancy::provision`, `conversations`, `analytics`, `faq`,
-//! `bot_config`) and sends back its `Response`. Every request runs in a
+//! `bot_config`, `billing`) and sends back its `Response`. Every request runs in a
 //! tokio task of its own: the screen never waits on the database.
 
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use crate::db::Db;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::analytics;
+use crate::billing::Billing;
 use crate::bot_config;
 use crate::config::Settings;
 use crate::conversations::{self, Filter};
@@ -161,6 +162,12 @@ impl Services {
         let node = crate::citus::placement(&self.db, &schema)
             .await
             .map_err(message)?;
+        // What the operator API shows: one read of the tenant's standing
+        // and one of its month (no cache to keep: the page is read once).
+        let billing = Billing::new(self.db.clone(), self.settings.billing.clone(), 1)
+            .status(&schema)
+            .await
+            .map_err(message)?;
         Ok(TenantPage {
             tenant,
             faqs,
@@ -175,6 +182,7 @@ impl Services {
             fallback: summary.fallback,
             answered_rate: summary.answered_rate,
             node,
+            billing,
         })
     }
 
@@ -274,6 +282,8 @@ impl Services {
                 answer,
                 alternatives: Vec::new(),
             },
+            // The operator's hand is not held to the tenant's plan.
+            None,
         )
         .await
         .map_err(message)?;

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
+use axum::http::HeaderValue;
 
 use crate::billing::Billing;
 use crate::bot_config::BotConfigCache;
@@ -59,9 +60,15 @@ pub struct Handles {
     pub chat_limits: Arc<ChatLimits>,
     /// Analytics summaries per user (`chat.summaries_per_minute`).
     pub summary_limits: Arc<RateLimiter>,
+    /// Owners' calls to Razorpay per tenant (`billing.razorpay_calls_per_minute`).
+    pub razorpay_limits: Arc<RateLimiter>,
     /// The origins any tenant allows: what a CORS preflight is answered from.
     pub widget_origins: Arc<OriginUnionCache>,
     pub front_page: Arc<FrontPage>,
+    /// The dashboard's Content-Security-Policy on this server (Razorpay
+    /// Checkout allowed only with billing on), made on first use by the
+    /// dashboard's route, which owns the policy.
+    pub dashboard_csp: std::sync::OnceLock<HeaderValue>,
     pub api_document: Arc<RenderedDocument>,
 }
 
@@ -77,7 +84,10 @@ impl AppState {
     ) -> Self {
         let capacity = settings.tenancy.cache_capacity;
         let bot_configs = Arc::new(BotConfigCache::new(db.clone(), capacity));
-        let billing = Arc::new(Billing::new(db.clone(), settings.billing.clone(), capacity));
+        let billing = Arc::new(
+            Billing::new(db.clone(), settings.billing.clone(), capacity)
+                .with_notices(mailer.clone(), settings.public_url()),
+        );
         let answerer = Answerer::new(
             db.clone(),
             Arc::clone(&engine),
@@ -95,8 +105,10 @@ impl AppState {
                 settings.chat.summaries_per_minute,
                 settings.chat.summaries_per_minute,
             )),
+            razorpay_limits: Arc::new(crate::rate_limit::razorpay_calls(&settings.billing)),
             widget_origins: Arc::new(OriginUnionCache::new(db.clone())),
             front_page: Arc::new(FrontPage::new()),
+            dashboard_csp: std::sync::OnceLock::new(),
             api_document: Arc::default(),
             answerer: Arc::new(answerer),
             engine,

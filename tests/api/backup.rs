@@ -89,6 +89,7 @@ async fn app_with_a_lived_in_tenant() -> TestApp {
                 &["Refunds?"],
             ),
         ],
+        None,
     )
     .await
     .unwrap();

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::client_api::{PASSWORD, call, operator, sign_in};
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::smtp_sink::SmtpSink;
 
 const KEY_ID: &str = "rzp_test_chatter";
 const KEY_SECRET: &str = "rzp_secret_chatter_test";
@@ -1019,4 +1020,438 @@ async fn operators_grant_a_plan_from_the_command_line_and_servers_hear_it() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("the server never heard of the grant");
+}
+
+/// Runs `tries` at once while the test holds `table` in SHARE mode (reads
+/// go on, writes wait), so every try has counted before any has written;
+/// releases it once all of them wait on a lock. Returns each try's answer.
+async fn at_once<F>(app: &TestApp, table: &str, tries: Vec<F>) -> Vec<(u16, Value)>
+where
+    F: std::future::Future<Output = (u16, Value)> + Send + 'static,
+{
+    let n = tries.len() as i64;
+    let mut holder = app.pool.get().await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.batch_execute(&format!("LOCK TABLE {table} IN SHARE MODE"))
+        .await
+        .unwrap();
+    let running: Vec<_> = tries.into_iter().map(tokio::spawn).collect();
+    let watcher = app.pool.get().await.unwrap();
+    // Well inside the server's lock_timeout (2 s).
+    for _ in 0..100 {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tx.commit().await.unwrap();
+    let mut answers = Vec::new();
+    for task in running {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+fn one_through(answers: &[(u16, Value)], created: u16) {
+    let through = answers.iter().filter(|(s, _)| *s == created).count();
+    let refused = answers
+        .iter()
+        .filter(|(s, b)| *s == 403 && b["error"]["code"] == "plan_limit")
+        .count();
+    assert_eq!(
+        (through, refused),
+        (1, answers.len() - 1),
+        "exactly one add passes the limit: {answers:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_adds_at_the_limit_let_exactly_one_through() {
+    let b = billed().await;
+    let app = Arc::new(b.app);
+    // FAQs: the trial allows 3; two are there.
+    for q in ["One?", "Two?"] {
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/api/faqs",
+            Some(&b.owner),
+            Some(json!({"question": q, "answer": "Yes."})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let tries = (0..6)
+        .map(|i| {
+            let (app, owner) = (Arc::clone(&app), b.owner.clone());
+            async move {
+                let faq = json!({"question": format!("Race {i}?"), "answer": "Yes."});
+                call(&app, "POST", "/api/faqs", Some(&owner), Some(faq)).await
+            }
+        })
+        .collect();
+    one_through(&at_once(&app, "shop.faqs", tries).await, 201);
+    let client = app.pool.get().await.unwrap();
+    let faqs: i64 = client
+        .query_one("SELECT count(*) FROM shop.faqs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(faqs, 3);
+
+    // Members: the trial allows 2; the owner is one. Six people with
+    // accounts are added at once.
+    for i in 0..6 {
+        users::create_user(
+            &app.handle,
+            NewUser {
+                email: &format!("agent{i}@shop.test"),
+                password: PASSWORD,
+                is_operator: false,
+                membership: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let tries = (0..6)
+        .map(|i| {
+            let (app, owner) = (Arc::clone(&app), b.owner.clone());
+            async move {
+                let member = json!({"email": format!("agent{i}@shop.test"), "role": "agent"});
+                call(&app, "POST", "/api/members", Some(&owner), Some(member)).await
+            }
+        })
+        .collect();
+    one_through(&at_once(&app, "public.memberships", tries).await, 201);
+    let members: i64 = client
+        .query_one(
+            "SELECT count(*) FROM public.memberships m JOIN public.tenants t ON t.id = m.tenant_id \
+             WHERE t.schema_name = 'shop'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(members, 2);
+}
+
+fn mail_to(settings: &mut Settings, sink: &SmtpSink) {
+    settings.server.public_url = Some("https://chat.example.com".into());
+    settings.smtp.host = Some("127.0.0.1".into());
+    settings.smtp.port = sink.port;
+    settings.smtp.tls = chatter::config::SmtpTls::None;
+    settings.smtp.from = Some("Chatter <no-reply@chat.example.com>".into());
+}
+
+#[tokio::test]
+async fn owners_are_mailed_once_when_the_month_passes_80_percent() {
+    let mut sink = SmtpSink::start().await;
+    let (base, _) = razorpay_stand_in().await;
+    let app = spawn_app_with(|s| {
+        billing_on(s, &base);
+        mail_to(s, &sink);
+    })
+    .await;
+    app.create_tenant("shop", "Shop", None).await;
+    for (email, role) in [
+        ("owner@shop.test", Role::Owner),
+        ("agent@shop.test", Role::Agent),
+    ] {
+        users::create_user(
+            &app.handle,
+            NewUser {
+                email,
+                password: PASSWORD,
+                is_operator: false,
+                membership: Some(("shop", role)),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    app.import_faqs("shop", &[("What are your opening hours?", "9 to 5.")])
+        .await;
+    let quiet = std::time::Duration::from_millis(700);
+    // The trial allows 100 a month: the 79th conversation is 79%.
+    let month = chatter::billing::month_of(app.state.billing.now());
+    set_usage(&app, month, 78).await;
+    assert_eq!(new_visitor(&app).await.0, 200);
+    assert!(sink.nothing_within(quiet).await, "no notice at 79%");
+    // The 80th: one mail, to the owner only.
+    assert_eq!(new_visitor(&app).await.0, 200);
+    let mail = sink.next(std::time::Duration::from_secs(20)).await;
+    assert_eq!(mail.to, ["owner@shop.test"]);
+    let subject = mail.header("Subject").unwrap();
+    assert!(subject.contains("80%"), "{subject}");
+    let text = mail.text();
+    assert!(text.contains("80 of the 100"), "{text}");
+    assert_eq!(mail.link(), "https://chat.example.com/app/#/billing");
+    // The next new conversation: no second mail.
+    assert_eq!(new_visitor(&app).await.0, 200);
+    assert!(sink.nothing_within(quiet).await, "one notice a month");
+    let warned: Option<chrono::DateTime<chrono::Utc>> = app
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT warned_at FROM shop.usage WHERE month = $1",
+            &[&month],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(warned.is_some(), "the notice is recorded");
+    // Another server (or this one restarted) knows nothing in memory: the
+    // record keeps it from mailing again.
+    let mut settings = Settings::default();
+    billing_on(&mut settings, &base);
+    mail_to(&mut settings, &sink);
+    let mailer = chatter::mail::Mailer::from_settings(&settings.smtp).unwrap();
+    let other = Arc::new(
+        chatter::billing::Billing::new(app.handle.clone(), settings.billing.clone(), 8)
+            .with_notices(mailer, settings.public_url()),
+    );
+    let shop = chatter::db::SchemaName::parse("shop").unwrap();
+    let meter = chatter::billing::usage::Meter {
+        month,
+        limit: Some(100),
+    };
+    other.metered(&shop, meter, 82);
+    assert!(sink.nothing_within(quiet).await, "not mailed twice");
+}
+
+async fn widget_branding(app: &TestApp) -> Value {
+    let config: Value = app
+        .get("/api/widget/config")
+        .header("X-Client-ID", "shop")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    config["branding"].clone()
+}
+
+#[tokio::test]
+async fn powered_by_chatter_comes_off_only_on_a_plan_that_allows_it() {
+    let b = billed().await;
+    let hide = || Some(json!({"show_branding": false}));
+    assert_eq!(widget_branding(&b.app).await, true);
+    // The trial keeps the mark: refused, and nothing changes.
+    let (status, body) = call(&b.app, "PUT", "/api/bot/config", Some(&b.owner), hide()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("plan_limit")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Powered by Chatter")
+    );
+    let (_, config) = call(&b.app, "GET", "/api/bot/config", Some(&b.owner), None).await;
+    assert_eq!(config["show_branding"], true);
+    // Turning it on (or leaving it) is always allowed.
+    let (status, _) = call(
+        &b.app,
+        "PUT",
+        "/api/bot/config",
+        Some(&b.owner),
+        Some(json!({"show_branding": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // On a plan that allows it: off, and the widget hides it.
+    let op = operator(&b.app).await;
+    let grant = |plan: &str| Some(json!({ "plan": plan }));
+    let (status, _) = call(
+        &b.app,
+        "PUT",
+        "/api/tenants/shop/billing",
+        Some(&op),
+        grant("business"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = call(&b.app, "PUT", "/api/bot/config", Some(&b.owner), hide()).await;
+    assert_eq!(
+        (status, body["show_branding"].as_bool()),
+        (200, Some(false)),
+        "{body}"
+    );
+    assert_eq!(widget_branding(&b.app).await, false);
+    // Back on a plan that keeps it: the mark shows again, whatever the setting.
+    let (status, _) = call(
+        &b.app,
+        "PUT",
+        "/api/tenants/shop/billing",
+        Some(&op),
+        grant("starter"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(widget_branding(&b.app).await, true);
+}
+
+#[tokio::test]
+async fn self_hosted_owners_may_hide_powered_by_chatter() {
+    let app = spawn_app().await;
+    app.create_tenant("shop", "Shop", None).await;
+    users::create_user(
+        &app.handle,
+        NewUser {
+            email: "owner@shop.test",
+            password: PASSWORD,
+            is_operator: false,
+            membership: Some(("shop", Role::Owner)),
+        },
+    )
+    .await
+    .unwrap();
+    let owner = sign_in(&app, "owner@shop.test").await;
+    assert_eq!(widget_branding(&app).await, true);
+    let (status, body) = call(
+        &app,
+        "PUT",
+        "/api/bot/config",
+        Some(&owner),
+        Some(json!({"show_branding": false})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(widget_branding(&app).await, false);
+}
+
+#[tokio::test]
+async fn calls_that_reach_razorpay_are_limited_per_tenant() {
+    let (base, razorpay) = razorpay_stand_in().await;
+    let app = spawn_app_with(|s| {
+        billing_on(s, &base);
+        s.billing.razorpay_calls_per_minute = 3;
+    })
+    .await;
+    let mut owners = Vec::new();
+    for shop in ["shop", "other"] {
+        app.create_tenant(shop, shop, None).await;
+        let email = format!("owner@{shop}.test");
+        users::create_user(
+            &app.handle,
+            NewUser {
+                email: &email,
+                password: PASSWORD,
+                is_operator: false,
+                membership: Some((shop, Role::Owner)),
+            },
+        )
+        .await
+        .unwrap();
+        owners.push(sign_in(&app, &email).await);
+    }
+    let shop = owners[0].as_str();
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/billing/subscription",
+        Some(shop),
+        Some(json!({"plan": "starter"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for _ in 0..2 {
+        let (status, _) = call(&app, "GET", "/api/billing/invoices", Some(shop), None).await;
+        assert_eq!(status, 200);
+    }
+    // The fourth call in the minute: refused before Razorpay is asked,
+    // whichever route it is.
+    let calls_before = razorpay.calls.lock().unwrap().len();
+    for (method, path, body) in [
+        ("GET", "/api/billing/invoices", None),
+        (
+            "POST",
+            "/api/billing/plan",
+            Some(json!({"plan": "business"})),
+        ),
+        ("POST", "/api/billing/cancel", None),
+        (
+            "POST",
+            "/api/billing/subscription",
+            Some(json!({"plan": "starter"})),
+        ),
+    ] {
+        let mut request = app
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", app.addr))
+            .header("X-Client-ID", "shop")
+            .bearer_auth(shop);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 429, "{method} {path}");
+        let wait: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    }
+    assert_eq!(razorpay.calls.lock().unwrap().len(), calls_before);
+    // Another tenant has its own calls.
+    let response = app
+        .get("/api/billing/invoices")
+        .header("X-Client-ID", "other")
+        .bearer_auth(&owners[1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+async fn dashboard_csp(app: &TestApp) -> String {
+    let page = app.get("/app/").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_dashboard_allows_razorpay_checkout_only_with_billing_on() {
+    let b = billed().await;
+    let csp = dashboard_csp(&b.app).await;
+    assert!(
+        csp.contains("script-src 'self' https://checkout.razorpay.com https://cdn.razorpay.com;"),
+        "{csp}"
+    );
+    assert!(
+        csp.contains("frame-src 'self' https://checkout.razorpay.com https://api.razorpay.com;"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe"), "{csp}");
+    // What the Billing page opens Checkout with.
+    let checkout = b.subscribe("starter").await;
+    assert_eq!(
+        checkout["script_url"],
+        "https://checkout.razorpay.com/v1/checkout.js"
+    );
+    assert_eq!(checkout["short_url"], "https://rzp.io/i/ChatterTest");
+    // Without billing: nothing from elsewhere.
+    let app = spawn_app().await;
+    let csp = dashboard_csp(&app).await;
+    assert!(!csp.contains("razorpay"), "{csp}");
+    assert!(csp.contains("script-src 'self';"), "{csp}");
 }

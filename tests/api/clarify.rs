@@ -37,7 +37,9 @@ async fn app_with_matcher(tenant: &str, caution: f32) -> TestApp {
         })
         .collect();
     let schema = SchemaName::parse(tenant).unwrap();
-    faq::import(&app.handle, &schema, &faqs).await.unwrap();
+    faq::import(&app.handle, &schema, &faqs, None)
+        .await
+        .unwrap();
     bot_config::update(
         &app.handle,
         &schema,
@@ -161,6 +163,7 @@ async fn the_running_server_retrains_when_faqs_change() {
                 "Are pets allowed inside?".into(),
             ],
         },
+        None,
     )
     .await
     .unwrap();

@@ -392,3 +392,64 @@ async fn the_tenant_page_shows_the_tenants_node_on_citus() {
     let on_citus = chatter::db::citus::is_citus(&pool).await.unwrap();
     assert_eq!(page.node.is_some(), on_citus, "{:?}", page.node);
 }
+
+/// The tenant page shows the tenant's plan, its billing state and this
+/// month's conversations, as the operator API does.
+#[tokio::test]
+async fn the_tenant_page_shows_plan_state_and_this_months_usage() {
+    use chatter::billing::{Billing, month_of};
+    use chatter::config::{Limits, PlanSettings, Secret};
+    use chatter::console::data::{Request, Response};
+    use chatter::console::service::Services;
+
+    let test_db = TestDb::create().await;
+    let pool = test_db.handle(2);
+    migrate::migrate_shared(&pool).await.unwrap();
+    let schema = tenant(&pool, "paged", "Paged").await;
+    let mut settings = crate::helpers::test_settings(&test_db);
+    settings.billing.key_id = Some(Secret::new("rzp_test_console"));
+    settings.billing.key_secret = Some(Secret::new("rzp_secret_console"));
+    settings.billing.plans = vec![PlanSettings {
+        name: "starter".into(),
+        price: "₹999 / month".into(),
+        razorpay_plan_id: "plan_Starter001".into(),
+        limits: Limits {
+            conversations_per_month: Some(2000),
+            ..Limits::default()
+        },
+    }];
+    let billing = Billing::new(pool.clone(), settings.billing.clone(), 4);
+    billing.grant(&schema, "starter").await.unwrap();
+    let month = month_of(billing.now());
+    let tx = pool.tenant(&schema).await.unwrap();
+    tx.execute(
+        "INSERT INTO usage (month, conversations) VALUES ($1, 1712)",
+        &[&month],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let services = Services {
+        db: pool.clone(),
+        settings: std::sync::Arc::new(settings),
+        engine: crate::helpers::hashing_engine(),
+    };
+    let (replies, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    services.spawn(Request::TenantPage("paged".into()), replies);
+    let page = loop {
+        match answers.recv().await.expect("an answer") {
+            Response::TenantPage(page) => break page.expect("the page"),
+            _ => continue,
+        }
+    };
+    let b = &page.billing;
+    assert_eq!(
+        (b.billing, b.plan.as_str(), b.state.as_str()),
+        (true, "starter", "granted")
+    );
+    assert_eq!(
+        (b.conversations_this_month, b.limits.conversations_per_month),
+        (1712, Some(2000))
+    );
+    assert!(b.usage_warning && b.chat_open);
+}

@@ -339,6 +339,7 @@ async fn faq_health_names_confused_pairs_and_the_phrasings_that_pull() {
                 alternatives: vec![],
             },
         ],
+        None,
     )
     .await
     .unwrap();

@@ -370,9 +370,14 @@ impl TestApp {
                 alternatives: vec![],
             })
             .collect();
-        faq::import(&self.handle, &SchemaName::parse(schema).unwrap(), &faqs)
-            .await
-            .expect("faqs imported");
+        faq::import(
+            &self.handle,
+            &SchemaName::parse(schema).unwrap(),
+            &faqs,
+            None,
+        )
+        .await
+        .expect("faqs imported");
     }
 
     /// What a restart does: this server stopped, and a new one (new

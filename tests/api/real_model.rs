@@ -80,9 +80,14 @@ async fn app_with_eval_set(tenants: &[&str]) -> (TestApp, Eval) {
                 ..f.clone()
             })
             .collect();
-        faq::import(&app.handle, &SchemaName::parse(tenant).unwrap(), &faqs)
-            .await
-            .unwrap();
+        faq::import(
+            &app.handle,
+            &SchemaName::parse(tenant).unwrap(),
+            &faqs,
+            None,
+        )
+        .await
+        .unwrap();
         let client = app.pool.get().await.unwrap();
         client
             .execute(

@@ -711,3 +711,38 @@ async fn the_mailer_delivers_and_never_downgrades_starttls() {
     assert!(matches!(err, MailError::Send(_)), "{err:?}");
     assert!(sink.nothing_within(Duration::from_millis(300)).await);
 }
+
+/// Each resend mails the address: limited like reset requests (the same
+/// bucket per address), 429 with `Retry-After`, and nothing mailed.
+#[tokio::test]
+async fn verification_resends_are_limited_per_email() {
+    let mut sink = SmtpSink::start().await;
+    let app = spawn_app_with(|s| {
+        with_mail(s, &sink);
+        s.auth.password_resets_per_hour = 2;
+    })
+    .await;
+    agent(&app, "agent@shop.test").await;
+    let session: Value = login(&app, "agent@shop.test", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let bearer = session["token"].as_str().unwrap().to_string();
+    let resend = || {
+        app.post("/api/auth/verify-email/resend")
+            .bearer_auth(&bearer)
+            .send()
+    };
+    for _ in 0..2 {
+        let resent: Value = resend().await.unwrap().json().await.unwrap();
+        assert_eq!(resent, json!({"sent": true}));
+        sink.next(MAIL_WAIT).await;
+    }
+    let third = resend().await.unwrap();
+    assert_eq!(third.status(), 429);
+    assert!(third.headers().contains_key(RETRY_AFTER));
+    assert!(sink.nothing_within(Duration::from_millis(500)).await);
+    // A reset request for the same address shares the bucket.
+    assert_eq!(ask_reset(&app, "agent@shop.test").await.status(), 429);
+}

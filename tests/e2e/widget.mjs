@@ -8,7 +8,8 @@
 //   SHIPPING_ANSWER, RETURNS_ANSWER  the answers to "Do you ship abroad?"
 //                    and "How do I return an item?"
 //   CAREFUL_PAGE     a page of a second tenant whose bot always asks "did
-//                    you mean" (caution 1) before answering
+//                    you mean" (caution 1) before answering, and whose
+//                    owner hid "Powered by Chatter"
 //   SCREENSHOT       optional: where to save a picture of the open widget
 // Exits 0 when everything a visitor should see was seen.
 import assert from "node:assert/strict";
@@ -50,6 +51,8 @@ try {
   await page.getByRole("button", { name: "Send" }).click();
   await log.getByText(EXPECTED_ANSWER).waitFor();
   await log.getByText("When are you open?").waitFor();
+  // The mark shows unless the owner hid it on a plan that allows it.
+  assert.ok(await page.getByText("Powered by Chatter").isVisible(), "the Powered by Chatter mark shows");
 
   // The panel fits the phone: nothing sticks out sideways.
   const panel = await page.getByRole("dialog", { name: "Chat" }).boundingBox();
@@ -155,6 +158,8 @@ try {
   await choice.click();
   await careful.getByRole("log").getByText(EXPECTED_ANSWER).waitFor();
   await careful.getByRole("log").getByText("What are your opening hours?").waitFor();
+  // This bot's owner hid the mark (a self-hosted server allows it).
+  assert.equal(await careful.getByText("Powered by Chatter").isVisible(), false, "the mark is hidden");
   await choices.getByRole("button").first().waitFor({ state: "detached" });
 
   console.log("widget e2e: every check passed");

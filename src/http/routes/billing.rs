@@ -51,6 +51,14 @@ pub struct WebhookAnswer {
     pub outcome: String,
 }
 
+/// Spends one of the tenant's Razorpay calls, or says how long to wait.
+fn razorpay_call(state: &AppState, schema: &SchemaName) -> Result<(), AppError> {
+    state
+        .razorpay_limits
+        .check(schema.as_str())
+        .map_err(AppError::TooManyRequests)
+}
+
 fn bounded(field: &str, value: &str, max: usize) -> Result<(), AppError> {
     if value.is_empty() || value.len() > max {
         return Err(AppError::BadRequest(format!(
@@ -103,6 +111,7 @@ pub async fn page(
         (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
         (status = 404, description = "`billing_off`: this server has no Razorpay keys", body = ErrorBody),
         (status = 409, description = "Already subscribed: change the plan instead", body = ErrorBody),
+        (status = 429, description = "Too many calls to Razorpay for this tenant; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "Razorpay did not answer", body = ErrorBody),
     )
 )]
@@ -112,6 +121,7 @@ pub async fn subscribe(
     ApiJson(body): ApiJson<PlanChoice>,
 ) -> Result<Json<Checkout>, AppError> {
     bounded("plan", &body.plan, 100)?;
+    razorpay_call(&state, &owner.tenant.schema)?;
     Ok(Json(
         state
             .billing
@@ -175,6 +185,7 @@ pub async fn checkout(
         (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
         (status = 404, description = "`billing_off`", body = ErrorBody),
         (status = 409, description = "No paid subscription to change", body = ErrorBody),
+        (status = 429, description = "Too many calls to Razorpay for this tenant; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "Razorpay did not answer", body = ErrorBody),
     )
 )]
@@ -184,6 +195,7 @@ pub async fn change_plan(
     ApiJson(body): ApiJson<PlanChoice>,
 ) -> Result<Json<Status>, AppError> {
     bounded("plan", &body.plan, 100)?;
+    razorpay_call(&state, &owner.tenant.schema)?;
     Ok(Json(
         state
             .billing
@@ -204,6 +216,7 @@ pub async fn change_plan(
         (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
         (status = 404, description = "`billing_off`", body = ErrorBody),
         (status = 409, description = "No paid subscription to cancel", body = ErrorBody),
+        (status = 429, description = "Too many calls to Razorpay for this tenant; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "Razorpay did not answer", body = ErrorBody),
     )
 )]
@@ -211,6 +224,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     Owner(owner): Owner,
 ) -> Result<Json<Status>, AppError> {
+    razorpay_call(&state, &owner.tenant.schema)?;
     Ok(Json(state.billing.cancel(&owner.tenant.schema).await?))
 }
 
@@ -225,6 +239,7 @@ pub async fn cancel(
         (status = 401, description = "No live token", body = ErrorBody),
         (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
         (status = 404, description = "`billing_off`", body = ErrorBody),
+        (status = 429, description = "Too many calls to Razorpay for this tenant; see `Retry-After`", body = ErrorBody),
         (status = 503, description = "Razorpay did not answer", body = ErrorBody),
     )
 )]
@@ -232,6 +247,7 @@ pub async fn invoices(
     State(state): State<AppState>,
     Owner(owner): Owner,
 ) -> Result<Json<Vec<Invoice>>, AppError> {
+    razorpay_call(&state, &owner.tenant.schema)?;
     Ok(Json(state.billing.invoices(&owner.tenant.schema).await?))
 }
 

@@ -41,7 +41,7 @@ pub async fn get_config(
         (status = 200, description = "The settings after the change", body = BotConfig),
         (status = 400, description = "A value out of range, or an unknown field", body = ErrorBody),
         (status = 401, description = "No live token", body = ErrorBody),
-        (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
+        (status = 403, description = "Not an owner of this tenant, or `plan_limit`: `show_branding: false` on a plan that keeps \"Powered by Chatter\"", body = ErrorBody),
     )
 )]
 pub async fn put_config(
@@ -50,6 +50,9 @@ pub async fn put_config(
     ApiJson(update): ApiJson<BotConfigUpdate>,
 ) -> Result<Json<BotConfig>, AppError> {
     let schema = &owner.tenant.schema;
+    if update.show_branding == Some(false) {
+        state.billing.check_branding_removal(schema).await?;
+    }
     let config = bot_config::update(&state.db, schema, update).await?;
     // This process answers with the new settings at once; others hear the NOTIFY.
     state.apply(&Signal::Event(ChangeEvent::BotConfig(schema.clone())));

@@ -79,8 +79,8 @@ pub async fn create(
     ApiJson(new): ApiJson<NewFaq>,
 ) -> Result<(StatusCode, Json<Faq>), AppError> {
     let schema = &owner.tenant.schema;
-    state.billing.check_faqs(schema, 1).await?;
-    let created = faq::create(&state.db, schema, new).await?;
+    let cap = state.billing.faq_cap(schema).await?;
+    let created = faq::create(&state.db, schema, new, cap.as_ref()).await?;
     changed(&state, schema);
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -240,8 +240,8 @@ pub async fn import(
 ) -> Result<Json<ImportResult>, AppError> {
     let schema = &owner.tenant.schema;
     let faqs = faq::parse_import(&body)?;
-    state.billing.check_faqs(schema, faqs.len()).await?;
-    let imported = faq::import(&state.db, schema, &faqs).await?;
+    let cap = state.billing.faq_cap(schema).await?;
+    let imported = faq::import(&state.db, schema, &faqs, cap.as_ref()).await?;
     changed(&state, schema);
     Ok(Json(ImportResult { imported }))
 }

@@ -60,7 +60,7 @@ pub async fn list(
         (status = 201, description = "Added", body = MemberSummary),
         (status = 400, description = "A bad email or role", body = ErrorBody),
         (status = 401, description = "No live token", body = ErrorBody),
-        (status = 403, description = "Not an owner of this tenant", body = ErrorBody),
+        (status = 403, description = "Not an owner of this tenant, or `plan_limit`: the plan has no room for another member", body = ErrorBody),
         (status = 404, description = "No user with that email", body = ErrorBody),
         (status = 409, description = "A member already", body = ErrorBody),
     )
@@ -71,7 +71,8 @@ pub async fn add(
     ApiJson(body): ApiJson<NewMemberRequest>,
 ) -> Result<(StatusCode, Json<MemberSummary>), AppError> {
     let role: Role = body.role.parse()?;
-    let added = members::add(&state.db, owner.tenant.id, &body.email, role).await?;
+    let cap = state.billing.member_cap(&owner.tenant.schema).await?;
+    let added = members::add(&state.db, owner.tenant.id, &body.email, role, cap.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(added)))
 }
 

@@ -257,18 +257,17 @@ pub async fn create_user(
         (None, None) => None,
         _ => return Err(AppError::BadRequest("give tenant and role together".into())),
     };
-    if let Some((tenant, _)) = membership
-        && let Ok(schema) = crate::db::SchemaName::parse(tenant)
-    {
-        state.billing.check_members(&schema, &body.email).await?;
-    }
+    let cap = match membership.map(|(tenant, _)| crate::db::SchemaName::parse(tenant)) {
+        Some(Ok(schema)) => state.billing.member_cap(&schema).await?,
+        _ => None,
+    };
     let new = NewUser {
         email: &body.email,
         password: &body.password,
         is_operator: body.is_operator,
         membership,
     };
-    users::create_user(&state.db, new).await?;
+    users::create_user_within(&state.db, new, cap.as_ref()).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -297,10 +296,11 @@ pub async fn set_membership(
         .as_deref()
         .ok_or_else(|| AppError::BadRequest("role is required: owner or agent".into()))?
         .parse()?;
-    if let Ok(schema) = crate::db::SchemaName::parse(&body.tenant) {
-        state.billing.check_members(&schema, &body.email).await?;
-    }
-    users::set_membership(&state.db, &body.email, &body.tenant, role).await?;
+    let cap = match crate::db::SchemaName::parse(&body.tenant) {
+        Ok(schema) => state.billing.member_cap(&schema).await?,
+        Err(_) => None,
+    };
+    users::set_membership(&state.db, &body.email, &body.tenant, role, cap.as_ref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -20,6 +20,9 @@ pub struct WidgetConfig {
     pub chat_open: bool,
     /// The owner's words for a closed chat; only when `chat_open` is false.
     pub unavailable_reply: Option<String>,
+    /// Whether to show "Powered by Chatter": unless the owner turned it
+    /// off on a plan that allows it.
+    pub branding: bool,
 }
 
 /// The bot's public face, for the widget before the visitor types.
@@ -37,10 +40,11 @@ pub async fn config(
         state.bot_configs.get(&tenant.schema),
         state.billing.entitlement(&tenant.schema)
     );
-    let config = config?;
-    let chat_open = entitlement?.chat_open(state.billing.now());
+    let (config, entitlement) = (config?, entitlement?);
+    let chat_open = entitlement.chat_open(state.billing.now());
     Ok(Json(WidgetConfig {
         chat_open,
+        branding: config.show_branding || !entitlement.limits.remove_branding,
         unavailable_reply: (!chat_open).then(|| config.unavailable_reply.clone()),
         client_id: tenant.schema.to_string(),
         bot_name: config.bot_name.clone(),
