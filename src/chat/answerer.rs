@@ -15,6 +15,7 @@ use crate::db::{Db, SchemaName};
 use crate::engine::index::FaqIndex;
 use crate::engine::index_cache::{IndexCache, IndexCacheStats};
 use crate::engine::question_cache::{Normalise, QuestionCache};
+use crate::engine::worker::EmbeddingQueue;
 use crate::engine::{Engine, EngineError};
 use crate::faq;
 
@@ -92,7 +93,8 @@ fn is_invisible(c: char) -> bool {
 pub struct Answerer {
     db: Db,
     engine: Arc<Engine>,
-    indexes: IndexCache,
+    /// Shared with the tasks that build indexes (see `index`).
+    indexes: Arc<IndexCache>,
     /// Embeddings of questions asked before, per tenant: a repeated
     /// question costs no inference (never the answer: that is decided
     /// against the current index every time).
@@ -117,7 +119,7 @@ impl Answerer {
         Self {
             db,
             engine,
-            indexes: IndexCache::new(settings.index_cache_bytes),
+            indexes: Arc::new(IndexCache::new(settings.index_cache_bytes)),
             // The text is only whitespace-normalised: that leaves the
             // tokens, and so the vector, unchanged for any model.
             questions: QuestionCache::new(settings.question_cache_bytes, Normalise::Whitespace),
@@ -295,12 +297,41 @@ impl Answerer {
                 .insert(schema, model_id, message, Arc::clone(&vector));
             Ok::<_, EngineError>(vector)
         };
-        let index = self
-            .indexes
-            .get_or_build(schema, || faq::load_index(&self.db, schema, &queue));
+        let index = self.index(schema, &queue);
         let bot = self.bot_configs.get(schema);
         let (vector, index, bot) = tokio::join!(embed, index, bot);
         Ok((vector?, index?, bot?))
+    }
+
+    /// The tenant's index; a missing one is built in a task of its own. A
+    /// build inside the request was cancelled with it: a visitor who gave up,
+    /// or the request timeout, threw away the FAQs embedded so far, and the
+    /// next question started again from nothing, so a tenant whose new FAQs
+    /// took longer to embed than visitors waited never got an index (found
+    /// by bench/citus.sh: its chat runs answered nothing).
+    async fn index(
+        &self,
+        schema: &SchemaName,
+        queue: &EmbeddingQueue,
+    ) -> Result<Arc<FaqIndex>, faq::FaqError> {
+        if let Some(hit) = self.indexes.get(schema) {
+            return Ok(hit);
+        }
+        let (indexes, db, queue, schema) = (
+            Arc::clone(&self.indexes),
+            self.db.clone(),
+            queue.clone(),
+            schema.clone(),
+        );
+        tokio::spawn(async move {
+            indexes
+                .get_or_build(&schema, || faq::load_index(&db, &schema, &queue))
+                .await
+        })
+        .await
+        .map_err(|e| {
+            faq::FaqError::Engine(EngineError::Failed(format!("the index build stopped: {e}")))
+        })?
     }
 
     /// Which of the tenant's FAQs the bot confuses (`faq_health`).
