@@ -248,7 +248,7 @@ move_under_chat() {
   RATE=$move_rate python3 bench/move_probe.py "http://127.0.0.1:$port" "$mover" "$run/stop" "$run/marks" \
     >"$run/probe.json" &
   probe=$!
-  sleep 5
+  sleep 8
   now >"$run/marks"
   cli "$citus_url" tenant move "$mover" "$to" --mode "$mode" 2>&1 | sed 's/^/   /'
   now >>"$run/marks"

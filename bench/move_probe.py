@@ -12,7 +12,9 @@ one JSON line with, for the requests due before the move, during it and
 after it: how many, failed, p50, p99 and max latency (ms), and the longest
 gap between two answers that arrived in that window (at RATE 20/s, about
 50 ms when nothing pauses). Questions: bench/questions.txt (QUESTIONS), in
-turn, each a new visitor's first message.
+turn, each made unique by a number (so every one is inferred, before the move
+as during it: the tenant's question cache answers none), each a new
+visitor's first message.
 """
 import json
 import os
@@ -32,7 +34,7 @@ results = []  # (due, end, status)
 
 
 def ask(k, due):
-    body = json.dumps({"message": questions[k % len(questions)]}).encode()
+    body = json.dumps({"message": f"{questions[k % len(questions)]} #{tag}-{k}"}).encode()
     req = urllib.request.Request(url + "/api/chat", data=body, method="POST", headers={
         "Content-Type": "application/json", "X-Client-ID": client})
     try:
@@ -49,6 +51,7 @@ def ask(k, due):
 
 
 began = time.time()
+tag = int(began) % 100000
 threads = []
 k = 0
 while not os.path.exists(stop_file) and time.time() - began < max_seconds:
