@@ -9,6 +9,8 @@
 --                  by Zipf's law (rank r with weight 1/r^ZIPF_S, s = 1.1)
 --   spread         TENANTS tenants named tenant_0 .. (benches/tenancy.rs),
 --                  each request a random tenant and a random short question
+--   each           TENANTS tenants in turn (each wrk thread goes through
+--                  all), a random short question: warms every tenant
 -- benches/worker.rs builds the same texts for the worker alone.
 local mix = os.getenv("MIX") or "one20"
 local tenants = tonumber(os.getenv("TENANTS") or "20")
@@ -57,6 +59,8 @@ request = function()
     tenant, q = prefix .. "0", LONG .. " #" .. (thread_tag or 0) .. "-" .. counter
   elseif mix == "short-unique" then
     q = questions[math.random(1, #questions)] .. " #" .. (thread_tag or 0) .. "-" .. counter
+  elseif mix == "each" then
+    tenant, q = prefix .. ((counter - 1) % tenants), questions[math.random(1, #questions)]
   elseif mix == "zipf" then
     q = zipf()
   else

@@ -121,9 +121,97 @@ impl Trainer {
     }
 }
 
+/// What building a tenant's index needs, owned, so that a build can run on
+/// a task of its own (`Answerer::chat_index`).
+struct Build {
+    db: Db,
+    indexes: Arc<IndexCache>,
+    trainer: Arc<Trainer>,
+    queue: EmbeddingQueue,
+    /// Train a missing head now rather than in the background.
+    inline: bool,
+}
+
+impl Build {
+    /// Builds the tenant's index: with its stored head when that fits,
+    /// else with a head trained now (`inline`) or, meanwhile, by nearest
+    /// phrasing while one is trained in the background.
+    async fn index(&self, schema: &SchemaName) -> Result<FaqIndex, FaqError> {
+        let loaded = faq::load_index_deferred(&self.db, schema, &self.queue).await?;
+        let mut index = loaded.index;
+        match loaded.matcher {
+            MatcherSource::Rule => {}
+            MatcherSource::Stored => {
+                self.trainer.loaded.fetch_add(1, Ordering::Relaxed);
+            }
+            MatcherSource::Pending(pending) if self.inline => {
+                faq::train_into(&self.db, &mut index, pending).await?;
+                self.trainer.trained.fetch_add(1, Ordering::Relaxed);
+            }
+            MatcherSource::Pending(_) => self.train_in_background(schema),
+        }
+        Ok(index)
+    }
+
+    /// Trains and stores the tenant's head on a task of its own, then drops
+    /// the tenant's index, whose next build loads the head. Skipped while
+    /// the tenant has a training under way: the end of that one drops the
+    /// index, and the build after it sees whether the FAQs moved on.
+    ///
+    /// The task reads the FAQs' vectors again once its turn comes rather
+    /// than holding the build's: after an upgrade, every tenant's first
+    /// question queues a training, and a queue of schema names costs
+    /// nothing where a queue of vector sets could cost hundreds of MB.
+    fn train_in_background(&self, schema: &SchemaName) {
+        if !self.trainer.busy().insert(schema.clone()) {
+            return;
+        }
+        let schema = schema.clone();
+        let queue = self.queue.clone();
+        let trainer = Arc::clone(&self.trainer);
+        let indexes = Arc::clone(&self.indexes);
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            let result = async {
+                // Never closed: an error here cannot happen.
+                let _permit = trainer.permits.acquire().await;
+                match faq::load_index_deferred(&db, &schema, &queue)
+                    .await?
+                    .matcher
+                {
+                    MatcherSource::Pending(pending) => faq::train(&db, pending).await.map(|_| true),
+                    // Another server stored it meanwhile, or the FAQs
+                    // shrank below what a head needs: drop the index all
+                    // the same, so its next build sees that.
+                    MatcherSource::Stored | MatcherSource::Rule => Ok(false),
+                }
+            }
+            .await;
+            // Free before the drop, so the build that follows may train
+            // again if the FAQs changed during this fit.
+            trainer.busy().remove(&schema);
+            match result {
+                Ok(trained) => {
+                    if trained {
+                        trainer.trained.fetch_add(1, Ordering::Relaxed);
+                    }
+                    indexes.invalidate(&schema);
+                }
+                // The index keeps the nearest-phrasing rule; the next FAQ
+                // change tries again (not every question: a failing fit
+                // would fail on each).
+                Err(e) => {
+                    tracing::warn!(schema = %schema, error = %e, "the matcher was not trained")
+                }
+            }
+        });
+    }
+}
+
 pub struct Answerer {
     db: Db,
     engine: Arc<Engine>,
+    /// Shared with the tasks that build indexes (see `chat_index`).
     indexes: Arc<IndexCache>,
     trainer: Arc<Trainer>,
     /// Train a missing head before answering instead of in the background
@@ -349,9 +437,7 @@ impl Answerer {
                 .insert(schema, model_id, message, Arc::clone(&vector));
             Ok::<_, EngineError>(vector)
         };
-        let index = self.indexes.get_or_build(schema, || {
-            self.build_index(schema, &queue, self.train_inline)
-        });
+        let index = self.chat_index(schema, &queue);
         let bot = self.bot_configs.get(schema);
         let (vector, index, bot) = tokio::join!(embed, index, bot);
         Ok((vector?, index?, bot?))
@@ -360,90 +446,50 @@ impl Answerer {
     /// The tenant's index as it stands now (built if not held), its head
     /// trained on this task when none fits and the index is not held yet.
     pub async fn index(&self, schema: &SchemaName) -> Result<Arc<FaqIndex>, ChatError> {
-        let queue = self.engine.queue()?;
+        let build = self.build(self.engine.queue()?, true);
         Ok(self
             .indexes
-            .get_or_build(schema, || self.build_index(schema, &queue, true))
+            .get_or_build(schema, || build.index(schema))
             .await?)
     }
 
-    /// Builds the tenant's index: with its stored head when that fits,
-    /// else with a head trained now (`inline`) or, meanwhile, by nearest
-    /// phrasing while one is trained in the background.
-    async fn build_index(
+    /// The tenant's index for a visitor's question; a missing one is built
+    /// in a task of its own. A build inside the request was cancelled with
+    /// it: a visitor who gave up, or the request timeout, threw away the
+    /// FAQs embedded so far, and the next question started again from
+    /// nothing, so a tenant whose new FAQs took longer to embed than
+    /// visitors waited never got an index (found by bench/citus.sh: its
+    /// chat runs answered nothing).
+    async fn chat_index(
         &self,
         schema: &SchemaName,
         queue: &EmbeddingQueue,
-        inline: bool,
-    ) -> Result<FaqIndex, FaqError> {
-        let loaded = faq::load_index_deferred(&self.db, schema, queue).await?;
-        let mut index = loaded.index;
-        match loaded.matcher {
-            MatcherSource::Rule => {}
-            MatcherSource::Stored => {
-                self.trainer.loaded.fetch_add(1, Ordering::Relaxed);
-            }
-            MatcherSource::Pending(pending) if inline => {
-                faq::train_into(&self.db, &mut index, pending).await?;
-                self.trainer.trained.fetch_add(1, Ordering::Relaxed);
-            }
-            MatcherSource::Pending(_) => self.train_in_background(schema, queue),
+    ) -> Result<Arc<FaqIndex>, FaqError> {
+        if let Some(hit) = self.indexes.get(schema) {
+            return Ok(hit);
         }
-        Ok(index)
+        let build = self.build(queue.clone(), self.train_inline);
+        let schema = schema.clone();
+        tokio::spawn(async move {
+            build
+                .indexes
+                .get_or_build(&schema, || build.index(&schema))
+                .await
+        })
+        .await
+        .map_err(|e| {
+            FaqError::Engine(EngineError::Failed(format!("the index build stopped: {e}")))
+        })?
     }
 
-    /// Trains and stores the tenant's head on a task of its own, then drops
-    /// the tenant's index, whose next build loads the head. Skipped while
-    /// the tenant has a training under way: the end of that one drops the
-    /// index, and the build after it sees whether the FAQs moved on.
-    ///
-    /// The task reads the FAQs' vectors again once its turn comes rather
-    /// than holding the build's: after an upgrade, every tenant's first
-    /// question queues a training, and a queue of schema names costs
-    /// nothing where a queue of vector sets could cost hundreds of MB.
-    fn train_in_background(&self, schema: &SchemaName, queue: &EmbeddingQueue) {
-        if !self.trainer.busy().insert(schema.clone()) {
-            return;
+    fn build(&self, queue: EmbeddingQueue, inline: bool) -> Build {
+        Build {
+            db: self.db.clone(),
+            indexes: Arc::clone(&self.indexes),
+            trainer: Arc::clone(&self.trainer),
+            queue,
+            inline,
         }
-        let schema = schema.clone();
-        let queue = queue.clone();
-        let trainer = Arc::clone(&self.trainer);
-        let indexes = Arc::clone(&self.indexes);
-        let db = self.db.clone();
-        tokio::spawn(async move {
-            let result = async {
-                // Never closed: an error here cannot happen.
-                let _permit = trainer.permits.acquire().await;
-                match faq::load_index_deferred(&db, &schema, &queue)
-                    .await?
-                    .matcher
-                {
-                    MatcherSource::Pending(pending) => faq::train(&db, pending).await.map(|_| true),
-                    // Another server stored it meanwhile, or the FAQs
-                    // shrank below what a head needs: drop the index all
-                    // the same, so its next build sees that.
-                    MatcherSource::Stored | MatcherSource::Rule => Ok(false),
-                }
-            }
-            .await;
-            // Free before the drop, so the build that follows may train
-            // again if the FAQs changed during this fit.
-            trainer.busy().remove(&schema);
-            match result {
-                Ok(trained) => {
-                    if trained {
-                        trainer.trained.fetch_add(1, Ordering::Relaxed);
-                    }
-                    indexes.invalidate(&schema);
-                }
-                // The index keeps the nearest-phrasing rule; the next FAQ
-                // change tries again (not every question: a failing fit
-                // would fail on each).
-                Err(e) => {
-                    tracing::warn!(schema = %schema, error = %e, "the matcher was not trained")
-                }
-            }
-        });
     }
 
     /// Heads trained and loaded since start (for tests and metrics).

@@ -268,3 +268,65 @@ async fn a_graceful_stop_finishes_50_requests_in_flight() {
         "the server still accepts connections after stopping"
     );
 }
+
+/// A visitor who gives up while the tenant's new FAQs are being embedded
+/// does not cancel the embedding: the vectors are stored and the index
+/// kept, so the next visitor does not start again from nothing. Before,
+/// the build ran inside the request and died with it (bench/citus.sh's
+/// chat runs answered nothing: each wrk run ended, and so cancelled, the
+/// build the next run began again).
+#[tokio::test]
+async fn a_visitor_who_gives_up_does_not_cancel_the_faq_embedding() {
+    let queue = chatter::engine::worker::EmbeddingQueue::start(
+        Arc::new(Slow(Default::default())),
+        chatter::engine::worker::WorkerSettings {
+            max_batch: 32,
+            batch_wait: std::time::Duration::from_millis(1),
+            queue_capacity: 64,
+        },
+        Arc::default(),
+    )
+    .unwrap();
+    let app =
+        spawn_app_with_model(|_| {}, ModelChoice::Given(Arc::new(Engine::ready(queue)))).await;
+    app.create_tenant("patient", "Patient", None).await;
+    app.import_faqs(
+        "patient",
+        &[
+            ("When do you open?", "At nine."),
+            ("Do you deliver?", "Yes, in two days."),
+        ],
+    )
+    .await;
+    let embedded = "SELECT count(*) FROM patient.faqs WHERE embedding IS NOT NULL";
+    assert_eq!(
+        count(&app, embedded).await,
+        0,
+        "an import stores no vectors"
+    );
+
+    // The slow model takes 800 ms a batch; the visitor waits 200 ms.
+    let gave_up = app
+        .post("/api/chat")
+        .header("X-Client-ID", "patient")
+        .timeout(std::time::Duration::from_millis(200))
+        .json(&json!({"message": "when do you open"}))
+        .send()
+        .await;
+    assert!(
+        gave_up.as_ref().is_err_and(|e| e.is_timeout()),
+        "{gave_up:?}"
+    );
+
+    let schema = chatter::tenancy::SchemaName::parse("patient").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while count(&app, embedded).await < 2 || !app.state.answerer.index_cached(&schema) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the embedding died with the request: {} of 2 FAQs have vectors",
+            count(&app, embedded).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.state.answerer.index_cache_stats().builds, 1);
+}

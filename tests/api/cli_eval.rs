@@ -169,7 +169,7 @@ async fn live_tenant() -> (TestDb, String) {
         })
         .collect();
     let schema = SchemaName::parse(TENANT).unwrap();
-    faq::import(&handle, &schema, &faqs).await.unwrap();
+    faq::import(&handle, &schema, &faqs, None).await.unwrap();
     let ids: Vec<i64> = faq::list(&handle, &schema)
         .await
         .unwrap()

@@ -29,9 +29,14 @@ async fn app_with_faqs() -> TestApp {
             alternatives: vec![format!("Tell me about {t}"), format!("{t} please")],
         })
         .collect();
-    faq::import(&app.handle, &SchemaName::parse(TENANT).unwrap(), &faqs)
-        .await
-        .unwrap();
+    faq::import(
+        &app.handle,
+        &SchemaName::parse(TENANT).unwrap(),
+        &faqs,
+        None,
+    )
+    .await
+    .unwrap();
     app
 }
 
