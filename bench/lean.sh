@@ -35,7 +35,7 @@ admin="${CHATTER_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 duration="${DURATION:-10s}"
 rounds="${ROUNDS:-2}"
 mixes="${MIXES:-one20 one20-unique short-unique zipf}"
-worker_mixes="${WORKER_MIXES:-one20-unique short-unique zipf}"
+worker_mixes="${WORKER_MIXES-one20-unique short-unique zipf}"  # set and empty: no worker runs
 fixture=chatter_lean_fixture_20
 db_url() { echo "${admin%/*}/$1"; }
 newest="${!#}"
