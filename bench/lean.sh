@@ -22,7 +22,12 @@
 #   short-unique   20 tenants, short questions made unique (all inferred)
 #   zipf           20 tenants, 500 short questions by Zipf's law (s = 1.1);
 #                  then the exchanges stored against the replies wrk counted
-# and the memory: peak (VmHWM) and RSS when ready, RSS after the load.
+# and the memory: peak (VmHWM) and RSS when ready, RSS after the load; with
+# each mix the CPU time (user + system, /proc/PID/stat) per chat of the
+# server, of the PostgreSQL backends serving its database, and of
+# PostgreSQL's background processes (WAL writer, checkpointer...; shared
+# with whatever else uses the server). On 2 shared cores CPU per chat is
+# the steadier figure: everything spent outside inference is taken from it.
 # Then `cargo bench --bench worker` (the queue and model alone) for the
 # three mixes that infer, same 16 at once. Needs wrk, PostgreSQL on
 # 127.0.0.1:5432 and the model (CHATTER_TEST_MODEL_DIR).
@@ -90,8 +95,31 @@ messages() {
   psql -Atq "$(db_url "$db")" -c "$sql"
 }
 
+# ticks PID...: user + system clock ticks of those processes (gone ones: 0).
+ticks() {
+  local sum=0 p t
+  for p in "$@"; do
+    t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+    sum=$((sum + ${t:-0}))
+  done
+  echo "$sum"
+}
+pg_backends() {
+  psql -Atq "$admin" -c "SELECT pid FROM pg_stat_activity WHERE datname = '$db'"
+}
+pg_background() {
+  psql -Atq "$admin" -c "SELECT pid FROM pg_stat_activity WHERE backend_type <> 'client backend'"
+}
+
 run_wrk() { # MIX
-  local out
+  local out backends background server0 backends0 background0
+  backends=$(pg_backends)
+  background=$(pg_background)
+  server0=$(ticks "$pid")
+  # shellcheck disable=SC2086 # one pid a word
+  backends0=$(ticks $backends)
+  # shellcheck disable=SC2086
+  background0=$(ticks $background)
   out=$(MIX="$1" TENANTS=20 wrk -t2 -c16 -d"$duration" --latency -s bench/mix.lua \
     "http://127.0.0.1:$port")
   local rps p50 p99 total errors
@@ -100,8 +128,20 @@ run_wrk() { # MIX
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   total=$(echo "$out" | awk '/requests in/ {print $1}')
   errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+  # The pool connects lazily: backends that came during the run count from 0.
+  local server1 backends1 background1 hz
+  server1=$(ticks "$pid")
+  # shellcheck disable=SC2086
+  backends1=$(ticks $(pg_backends))
+  # shellcheck disable=SC2086
+  background1=$(ticks $background)
+  hz=$(getconf CLK_TCK)
   printf "  %-14s %8s chats/s  p50 %8s  p99 %8s  (%s replies, %s non-2xx)\n" \
     "$1" "$rps" "$p50" "$p99" "$total" "${errors:-0}"
+  awk -v s=$((server1 - server0)) -v b=$((backends1 - backends0)) \
+    -v g=$((background1 - background0)) -v n="$total" -v hz="$hz" 'BEGIN {
+      if (n > 0) printf "                 CPU per chat: server %.0f us, PostgreSQL backends %.0f us, PostgreSQL background %.0f us\n",
+        s / hz / n * 1e6, b / hz / n * 1e6, g / hz / n * 1e6 }'
   last_total=$total
   last_errors=${errors:-0}
 }

@@ -175,6 +175,11 @@ pub struct ChatSettings {
     /// used tenants' indexes are dropped beyond it and rebuilt from their
     /// stored vectors on their next question.
     pub index_cache_bytes: usize,
+    /// Exchanges stored in one transaction at most (group commit): those
+    /// that finish while the previous group commits wait for the next one,
+    /// and each chat is answered once its group committed. 1: every
+    /// exchange in a transaction of its own.
+    pub group_commit_max: usize,
     /// Fair use, token buckets: one visitor (a tenant and a client address)
     /// may send `visitor_burst` messages at once and earns
     /// `visitor_messages_per_minute` back a minute; then 429. Feedback has
@@ -491,6 +496,7 @@ impl Default for ChatSettings {
             max_message_chars: 2_000,
             question_cache_bytes: 8 * 1024 * 1024,
             index_cache_bytes: 64 * 1024 * 1024,
+            group_commit_max: 64,
             visitor_messages_per_minute: 20,
             visitor_burst: 10,
             tenant_messages_per_minute: 3_000,
@@ -1074,6 +1080,7 @@ mod tests {
             "max_message_chars",
             "question_cache_bytes",
             "index_cache_bytes",
+            "group_commit_max",
             "visitor_messages_per_minute",
             "visitor_burst",
             "tenant_messages_per_minute",
@@ -1159,6 +1166,7 @@ mod tests {
             "chat.max_message_chars",
             "chat.question_cache_bytes",
             "chat.index_cache_bytes",
+            "chat.group_commit_max",
             "chat.visitor_messages_per_minute",
             "chat.visitor_burst",
             "chat.tenant_messages_per_minute",

@@ -17,6 +17,13 @@ pub const METER: &str = "INSERT INTO usage AS u (month, conversations) VALUES ($
      WHERE $2::int IS NULL OR u.conversations < $2::int \
      RETURNING conversations";
 
+/// [`METER`] for a `TenantsTx` (several tenants in one transaction): the
+/// same statement, its table named with the tenant's schema.
+pub const METER_IN: &str = "INSERT INTO {tenant}.usage AS u (month, conversations) VALUES ($1, 1) \
+     ON CONFLICT (month) DO UPDATE SET conversations = u.conversations + 1 \
+     WHERE $2::int IS NULL OR u.conversations < $2::int \
+     RETURNING conversations";
+
 /// What to meter a new conversation against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meter {

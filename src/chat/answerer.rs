@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::billing::usage::Meter;
 use crate::billing::{Billing, month_of};
 use crate::bot_config::{BotConfig, BotConfigCache};
-use crate::chat::{self, Answer, ChatError, QuestionVector, Stored};
+use crate::chat::writer::{ExchangeWriter, WriterStats};
+use crate::chat::{self, Answer, ChatError, Exchange, QuestionVector, Stored};
 use crate::config::ChatSettings;
 use crate::db::{Db, SchemaName};
 use crate::engine::index::FaqIndex;
@@ -224,6 +225,9 @@ pub struct Answerer {
     bot_configs: Arc<BotConfigCache>,
     /// The tenant's plan and standing, cached like the bot's settings.
     billing: Arc<Billing>,
+    /// Stores exchanges in groups, one transaction for those that finish
+    /// together.
+    writer: ExchangeWriter,
     settings: ChatSettings,
 }
 
@@ -239,6 +243,7 @@ impl Answerer {
         settings: ChatSettings,
     ) -> Self {
         Self {
+            writer: ExchangeWriter::new(db.clone(), settings.group_commit_max),
             db,
             engine,
             indexes: Arc::new(IndexCache::new(settings.index_cache_bytes)),
@@ -331,8 +336,7 @@ impl Answerer {
                 vector: v,
                 model_id: &model_id,
             });
-        let stored = chat::store_exchange(
-            &self.db,
+        let exchange = Exchange::new(
             schema,
             chat::Asked {
                 session_id: question.session_id,
@@ -342,8 +346,8 @@ impl Answerer {
             },
             &answer,
             meter,
-        )
-        .await?;
+        );
+        let stored = self.writer.store(exchange).await?;
         let Some(stored) = stored else {
             if let Some(meter) = meter {
                 self.billing.mark_full(schema, meter.month);
@@ -534,6 +538,11 @@ impl Answerer {
     /// What the FAQ index cache holds and did (for tests and metrics).
     pub fn index_cache_stats(&self) -> IndexCacheStats {
         self.indexes.stats()
+    }
+
+    /// What the exchange writer did (tests and metrics).
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
     }
 
     /// Whether the tenant's FAQ index is held (tests).

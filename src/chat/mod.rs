@@ -5,8 +5,10 @@
 //! conversation) and the visitor's thumbs up or down on an answer.
 
 pub mod answerer;
+pub mod writer;
 
 pub use answerer::{Answerer, Nearest, Question, Reply, Trial, check_message};
+pub use writer::{ExchangeWriter, WriterStats};
 
 use crate::db::Db;
 use chrono::{DateTime, Utc};
@@ -242,6 +244,51 @@ pub struct Asked<'a> {
     pub vector: Option<QuestionVector<'a>>,
 }
 
+/// One exchange as it is stored: owned, so that it can wait for the
+/// group it is committed with (`writer`).
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub schema: SchemaName,
+    pub session_id: Option<String>,
+    pub origin: Option<String>,
+    pub message: String,
+    /// The visitor's message's vector, packed, and its model.
+    pub embedding: Option<Vec<u8>>,
+    pub embedding_model: Option<String>,
+    pub reply: String,
+    pub faq_id: Option<i64>,
+    pub score: f32,
+    /// Set for a billed tenant: a new conversation is counted against it.
+    pub meter: Option<Meter>,
+}
+
+impl Exchange {
+    pub fn new(
+        schema: &SchemaName,
+        asked: Asked<'_>,
+        answer: &Answer,
+        meter: Option<Meter>,
+    ) -> Self {
+        Self {
+            schema: schema.clone(),
+            session_id: asked.session_id.map(str::to_string),
+            origin: asked.origin.map(str::to_string),
+            message: asked.message.to_string(),
+            embedding: asked.vector.map(|v| packed::pack(v.vector)),
+            embedding_model: asked.vector.map(|v| v.model_id.to_string()),
+            reply: answer.reply.clone(),
+            faq_id: answer.faq_id,
+            score: answer.score,
+            meter,
+        }
+    }
+
+    /// The conversation it continues, if the visitor named a well-formed one.
+    fn continues(&self) -> Option<&str> {
+        self.session_id.as_deref().filter(|s| is_session_id(s))
+    }
+}
+
 /// Stores the visitor's message (with its vector, if given) and the bot's
 /// answer in the conversation of `session_id`, or in a new conversation
 /// with a new id when that one is missing, malformed or unknown here. A new
@@ -249,10 +296,9 @@ pub struct Asked<'a> {
 /// INSERT; at the month's limit nothing is stored and the answer is
 /// `Ok(None)`.
 ///
-/// Every chat pays this, so it keeps its round trips few (issue 17): each
-/// statement goes with its parameter types (`query_typed`: no separate
-/// prepare), and the conversation (with its meter) and the FAQ are looked
-/// up at once, pipelined on the one connection.
+/// In a transaction of its own: the chat stores through `writer`, which
+/// commits many exchanges at once and falls back to this for one that
+/// failed in its group.
 pub async fn store_exchange(
     db: &Db,
     schema: &SchemaName,
@@ -260,16 +306,21 @@ pub async fn store_exchange(
     answer: &Answer,
     meter: Option<Meter>,
 ) -> Result<Option<Stored>, DbError> {
+    store_alone(db, &Exchange::new(schema, asked, answer, meter)).await
+}
+
+/// `store_exchange` of an `Exchange`. Every chat paid this before the
+/// group commit, so it keeps its round trips few (issue 17): each
+/// statement goes with its parameter types (`query_typed`: no separate
+/// prepare), and the conversation (with its meter) and the FAQ are looked
+/// up at once, pipelined on the one connection.
+pub(crate) async fn store_alone(db: &Db, exchange: &Exchange) -> Result<Option<Stored>, DbError> {
     use tokio_postgres::types::Type;
-    let Asked {
-        session_id,
-        origin,
-        message,
-        vector,
-    } = asked;
-    let tx = db.tenant(schema).await?;
+    let tx = db.tenant(&exchange.schema).await?;
+    let origin = exchange.origin.as_deref();
+    let meter = exchange.meter;
     let conversation = async {
-        if let Some(id) = session_id.filter(|s| is_session_id(s)) {
+        if let Some(id) = exchange.continues() {
             let rows = tx
                 .query_typed(
                     "UPDATE conversations SET last_message_at = now() WHERE session_id = $1 RETURNING id",
@@ -312,7 +363,7 @@ pub async fn store_exchange(
     // commit) first, not in a subquery of the INSERT: Citus refuses
     // subqueries in INSERT ... VALUES.
     let faq = async {
-        let Some(id) = answer.faq_id else {
+        let Some(id) = exchange.faq_id else {
             return Ok(None);
         };
         let rows = tx
@@ -330,8 +381,6 @@ pub async fn store_exchange(
     let Some((session_id, conversation, month_count)) = conversation else {
         return Ok(None);
     };
-    let embedding = vector.map(|v| packed::pack(v.vector));
-    let embedding_model = vector.map(|v| v.model_id);
     let rows = tx
         .query_typed(
             "WITH inserted AS (INSERT INTO messages \
@@ -341,12 +390,12 @@ pub async fn store_exchange(
              SELECT id FROM inserted WHERE role = 'bot'",
             &[
                 (&conversation, Type::INT8),
-                (&message, Type::TEXT),
-                (&answer.reply, Type::TEXT),
+                (&exchange.message, Type::TEXT),
+                (&exchange.reply, Type::TEXT),
                 (&faq_id, Type::INT8),
-                (&answer.score, Type::FLOAT4),
-                (&embedding, Type::BYTEA),
-                (&embedding_model, Type::TEXT),
+                (&exchange.score, Type::FLOAT4),
+                (&exchange.embedding, Type::BYTEA),
+                (&exchange.embedding_model, Type::TEXT),
             ],
         )
         .await?;

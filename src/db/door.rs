@@ -9,6 +9,13 @@
 //! - `Shared` / `SharedTx`: the `public` schema's tables (always written
 //!   `public.x`), outside any tenant.
 //!
+//! - `TenantsTx`: one transaction writing rows of several tenants (the
+//!   chat's group commit, `chat::writer`). Its `search_path` is
+//!   `pg_catalog` alone, so no tenant table resolves unqualified; each
+//!   statement is fixed text (`&'static str`) naming its tables as
+//!   `{tenant}.table`, and the door puts the given tenant's checked,
+//!   quoted schema name there.
+//!
 //! Each owns its pooled connection, so a caller cannot reach the raw client
 //! or the pool. A transaction dropped before `commit` is rolled back before
 //! its connection serves anyone else.
@@ -55,6 +62,15 @@ impl Db {
             schema,
         )
         .await?)
+    }
+
+    /// A transaction whose statements each name their tenant (see
+    /// `TenantsTx`): for writes of several tenants committed at once.
+    pub async fn tenants(&self) -> Result<TenantsTx, DbError> {
+        let client = self.pool.get().await?;
+        Ok(TenantsTx(
+            OpenTx::begin(client, "BEGIN; SET LOCAL search_path TO pg_catalog").await?,
+        ))
     }
 
     /// A connection for the shared tables, outside any transaction.
@@ -372,6 +388,31 @@ impl Savepoint<'_> {
 }
 
 statements!(Savepoint<'_>);
+
+/// A transaction over several tenants' tables. See the module header.
+pub struct TenantsTx(OpenTx);
+
+/// Where a `TenantsTx` statement names its tenant's schema.
+pub const TENANT_PLACEHOLDER: &str = "{tenant}";
+
+impl TenantsTx {
+    /// Runs `sql` with every `{tenant}` replaced by `schema`, quoted: write
+    /// `{tenant}.conversations`, never a bare table name (it would not
+    /// resolve: the search path holds no tenant).
+    pub async fn query_typed_in(
+        &self,
+        schema: &SchemaName,
+        sql: &'static str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let sql = sql.replace(TENANT_PLACEHOLDER, &schema.quoted());
+        self.0.client().query_typed(&sql, params).await
+    }
+
+    pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
+        self.0.finish("COMMIT").await
+    }
+}
 
 /// A pooled connection for the shared tables, outside a transaction.
 pub struct Shared(Object);

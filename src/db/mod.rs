@@ -10,7 +10,7 @@ pub mod pool;
 pub mod schema_name;
 pub mod tls;
 
-pub use door::{Db, PoolStatus, Savepoint, Shared, SharedTx, Statements, TenantTx};
+pub use door::{Db, PoolStatus, Savepoint, Shared, SharedTx, Statements, TenantTx, TenantsTx};
 pub use pool::{Database, DbError, During};
 pub use schema_name::{SchemaName, SchemaNameError};
 

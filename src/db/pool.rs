@@ -33,6 +33,11 @@ pub enum DbError {
         what: String,
         source: tokio_postgres::Error,
     },
+    /// The COMMIT of a group of writes (`chat::writer`) failed in a way
+    /// that leaves its outcome unknown (the connection broke): the caller
+    /// may not assume either way, and nothing is written again for it.
+    #[error("the database did not confirm the commit: {0}")]
+    CommitUnknown(String),
     /// A statement that always returns a row returned none.
     #[error("the database returned no row for: {0}")]
     NoRow(&'static str),
@@ -118,7 +123,9 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
 impl Classify for DbError {
     fn kind(&self) -> Kind {
         match self {
-            DbError::Busy | DbError::Unreachable(_) => Kind::new(Class::Unavailable, "unavailable"),
+            DbError::Busy | DbError::Unreachable(_) | DbError::CommitUnknown(_) => {
+                Kind::new(Class::Unavailable, "unavailable")
+            }
             DbError::BadUrl(_) | DbError::Embedded(_) | DbError::NoRow(_) => Kind::internal(),
             // PostgreSQL refuses text with a NUL character (JSON's `\u0000`),
             // however it reached a query: the client's input, not our fault.

@@ -16,6 +16,7 @@ mod console;
 mod conversations;
 mod embedded;
 mod faq_tools;
+mod group_commit;
 mod health;
 mod helpers;
 mod index_budget;
