@@ -226,6 +226,7 @@ async fn write_group(db: &Db, group: &[Pending]) -> Result<Vec<Option<Stored>>, 
 async fn write_one(tx: &TenantsTx, exchange: &Exchange) -> Result<Option<Stored>, DbError> {
     let schema = &exchange.schema;
     let mut conversation = None;
+    let mut month_count = None;
     if let Some(id) = exchange.continues() {
         let rows = tx
             .query_typed_in(
@@ -246,13 +247,11 @@ async fn write_one(tx: &TenantsTx, exchange: &Exchange) -> Result<Option<Stored>
                 let limit = meter.limit_param();
                 let params: [(&(dyn ToSql + Sync), Type); 2] =
                     [(&meter.month, Type::DATE), (&limit, Type::INT4)];
-                if tx
-                    .query_typed_in(schema, usage::METER_IN, &params)
-                    .await?
-                    .is_empty()
-                {
+                let metered = tx.query_typed_in(schema, usage::METER_IN, &params).await?;
+                let Some(row) = metered.first() else {
                     return Ok(None);
-                }
+                };
+                month_count = Some(row.try_get::<_, i32>(0)?);
             }
             let id = new_session_id();
             let rows = tx
@@ -294,5 +293,6 @@ async fn write_one(tx: &TenantsTx, exchange: &Exchange) -> Result<Option<Stored>
     Ok(Some(Stored {
         session_id,
         message_id,
+        month_count,
     }))
 }
