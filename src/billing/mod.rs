@@ -442,13 +442,15 @@ impl Billing {
             return Err(BillingError::UnknownPlan(plan.to_string()));
         };
         let tx = self.db.shared_tx().await?;
+        // Citus refuses now() in DO UPDATE SET on a reference table;
+        // excluded.updated_at is the same now(), from the column's default.
         let updated = tx
             .execute(
                 "INSERT INTO public.subscriptions (tenant_id, plan, state, trial_ends_at, last_event_at) \
                  SELECT id, $2, $3, $4, $5 FROM public.tenants WHERE schema_name = $1 \
                  ON CONFLICT (tenant_id) DO UPDATE SET plan = excluded.plan, state = excluded.state, \
                  trial_ends_at = excluded.trial_ends_at, halted_since = NULL, \
-                 cancel_at_cycle_end = false, last_event_at = excluded.last_event_at, updated_at = now()",
+                 cancel_at_cycle_end = false, last_event_at = excluded.last_event_at, updated_at = excluded.updated_at",
                 &[&schema.as_str(), &plan, &state.as_str(), &trial_ends, &now],
             )
             .await?;

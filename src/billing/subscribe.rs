@@ -56,6 +56,7 @@ impl Billing {
         // grace) until the new one's events arrive.
         let trial_ends = ent.trial_ends_at;
         let tx = self.db.shared_tx().await?;
+        // excluded.updated_at, not now(): Citus refuses now() in DO UPDATE SET.
         let updated = tx
             .execute(
                 "INSERT INTO public.subscriptions (tenant_id, plan, state, razorpay_subscription_id, trial_ends_at) \
@@ -63,7 +64,7 @@ impl Billing {
                  ON CONFLICT (tenant_id) DO UPDATE SET plan = excluded.plan, \
                  razorpay_subscription_id = excluded.razorpay_subscription_id, \
                  trial_ends_at = coalesce(subscriptions.trial_ends_at, excluded.trial_ends_at), \
-                 cancel_at_cycle_end = false, last_paid_count = 0, updated_at = now()",
+                 cancel_at_cycle_end = false, last_paid_count = 0, updated_at = excluded.updated_at",
                 &[&schema.as_str(), &chosen.name, &sub.id, &trial_ends],
             )
             .await?;
