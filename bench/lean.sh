@@ -11,17 +11,28 @@
 #                                      nor fills up (bench/billed.toml), so
 #                                      every new conversation is metered
 #                                      against a limit (the usage row lock)
+#   bench/lean.sh BIN 'BIN#KEY=V,...'  the same build with [chat] settings
+#                                      changed, e.g. BIN#group_commit_max=1
+#                                      (one transaction per exchange)
 #
 # Each server gets a clone (CREATE DATABASE ... TEMPLATE) of a fixture of 20
-# tenants (bench_0 .. bench_19) with the same 50 FAQs, their vectors stored;
-# the fixture is made once (by NEW_BIN) and kept as chatter_lean_fixture_20
-# (FRESH=1 remakes it). Per server, each wrk run bounded by DURATION (10s),
+# tenants (bench_0 .. bench_19) with the same 50 FAQs, their vectors stored,
+# and a history of 2,000 conversations (4,000 messages) each, analysed, as
+# a site that has run for a while has: on empty tables each connection's
+# first plan for the foreign-key checks of a new message is a sequential
+# scan of `conversations`, kept for the connection's life, and a short run
+# then measures that scan growing with every chat (until autovacuum's next
+# ANALYZE) rather than the chat. The fixture is made once (by NEW_BIN) and
+# kept as chatter_lean_fixture_20_history (FRESH=1 remakes it). Per server, each wrk run bounded by DURATION (10s),
 # 16 connections (bench/mix.lua):
 #   one20          one tenant, the same 20-word question (question cache)
 #   one20-unique   one tenant, 20-word questions made unique (all inferred)
 #   short-unique   20 tenants, short questions made unique (all inferred)
 #   zipf           20 tenants, 500 short questions by Zipf's law (s = 1.1);
-#                  then the exchanges stored against the replies wrk counted
+#                  then the exchanges stored against the replies wrk counted.
+#                  Named twice or more in MIXES, it runs again on the same
+#                  server (zipf#2, zipf#3...): the question cache as a site
+#                  that has run for a while has it, not only a cold one
 # and the memory: peak (VmHWM) and RSS when ready, RSS after the load; with
 # each mix the CPU time (user + system, /proc/PID/stat) per chat of the
 # server, of the PostgreSQL backends serving its database, and of
@@ -39,12 +50,13 @@ model="${CHATTER_TEST_MODEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/chatter/gt_all_
 admin="${CHATTER_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 duration="${DURATION:-10s}"
 rounds="${ROUNDS:-2}"
-mixes="${MIXES:-one20 one20-unique short-unique zipf}"
+mixes="${MIXES:-one20 one20-unique short-unique zipf zipf zipf}"
 worker_mixes="${WORKER_MIXES-one20-unique short-unique zipf}"  # set and empty: no worker runs
-fixture=chatter_lean_fixture_20
+fixture=chatter_lean_fixture_20_history
 db_url() { echo "${admin%/*}/$1"; }
 newest="${!#}"
 newest="${newest#billed:}"
+newest="${newest%%#*}"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pid=""
@@ -76,6 +88,16 @@ if ! exists "$fixture"; then
   for i in $(seq 1 19); do
     echo "INSERT INTO bench_$i.faqs (question, answer, alternatives, embedding, model_id)
           SELECT question, answer, alternatives, embedding, model_id FROM bench_0.faqs ORDER BY id;"
+  done | psql -q "$url"
+  for i in $(seq 0 19); do
+    echo "INSERT INTO bench_$i.conversations (session_id, started_at, last_message_at)
+          SELECT 'history-' || g, now() - g * interval '1 minute', now() - g * interval '1 minute'
+          FROM generate_series(1, 2000) g;
+          INSERT INTO bench_$i.messages (conversation_id, role, text, created_at)
+          SELECT c.id, r.role, CASE r.role WHEN 'visitor' THEN 'do you ship to canada, question ' || c.id
+                                           ELSE 'We ship worldwide.' END, c.started_at
+          FROM bench_$i.conversations c CROSS JOIN (VALUES ('visitor'), ('bot')) r(role)
+          WHERE c.session_id LIKE 'history-%';"
   done | psql -q "$url"
   psql -q "$url" -c "VACUUM ANALYZE"
   psql -q "$admin" -c "ALTER DATABASE ${fixture}_new RENAME TO $fixture"
@@ -111,7 +133,7 @@ pg_background() {
   psql -Atq "$admin" -c "SELECT pid FROM pg_stat_activity WHERE backend_type <> 'client backend'"
 }
 
-run_wrk() { # MIX
+run_wrk() { # MIX LABEL
   local out backends background server0 backends0 background0
   backends=$(pg_backends)
   background=$(pg_background)
@@ -137,7 +159,7 @@ run_wrk() { # MIX
   background1=$(ticks $background)
   hz=$(getconf CLK_TCK)
   printf "  %-14s %8s chats/s  p50 %8s  p99 %8s  (%s replies, %s non-2xx)\n" \
-    "$1" "$rps" "$p50" "$p99" "$total" "${errors:-0}"
+    "$2" "$rps" "$p50" "$p99" "$total" "${errors:-0}"
   awk -v s=$((server1 - server0)) -v b=$((backends1 - backends0)) \
     -v g=$((background1 - background0)) -v n="$total" -v hz="$hz" 'BEGIN {
       if (n > 0) printf "                 CPU per chat: server %.0f us, PostgreSQL backends %.0f us, PostgreSQL background %.0f us\n",
@@ -146,12 +168,18 @@ run_wrk() { # MIX
   last_errors=${errors:-0}
 }
 
-serve() { # BIN or billed:BIN
-  local bin="${1#billed:}" config=bench/config.toml
+serve() { # [billed:]BIN[#KEY=V,...]
+  local spec="${1#billed:}" config=bench/config.toml
+  local bin="${spec%%#*}" chat=""
+  [ "$bin" = "$spec" ] || chat="${spec#*#}"
   local -a billing=()
-  if [ "$bin" != "$1" ]; then
+  if [ "$spec" != "$1" ] || [ -n "$chat" ]; then
     config=$(mktemp --suffix=.toml)
-    cat bench/config.toml bench/billed.toml > "$config"
+    # bench/config.toml ends in its [chat] table: the extra keys land there.
+    { cat bench/config.toml; echo "$chat" | tr ',' '\n'; } > "$config"
+  fi
+  if [ "$spec" != "$1" ]; then
+    cat bench/billed.toml >> "$config"
     billing=(RAZORPAY_KEY_ID=rzp_test_bench RAZORPAY_KEY_SECRET=bench_secret)
   fi
   db="chatter_lean_run_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
@@ -178,9 +206,12 @@ serve() { # BIN or billed:BIN
       -d '{"message":"warm up"}' "http://127.0.0.1:$port/api/chat"
   done
   mem "warm (20 indexes)"
+  local -A runs=() label
   for mix in $mixes; do
     local before; before=$(messages)
-    run_wrk "$mix"
+    runs[$mix]=$(( ${runs[$mix]:-0} + 1 ))
+    if [ "${runs[$mix]}" -gt 1 ]; then label="$mix#${runs[$mix]}"; else label=$mix; fi
+    run_wrk "$mix" "$label"
     sleep 0.5 # replies wrk stopped waiting for still land
     local stored=$(( ($(messages) - before) / 2 ))
     echo "                 exchanges stored: $stored for $last_total replies counted by wrk ($last_errors non-2xx)"
