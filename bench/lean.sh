@@ -133,8 +133,17 @@ pg_background() {
   psql -Atq "$admin" -c "SELECT pid FROM pg_stat_activity WHERE backend_type <> 'client backend'"
 }
 
+# The question cache's hits and misses so far ("- -" for a build without them).
+metrics_token=bench-lean
+lookups() {
+  curl -fs -H "Authorization: Bearer $metrics_token" "http://127.0.0.1:$port/metrics" |
+    awk '$1 == "chatter_question_cache_hits" {h = $2} $1 == "chatter_question_cache_misses" {m = $2}
+      END {print (h == "" ? "-" : h), (m == "" ? "-" : m)}' || echo "- -"
+}
+
 run_wrk() { # MIX LABEL
-  local out backends background server0 backends0 background0
+  local out backends background server0 backends0 background0 lookups0
+  lookups0=$(lookups)
   backends=$(pg_backends)
   background=$(pg_background)
   server0=$(ticks "$pid")
@@ -164,6 +173,13 @@ run_wrk() { # MIX LABEL
     -v g=$((background1 - background0)) -v n="$total" -v hz="$hz" 'BEGIN {
       if (n > 0) printf "                 CPU per chat: server %.0f us, PostgreSQL backends %.0f us, PostgreSQL background %.0f us\n",
         s / hz / n * 1e6, b / hz / n * 1e6, g / hz / n * 1e6 }'
+  local -a l
+  # shellcheck disable=SC2206 # four words: hits and misses before and after
+  l=($lookups0 $(lookups))
+  if [ "${l[0]}" != - ] && [ "${l[2]}" != - ]; then
+    awk -v h=$((l[2] - l[0])) -v m=$((l[3] - l[1])) 'BEGIN {
+      if (h + m > 0) printf "                 question cache: %d hits, %d misses (%.1f%% hits)\n", h, m, 100 * h / (h + m) }'
+  fi
   last_total=$total
   last_errors=${errors:-0}
 }
@@ -186,6 +202,7 @@ serve() { # [billed:]BIN[#KEY=V,...]
   psql -q "$admin" -c "CREATE DATABASE $db TEMPLATE $fixture"
   port=$(free_port)
   env "${billing[@]}" DATABASE_URL="$(db_url "$db")" DEBUG=True PORT="$port" CHATTER_HOST=127.0.0.1 \
+    CHATTER_METRICS_TOKEN="$metrics_token" \
     CHATTER_MODEL_PATH="$model" "$bin" --config "$config" serve \
     2>"/tmp/chatter-lean-$port.log" &
   pid=$!

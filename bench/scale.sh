@@ -19,7 +19,8 @@
 # 10,000) is made once and kept: the tenants by `cargo bench --bench tenancy` (BENCH_KEEP_DB), the 50
 # FAQs of bench/faqs.py imported (and embedded) into tenant_0 by the last
 # BIN, then copied with their vectors to every other tenant in bulk SQL.
-# FRESH=1 remakes it. The runs use it in place (chats add a few rows).
+# FRESH=1 remakes it; FIXTURE_ONLY=1 makes it and stops. The runs use it
+# in place (chats add a few rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -81,11 +82,15 @@ SQL
   psql -q "$admin" -c "ALTER DATABASE $name RENAME TO $fixture"
   echo "fixture made in $(( $(date +%s) - started )) s"
 fi
+# FIXTURE_ONLY=1: make the fixture (e.g. while the machine is busy), run nothing.
+[ -z "${FIXTURE_ONLY:-}" ] || exit 0
 
 rss() { awk '/^VmRSS:/ {print int($2/1024)}' "/proc/$pid/status"; }
 hwm() { awk '/^VmHWM:/ {print int($2/1024)}' "/proc/$pid/status"; }
+# The scrape token the servers are started with (a bench's own, on loopback).
+metrics_token=bench-scale
 gauges() {
-  curl -fs "http://127.0.0.1:$port/metrics" |
+  curl -fs -H "Authorization: Bearer $metrics_token" "http://127.0.0.1:$port/metrics" |
     grep -E '^chatter_(index_cache_bytes|index_cache_tenants|index_builds|index_evictions|question_cache_bytes) ' |
     awk '{printf "%s %s  ", $1, $2} END {print ""}' || true
 }
@@ -94,7 +99,7 @@ measure() {
   local bin="$1"
   port=$(free_port)
   DATABASE_URL="$url" DEBUG=True PORT="$port" CHATTER_HOST=127.0.0.1 CHATTER_MODEL_PATH="$model" \
-    "$bin" --config bench/config.toml serve 2>"/tmp/chatter-scale-$port.log" &
+    CHATTER_METRICS_TOKEN="$metrics_token" "$bin" --config bench/config.toml serve 2>"/tmp/chatter-scale-$port.log" &
   pid=$!
   local tries=0
   until curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; do

@@ -463,6 +463,38 @@ async fn measure(
         "  top-1 with the threshold off: {:.1}%",
         pct(top1.right, top1.total())
     );
+    // As a restarted server answers: the head trained, stored in half
+    // precision (`matcher_weights`), and loaded back.
+    if let faq::MatcherSource::Pending(pending) = faq::load_index_deferred(pool, &schema, queue)
+        .await?
+        .matcher
+    {
+        faq::train(pool, pending).await?;
+    }
+    let reloaded = faq::load_index_deferred(pool, &schema, queue).await?;
+    if matches!(reloaded.matcher, faq::MatcherSource::Stored) {
+        let run = Run {
+            index: &reloaded.index,
+            chat: &chat,
+            by_question: &by_question,
+        };
+        let (t, o, top1) = (
+            run.tally(&questions, &bot),
+            run.tally(&oos, &bot),
+            run.tally(&questions, &off),
+        );
+        let (n, m) = (t.total(), o.total());
+        println!(
+            "  stored (f16) weights: right {:.1}%  wrong {:.1}%  resolved {:.1}%  | out-of-scope answered {:.1}%  | top-1 {:.1}%",
+            pct(t.right, n),
+            pct(t.wrong, n),
+            pct(t.right + t.clarify_right, n),
+            pct(o.wrong, m),
+            pct(top1.right, top1.total()),
+        );
+    } else {
+        println!("  stored (f16) weights: none were stored (too little data for a head)");
+    }
     for (settings, caution) in grid() {
         let index = faq::load_index_with(pool, &schema, queue, settings).await?;
         let run = Run {

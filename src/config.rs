@@ -494,7 +494,7 @@ impl Default for ChatSettings {
             suggestion_margin: 0.10,
             max_suggestions: 3,
             max_message_chars: 2_000,
-            question_cache_bytes: 8 * 1024 * 1024,
+            question_cache_bytes: 16 * 1024 * 1024,
             index_cache_bytes: 64 * 1024 * 1024,
             group_commit_max: 64,
             visitor_messages_per_minute: 20,

@@ -72,6 +72,9 @@ pub struct ScrapeGauges {
     pub index_evictions: u64,
     /// Bytes of question embeddings held against `chat.question_cache_bytes`.
     pub question_cache_bytes: usize,
+    /// Questions found in that cache, and not found (embedded), since start.
+    pub question_cache_hits: u64,
+    pub question_cache_misses: u64,
     /// Learned matchers trained, and loaded from their stored weights
     /// instead, since start.
     pub matcher_trainings: u64,
@@ -95,6 +98,8 @@ pub struct Metrics {
     index_builds: Gauge,
     index_evictions: Gauge,
     question_cache_bytes: Gauge,
+    question_cache_hits: Gauge,
+    question_cache_misses: Gauge,
     matcher_trainings: Gauge,
     matcher_loads: Gauge,
 }
@@ -195,6 +200,16 @@ impl Metrics {
             "question_cache_bytes",
             "Bytes of question embeddings held (bounded by chat.question_cache_bytes)",
         );
+        let question_cache_hits = gauge(
+            &mut registry,
+            "question_cache_hits",
+            "Chat questions since start whose embedding was in the question cache",
+        );
+        let question_cache_misses = gauge(
+            &mut registry,
+            "question_cache_misses",
+            "Chat questions since start that were embedded (not in the question cache)",
+        );
         let matcher_trainings = gauge(
             &mut registry,
             "matcher_trainings",
@@ -213,6 +228,8 @@ impl Metrics {
             index_builds,
             index_evictions,
             question_cache_bytes,
+            question_cache_hits,
+            question_cache_misses,
             registry,
             requests,
             latency,
@@ -277,6 +294,10 @@ impl Metrics {
             .set(i64::try_from(gauges.index_evictions).unwrap_or(i64::MAX));
         self.question_cache_bytes
             .set(saturating_i64(gauges.question_cache_bytes));
+        self.question_cache_hits
+            .set(i64::try_from(gauges.question_cache_hits).unwrap_or(i64::MAX));
+        self.question_cache_misses
+            .set(i64::try_from(gauges.question_cache_misses).unwrap_or(i64::MAX));
         self.matcher_trainings
             .set(i64::try_from(gauges.matcher_trainings).unwrap_or(i64::MAX));
         self.matcher_loads
@@ -340,6 +361,8 @@ mod tests {
                 index_builds: 5,
                 index_evictions: 1,
                 question_cache_bytes: 1536,
+                question_cache_hits: 40,
+                question_cache_misses: 11,
                 matcher_trainings: 2,
                 matcher_loads: 9,
             })
@@ -349,6 +372,8 @@ mod tests {
         assert!(out.contains("chatter_index_builds 5"), "{out}");
         assert!(out.contains("chatter_index_evictions 1"), "{out}");
         assert!(out.contains("chatter_question_cache_bytes 1536"), "{out}");
+        assert!(out.contains("chatter_question_cache_hits 40"), "{out}");
+        assert!(out.contains("chatter_question_cache_misses 11"), "{out}");
         assert!(out.contains("chatter_matcher_trainings 2"), "{out}");
         assert!(out.contains("chatter_matcher_loads 9"), "{out}");
         assert!(out.contains("chatter_embedding_queue_depth 7"), "{out}");

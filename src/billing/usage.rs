@@ -1,27 +1,32 @@
 //! Conversations started per calendar month (UTC), in the tenant's own
-//! `usage` table. The count is bumped by [`METER`], sent in the same round
-//! trip as the conversation's INSERT (pipelined): under the plan's limit
-//! it returns the new count; at the limit it returns no row and the
-//! caller rolls the conversation back. No extra round trip per message,
-//! and none at all for a message in an existing conversation.
+//! `usage` table. A billed tenant's new conversation is counted in the
+//! transaction that stores it (`chat::writer`), so a rolled-back exchange
+//! is never counted: under the plan's limit the statement returns the new
+//! count; at the limit it returns no row and nothing is stored. No extra
+//! round trip per message, and none at all for a message in an existing
+//! conversation.
 
 use chrono::NaiveDate;
 
 use crate::db::{Db, DbError, SchemaName};
 
-/// `$1`: the month (its first day), `$2`: the limit (NULL: none).
-/// Returns the month's count after this conversation, or no row when the
-/// limit is reached.
-pub const METER: &str = "INSERT INTO usage AS u (month, conversations) VALUES ($1, 1) \
+/// Counts one new conversation, for a `TenantsTx` (the table named with
+/// the tenant's schema). `$1`: the month (its first day), `$2`: the limit
+/// (NULL: none). Returns the month's count after this conversation, or no
+/// row when the limit is reached.
+pub const METER_IN: &str = "INSERT INTO {tenant}.usage AS u (month, conversations) VALUES ($1, 1) \
      ON CONFLICT (month) DO UPDATE SET conversations = u.conversations + 1 \
      WHERE $2::int IS NULL OR u.conversations < $2::int \
      RETURNING conversations";
 
-/// [`METER`] for a `TenantsTx` (several tenants in one transaction): the
-/// same statement, its table named with the tenant's schema.
-pub const METER_IN: &str = "INSERT INTO {tenant}.usage AS u (month, conversations) VALUES ($1, 1) \
-     ON CONFLICT (month) DO UPDATE SET conversations = u.conversations + 1 \
-     WHERE $2::int IS NULL OR u.conversations < $2::int \
+/// Counts `$3` new conversations at once, all or none (a group of chats,
+/// `chat::writer`): the month's count after them, or no row when they do
+/// not all fit under the limit `$2` (the group is then stored again one
+/// exchange at a time, with [`METER_IN`]).
+pub const METER_MANY_IN: &str = "INSERT INTO {tenant}.usage AS u (month, conversations) \
+     SELECT $1, $3::int WHERE $2::int IS NULL OR $3::int <= $2::int \
+     ON CONFLICT (month) DO UPDATE SET conversations = u.conversations + $3::int \
+     WHERE $2::int IS NULL OR u.conversations + $3::int <= $2::int \
      RETURNING conversations";
 
 /// What to meter a new conversation against.

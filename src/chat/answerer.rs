@@ -436,10 +436,10 @@ impl Answerer {
                 return Ok(vector);
             }
             let mut vectors = queue.embed(vec![message.to_string()]).await?;
-            let vector: Arc<[f32]> = vectors.pop().ok_or(EngineError::Stopped)?.into();
-            self.questions
-                .insert(schema, model_id, message, Arc::clone(&vector));
-            Ok::<_, EngineError>(vector)
+            let vector = vectors.pop().ok_or(EngineError::Stopped)?;
+            // Answered with the vector the cache keeps (rounded), so the
+            // next ask of the same question gets the same answer.
+            Ok::<_, EngineError>(self.questions.insert(schema, model_id, message, &vector))
         };
         let index = self.chat_index(schema, &queue);
         let bot = self.bot_configs.get(schema);
@@ -533,6 +533,11 @@ impl Answerer {
     /// Bytes the question cache holds (for tests and metrics).
     pub fn question_cache_bytes(&self) -> usize {
         self.questions.bytes()
+    }
+
+    /// Questions the cache had, and had not, since start (for metrics).
+    pub fn question_cache_lookups(&self) -> (u64, u64) {
+        self.questions.lookups()
     }
 
     /// What the FAQ index cache holds and did (for tests and metrics).

@@ -16,7 +16,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 use crate::billing::BillingError;
-use crate::billing::usage::{self, Meter};
+use crate::billing::usage::Meter;
 use crate::bot_config::BotConfig;
 use crate::config::ChatSettings;
 use crate::db::DbError;
@@ -287,128 +287,6 @@ impl Exchange {
     fn continues(&self) -> Option<&str> {
         self.session_id.as_deref().filter(|s| is_session_id(s))
     }
-}
-
-/// Stores the visitor's message (with its vector, if given) and the bot's
-/// answer in the conversation of `session_id`, or in a new conversation
-/// with a new id when that one is missing, malformed or unknown here. A new
-/// conversation of a billed tenant is metered against `meter` in the same round trip as its
-/// INSERT; at the month's limit nothing is stored and the answer is
-/// `Ok(None)`.
-///
-/// In a transaction of its own: the chat stores through `writer`, which
-/// commits many exchanges at once and falls back to this for one that
-/// failed in its group.
-pub async fn store_exchange(
-    db: &Db,
-    schema: &SchemaName,
-    asked: Asked<'_>,
-    answer: &Answer,
-    meter: Option<Meter>,
-) -> Result<Option<Stored>, DbError> {
-    store_alone(db, &Exchange::new(schema, asked, answer, meter)).await
-}
-
-/// `store_exchange` of an `Exchange`. Every chat paid this before the
-/// group commit, so it keeps its round trips few (issue 17): each
-/// statement goes with its parameter types (`query_typed`: no separate
-/// prepare), and the conversation (with its meter) and the FAQ are looked
-/// up at once, pipelined on the one connection.
-pub(crate) async fn store_alone(db: &Db, exchange: &Exchange) -> Result<Option<Stored>, DbError> {
-    use tokio_postgres::types::Type;
-    let tx = db.tenant(&exchange.schema).await?;
-    let origin = exchange.origin.as_deref();
-    let meter = exchange.meter;
-    let conversation = async {
-        if let Some(id) = exchange.continues() {
-            let rows = tx
-                .query_typed(
-                    "UPDATE conversations SET last_message_at = now() WHERE session_id = $1 RETURNING id",
-                    &[(&id, Type::TEXT)],
-                )
-                .await?;
-            if let Some(row) = rows.first() {
-                return Ok::<_, DbError>(Some((id.to_string(), row.try_get::<_, i64>(0)?, None)));
-            }
-        }
-        let id = new_session_id();
-        // Pipelined: both statements leave in one round trip. The meter
-        // runs first; at the limit it returns no row, and the transaction
-        // (the conversation with it) is rolled back.
-        let insert_params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
-            [(&id, Type::TEXT), (&origin, Type::TEXT)];
-        let insert = tx.query_typed(
-            "INSERT INTO conversations (session_id, origin) VALUES ($1, $2) RETURNING id",
-            &insert_params,
-        );
-        let (rows, count) = match meter {
-            Some(meter) => {
-                let limit = meter.limit_param();
-                let meter_params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
-                    [(&meter.month, Type::DATE), (&limit, Type::INT4)];
-                let (metered, inserted) =
-                    tokio::join!(tx.query_typed(usage::METER, &meter_params), insert);
-                let Some(count) = metered?.first().map(|row| row.try_get::<_, i32>(0)) else {
-                    return Ok(None);
-                };
-                (inserted?, Some(count?))
-            }
-            None => (insert.await?, None),
-        };
-        let row = rows.first().ok_or(DbError::NoRow("a new conversation"))?;
-        Ok(Some((id, row.try_get(0)?, count)))
-    };
-    // The FAQ may have been deleted since the index was built: keep the
-    // message, drop the link. Looked up (and kept from deletion until we
-    // commit) first, not in a subquery of the INSERT: Citus refuses
-    // subqueries in INSERT ... VALUES.
-    let faq = async {
-        let Some(id) = exchange.faq_id else {
-            return Ok(None);
-        };
-        let rows = tx
-            .query_typed(
-                "SELECT id FROM faqs WHERE id = $1 FOR KEY SHARE",
-                &[(&id, Type::INT8)],
-            )
-            .await?;
-        rows.first()
-            .map(|row| row.try_get::<_, i64>(0))
-            .transpose()
-            .map_err(DbError::from)
-    };
-    let (conversation, faq_id) = tokio::try_join!(conversation, faq)?;
-    let Some((session_id, conversation, month_count)) = conversation else {
-        return Ok(None);
-    };
-    let rows = tx
-        .query_typed(
-            "WITH inserted AS (INSERT INTO messages \
-             (conversation_id, role, text, faq_id, score, embedding, embedding_model) VALUES \
-             ($1, 'visitor', $2, NULL, NULL, $6, $7), \
-             ($1, 'bot', $3, $4, $5, NULL, NULL) RETURNING id, role) \
-             SELECT id FROM inserted WHERE role = 'bot'",
-            &[
-                (&conversation, Type::INT8),
-                (&exchange.message, Type::TEXT),
-                (&exchange.reply, Type::TEXT),
-                (&faq_id, Type::INT8),
-                (&exchange.score, Type::FLOAT4),
-                (&exchange.embedding, Type::BYTEA),
-                (&exchange.embedding_model, Type::TEXT),
-            ],
-        )
-        .await?;
-    let message_id = rows
-        .first()
-        .ok_or(DbError::NoRow("the stored messages"))?
-        .try_get(0)?;
-    tx.commit().await?;
-    Ok(Some(Stored {
-        session_id,
-        message_id,
-        month_count,
-    }))
 }
 
 /// Messages a reload shows at most: the latest ones.

@@ -15,17 +15,22 @@
 //! broke) is not retried: that could store the group twice; every chat of
 //! it fails with `DbError::CommitUnknown`. A billed tenant's meter is
 //! bumped inside the same transaction as its conversation, so it rolls
-//! back and is retried with it: the count stays exact.
+//! back and is retried with it: the count stays exact. In a group it is
+//! bumped last, once per tenant: the meter row is the one row every
+//! group of a busy tenant writes, and a row lock taken last is held only
+//! for the COMMIT (measured in bench/README.md, issue 13).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use futures_util::future::try_join_all;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_postgres::types::{ToSql, Type};
 
-use crate::billing::usage;
-use crate::chat::{Exchange, Stored, new_session_id, store_alone};
+use crate::billing::usage::{self, Meter};
+use crate::chat::{Exchange, Stored, new_session_id};
 use crate::db::{Db, DbError, TenantsTx};
+use crate::tenancy::SchemaName;
 
 /// Groups committing at once. Two: while one waits for its WAL flush,
 /// the next gathers and runs its statements; PostgreSQL merges the
@@ -152,6 +157,10 @@ async fn run(
 enum GroupFailure {
     /// Before COMMIT: the transaction is rolled back, nothing of it stored.
     Before(DbError),
+    /// A billed tenant's new conversations did not all fit under its
+    /// month's limit: rolled back, and each stored alone, which counts
+    /// them one by one up to the limit.
+    MonthFull,
     /// At COMMIT: stored or not, nobody can tell.
     AtCommit(DbError),
 }
@@ -187,9 +196,11 @@ async fn store_group(db: &Db, mut group: Vec<Pending>, counters: &Counters) {
                 let _ = pending.done.send(Err(e));
             }
         }
-        Err(GroupFailure::Before(e)) => {
+        Err(failure @ (GroupFailure::Before(_) | GroupFailure::MonthFull)) => {
             counters.failed_groups.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(exchanges = group.len(), error = %e, "a group of chat exchanges failed; storing each alone");
+            if let GroupFailure::Before(e) = failure {
+                tracing::warn!(exchanges = group.len(), error = %e, "a group of chat exchanges failed; storing each alone");
+            }
             let alone = group.into_iter().map(|pending| async move {
                 let stored = store_alone(db, &pending.exchange).await;
                 counters.alone.fetch_add(1, Ordering::Relaxed);
@@ -200,99 +211,296 @@ async fn store_group(db: &Db, mut group: Vec<Pending>, counters: &Counters) {
     }
 }
 
-/// One transaction for the whole group, every exchange's statements sent
-/// at once (pipelined): a group costs the round trips of one exchange.
-async fn write_group(db: &Db, group: &[Pending]) -> Result<Vec<Option<Stored>>, GroupFailure> {
-    let tx = db.tenants().await.map_err(GroupFailure::Before)?;
-    let stored = futures_util::future::try_join_all(
-        group
-            .iter()
-            .map(|pending| write_one(&tx, &pending.exchange)),
-    )
-    .await
-    .map_err(GroupFailure::Before)?;
-    tx.commit()
-        .await
-        .map_err(|e| GroupFailure::AtCommit(DbError::Postgres(e)))?;
-    Ok(stored)
-}
-
-/// `store_alone`'s statements for one exchange of a group, with two
-/// differences. The meter is awaited before the conversation's INSERT: at
-/// the limit this exchange alone stores nothing (its group cannot roll
-/// back for it). The FAQ is not looked up first: the messages' foreign key
-/// checks it; if it was deleted meanwhile the group fails and the exchange
-/// is stored alone, which drops the link.
-async fn write_one(tx: &TenantsTx, exchange: &Exchange) -> Result<Option<Stored>, DbError> {
-    let schema = &exchange.schema;
-    let mut conversation = None;
-    let mut month_count = None;
-    if let Some(id) = exchange.continues() {
-        let rows = tx
-            .query_typed_in(
-                schema,
-                "UPDATE {tenant}.conversations SET last_message_at = now() \
-                 WHERE session_id = $1 RETURNING id",
-                &[(&id, Type::TEXT)],
-            )
-            .await?;
-        if let Some(row) = rows.first() {
-            conversation = Some((id.to_string(), row.try_get::<_, i64>(0)?));
-        }
-    }
-    let (session_id, conversation) = match conversation {
-        Some(found) => found,
-        None => {
-            if let Some(meter) = exchange.meter {
-                let limit = meter.limit_param();
-                let params: [(&(dyn ToSql + Sync), Type); 2] =
-                    [(&meter.month, Type::DATE), (&limit, Type::INT4)];
-                let metered = tx.query_typed_in(schema, usage::METER_IN, &params).await?;
-                let Some(row) = metered.first() else {
-                    return Ok(None);
-                };
-                month_count = Some(row.try_get::<_, i32>(0)?);
-            }
-            let id = new_session_id();
-            let rows = tx
-                .query_typed_in(
-                    schema,
-                    "INSERT INTO {tenant}.conversations (session_id, origin) \
-                     VALUES ($1, $2) RETURNING id",
-                    &[(&id, Type::TEXT), (&exchange.origin, Type::TEXT)],
-                )
-                .await?;
-            let row = rows.first().ok_or(DbError::NoRow("a new conversation"))?;
-            let conversation: i64 = row.try_get(0)?;
-            (id, conversation)
-        }
+/// Stores one exchange in a transaction of its own: what every chat paid
+/// before the group commit (`group_commit_max = 1`), and what an exchange
+/// of a failed group gets. Its FAQ is looked up first (and kept from
+/// deletion until COMMIT): one deleted meanwhile drops the link, not the
+/// exchange. A billed tenant's new conversation is counted before
+/// anything is written: at the month's limit nothing is (`Ok(None)`).
+pub(crate) async fn store_alone(db: &Db, exchange: &Exchange) -> Result<Option<Stored>, DbError> {
+    let tx = db.tenants().await?;
+    let exchanges = [exchange];
+    let settled = settle(&tx, &exchanges, FaqLink::Checked).await?;
+    let month_count = match (exchange.meter, &settled[0].conversation) {
+        (Some(meter), None) => match count_one(&tx, &exchange.schema, meter).await? {
+            Some(count) => Some(count),
+            None => return Ok(None),
+        },
+        _ => None,
     };
-    let rows = tx
-        .query_typed_in(
-            schema,
-            "WITH inserted AS (INSERT INTO {tenant}.messages \
-             (conversation_id, role, text, faq_id, score, embedding, embedding_model) VALUES \
-             ($1, 'visitor', $2, NULL, NULL, $6, $7), \
-             ($1, 'bot', $3, $4, $5, NULL, NULL) RETURNING id, role) \
-             SELECT id FROM inserted WHERE role = 'bot'",
-            &[
-                (&conversation, Type::INT8),
-                (&exchange.message, Type::TEXT),
-                (&exchange.reply, Type::TEXT),
-                (&exchange.faq_id, Type::INT8),
-                (&exchange.score, Type::FLOAT4),
-                (&exchange.embedding, Type::BYTEA),
-                (&exchange.embedding_model, Type::TEXT),
-            ],
-        )
-        .await?;
-    let message_id = rows
-        .first()
-        .ok_or(DbError::NoRow("the stored messages"))?
-        .try_get(0)?;
+    let conversations = insert_conversations(&tx, &exchanges, &settled).await?;
+    let mut messages = insert_messages(&tx, &exchanges, &settled, &conversations).await?;
+    tx.commit().await?;
+    let (Some((_, session_id)), Some(message_id)) =
+        (conversations.into_iter().next(), messages.pop())
+    else {
+        return Err(DbError::NoRow("the stored exchange"));
+    };
     Ok(Some(Stored {
         session_id,
         message_id,
         month_count,
     }))
+}
+
+/// One transaction for the whole group, each step's statements sent for
+/// every exchange at once (pipelined on the one connection): a group
+/// costs the round trips of one exchange. A billed tenant's new
+/// conversations are counted last, with one statement per tenant sent
+/// with the messages: its meter row stays locked only until COMMIT, so
+/// the next group's statements for that tenant run meanwhile.
+async fn write_group(db: &Db, group: &[Pending]) -> Result<Vec<Option<Stored>>, GroupFailure> {
+    let tx = db.tenants().await.map_err(GroupFailure::Before)?;
+    let exchanges: Vec<&Exchange> = group.iter().map(|pending| &pending.exchange).collect();
+    let settled = settle(&tx, &exchanges, FaqLink::Trusted)
+        .await
+        .map_err(GroupFailure::Before)?;
+    let conversations = insert_conversations(&tx, &exchanges, &settled)
+        .await
+        .map_err(GroupFailure::Before)?;
+    let (messages, counts) = tokio::try_join!(
+        insert_messages(&tx, &exchanges, &settled, &conversations),
+        count_new(&tx, &exchanges, &settled),
+    )
+    .map_err(GroupFailure::Before)?;
+    let counts = counts.ok_or(GroupFailure::MonthFull)?;
+    tx.commit()
+        .await
+        .map_err(|e| GroupFailure::AtCommit(DbError::Postgres(e)))?;
+    Ok(conversations
+        .into_iter()
+        .zip(messages)
+        .zip(counts)
+        .map(|(((_, session_id), message_id), month_count)| {
+            Some(Stored {
+                session_id,
+                message_id,
+                month_count,
+            })
+        })
+        .collect())
+}
+
+/// What a transaction does with an exchange's FAQ link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FaqLink {
+    /// Left to the messages' foreign key: an FAQ deleted since the answer
+    /// fails the group, whose exchanges are then stored alone.
+    Trusted,
+    /// Looked up first; a deleted FAQ's link is dropped.
+    Checked,
+}
+
+/// An exchange's place, before anything of it is written.
+struct Settled {
+    /// The existing conversation it continues; none: a new one.
+    conversation: Option<(i64, String)>,
+    faq_id: Option<i64>,
+}
+
+/// The conversations continued (their last message time moved on: a
+/// session id that is missing, malformed or unknown here starts a new
+/// one) and, when checked, the FAQs still there.
+async fn settle(
+    tx: &TenantsTx,
+    exchanges: &[&Exchange],
+    link: FaqLink,
+) -> Result<Vec<Settled>, DbError> {
+    let continued = try_join_all(exchanges.iter().map(|e| continued_conversation(tx, e)));
+    let faqs = async {
+        match link {
+            FaqLink::Trusted => Ok(exchanges.iter().map(|e| e.faq_id).collect()),
+            FaqLink::Checked => try_join_all(exchanges.iter().map(|e| existing_faq(tx, e))).await,
+        }
+    };
+    let (continued, faqs): (Vec<_>, Vec<_>) = tokio::try_join!(continued, faqs)?;
+    Ok(continued
+        .into_iter()
+        .zip(faqs)
+        .map(|(conversation, faq_id)| Settled {
+            conversation,
+            faq_id,
+        })
+        .collect())
+}
+
+async fn continued_conversation(
+    tx: &TenantsTx,
+    exchange: &Exchange,
+) -> Result<Option<(i64, String)>, DbError> {
+    let Some(session_id) = exchange.continues() else {
+        return Ok(None);
+    };
+    let rows = tx
+        .query_typed_in(
+            &exchange.schema,
+            "UPDATE {tenant}.conversations SET last_message_at = now() \
+             WHERE session_id = $1 RETURNING id",
+            &[(&session_id, Type::TEXT)],
+        )
+        .await?;
+    match rows.first() {
+        Some(row) => Ok(Some((row.try_get(0)?, session_id.to_string()))),
+        None => Ok(None),
+    }
+}
+
+/// The exchange's FAQ if it still exists, kept from deletion until COMMIT.
+/// Looked up on its own, not in a subquery of the INSERT: Citus refuses
+/// subqueries in INSERT ... VALUES.
+async fn existing_faq(tx: &TenantsTx, exchange: &Exchange) -> Result<Option<i64>, DbError> {
+    let Some(id) = exchange.faq_id else {
+        return Ok(None);
+    };
+    let rows = tx
+        .query_typed_in(
+            &exchange.schema,
+            "SELECT id FROM {tenant}.faqs WHERE id = $1 FOR KEY SHARE",
+            &[(&id, Type::INT8)],
+        )
+        .await?;
+    rows.first()
+        .map(|row| row.try_get(0))
+        .transpose()
+        .map_err(DbError::from)
+}
+
+/// Each exchange's conversation id and session id: the one it continues,
+/// or a new one.
+async fn insert_conversations(
+    tx: &TenantsTx,
+    exchanges: &[&Exchange],
+    settled: &[Settled],
+) -> Result<Vec<(i64, String)>, DbError> {
+    try_join_all(
+        exchanges
+            .iter()
+            .zip(settled)
+            .map(|(exchange, settled)| async move {
+                if let Some(existing) = &settled.conversation {
+                    return Ok(existing.clone());
+                }
+                let session_id = new_session_id();
+                let rows = tx
+                    .query_typed_in(
+                        &exchange.schema,
+                        "INSERT INTO {tenant}.conversations (session_id, origin) \
+                 VALUES ($1, $2) RETURNING id",
+                        &[(&session_id, Type::TEXT), (&exchange.origin, Type::TEXT)],
+                    )
+                    .await?;
+                let row = rows.first().ok_or(DbError::NoRow("a new conversation"))?;
+                Ok((row.try_get(0)?, session_id))
+            }),
+    )
+    .await
+}
+
+/// The visitor's message and the bot's answer of each exchange; the
+/// answers' ids.
+async fn insert_messages(
+    tx: &TenantsTx,
+    exchanges: &[&Exchange],
+    settled: &[Settled],
+    conversations: &[(i64, String)],
+) -> Result<Vec<i64>, DbError> {
+    try_join_all(exchanges.iter().zip(settled).zip(conversations).map(
+        |((exchange, settled), (conversation, _))| async move {
+            let rows = tx
+                .query_typed_in(
+                    &exchange.schema,
+                    "WITH inserted AS (INSERT INTO {tenant}.messages \
+                     (conversation_id, role, text, faq_id, score, embedding, embedding_model) VALUES \
+                     ($1, 'visitor', $2, NULL, NULL, $6, $7), \
+                     ($1, 'bot', $3, $4, $5, NULL, NULL) RETURNING id, role) \
+                     SELECT id FROM inserted WHERE role = 'bot'",
+                    &[
+                        (conversation, Type::INT8),
+                        (&exchange.message, Type::TEXT),
+                        (&exchange.reply, Type::TEXT),
+                        (&settled.faq_id, Type::INT8),
+                        (&exchange.score, Type::FLOAT4),
+                        (&exchange.embedding, Type::BYTEA),
+                        (&exchange.embedding_model, Type::TEXT),
+                    ],
+                )
+                .await?;
+            Ok(rows
+                .first()
+                .ok_or(DbError::NoRow("the stored messages"))?
+                .try_get(0)?)
+        },
+    ))
+    .await
+}
+
+/// Counts the group's new conversations of billed tenants, one statement
+/// per tenant and month (`usage::METER_MANY_IN`), in the group's order
+/// (sorted by schema), so two groups never wait on each other's meter
+/// rows in a cycle. Each exchange's month count (none when not counted),
+/// or `None` when a tenant's new conversations do not all fit.
+async fn count_new(
+    tx: &TenantsTx,
+    exchanges: &[&Exchange],
+    settled: &[Settled],
+) -> Result<Option<Vec<Option<i32>>>, DbError> {
+    // New, metered conversations by tenant and meter, in the group's order.
+    let mut meters: Vec<(&SchemaName, Meter, Vec<usize>)> = Vec::new();
+    for (i, (exchange, settled)) in exchanges.iter().zip(settled).enumerate() {
+        let (Some(meter), None) = (exchange.meter, &settled.conversation) else {
+            continue;
+        };
+        match meters
+            .iter_mut()
+            .find(|(schema, m, _)| **schema == exchange.schema && *m == meter)
+        {
+            Some((_, _, members)) => members.push(i),
+            None => meters.push((&exchange.schema, meter, vec![i])),
+        }
+    }
+    let totals = try_join_all(meters.iter().map(|(schema, meter, members)| async move {
+        let limit = meter.limit_param();
+        let many = i32::try_from(members.len()).unwrap_or(i32::MAX);
+        let params: [(&(dyn ToSql + Sync), Type); 3] = [
+            (&meter.month, Type::DATE),
+            (&limit, Type::INT4),
+            (&many, Type::INT4),
+        ];
+        let rows = tx
+            .query_typed_in(schema, usage::METER_MANY_IN, &params)
+            .await?;
+        rows.first()
+            .map(|row| row.try_get::<_, i32>(0))
+            .transpose()
+            .map_err(DbError::from)
+    }))
+    .await?;
+    let mut counts = vec![None; exchanges.len()];
+    for ((_, _, members), total) in meters.iter().zip(totals) {
+        let Some(total) = total else {
+            return Ok(None);
+        };
+        let first = total - i32::try_from(members.len()).unwrap_or(i32::MAX) + 1;
+        for (k, &i) in members.iter().enumerate() {
+            counts[i] = Some(first + i32::try_from(k).unwrap_or(i32::MAX));
+        }
+    }
+    Ok(Some(counts))
+}
+
+/// Counts one new conversation: the month's count with it, or `None` at
+/// the limit.
+async fn count_one(
+    tx: &TenantsTx,
+    schema: &SchemaName,
+    meter: Meter,
+) -> Result<Option<i32>, DbError> {
+    let limit = meter.limit_param();
+    let params: [(&(dyn ToSql + Sync), Type); 2] =
+        [(&meter.month, Type::DATE), (&limit, Type::INT4)];
+    let rows = tx.query_typed_in(schema, usage::METER_IN, &params).await?;
+    rows.first()
+        .map(|row| row.try_get(0))
+        .transpose()
+        .map_err(DbError::from)
 }

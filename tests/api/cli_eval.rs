@@ -12,9 +12,10 @@ use chatter::tenancy::provision::{self, NewTenant};
 use crate::helpers::{TestDb, model_dir};
 use crate::real_model::eval_set;
 
-fn eval(args: &[&str]) -> Output {
+fn eval_command(args: &[&str]) -> Command {
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/eval_tiny.json");
-    Command::new(env!("CARGO_BIN_EXE_chatter"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatter"));
+    command
         .arg("eval")
         .arg(fixture)
         .args(args)
@@ -22,9 +23,34 @@ fn eval(args: &[&str]) -> Output {
         .env("DEBUG", "True")
         // No database: a wrong URL must not matter.
         .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("chatter runs")
+        .current_dir(std::env::temp_dir());
+    command
+}
+
+fn eval(args: &[&str]) -> Output {
+    eval_command(args).output().expect("chatter runs")
+}
+
+/// `chatter eval ... | head -1`: a reader that stops early ends the
+/// command as it ends `cat` (SIGPIPE), not with a panic.
+#[tokio::test]
+async fn a_reader_that_stops_early_ends_the_command_quietly() {
+    let out = tokio::task::spawn_blocking(|| {
+        let mut child = eval_command(&["--k", "4"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("chatter runs");
+        // The read end closed before the report is printed.
+        drop(child.stdout.take());
+        child.wait_with_output().expect("chatter ends")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{stderr}");
 }
 
 #[tokio::test]

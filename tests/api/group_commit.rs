@@ -281,3 +281,69 @@ async fn the_billing_meter_counts_exactly_in_groups_even_when_a_group_fails() {
         3 + 5
     );
 }
+
+/// `n` new conversations of alpha at once (one group: this test's
+/// runtime has one thread), metered against `meter`; the month's count
+/// each got (none: refused), smallest first.
+async fn new_conversations(writer: &ExchangeWriter, meter: Meter, n: usize) -> Vec<Option<i32>> {
+    let stored = futures_util::future::join_all((0..n).map(|i| {
+        let mut e = exchange("alpha", &format!("new {i}"));
+        e.meter = Some(meter);
+        writer.store(e)
+    }))
+    .await;
+    let mut counts: Vec<Option<i32>> = stored
+        .into_iter()
+        .map(|s| s.unwrap().map(|s| s.month_count.unwrap()))
+        .collect();
+    counts.sort();
+    counts
+}
+
+/// A group's new conversations of one billed tenant are counted with one
+/// statement when they all fit; when they do not, the group is stored
+/// again one exchange at a time, up to the limit. The month's count each
+/// chat sees is its own.
+#[tokio::test]
+async fn a_group_meters_a_tenants_new_conversations_at_once_and_exactly_at_the_limit() {
+    let app = spawn_app().await;
+    app.create_tenant("alpha", "alpha", None).await;
+    let writer = ExchangeWriter::new(app.handle.clone(), 64);
+    let december = Meter {
+        month: month(),
+        limit: Some(10),
+    };
+    // A new month, more than the limit in its first group: one by one.
+    let mut want: Vec<Option<i32>> = vec![None, None];
+    want.extend((1..=10).map(Some));
+    assert_eq!(new_conversations(&writer, december, 12).await, want);
+    assert_eq!(writer.stats().failed_groups, 1);
+
+    // The next month, room for all: counted at once, each its own count.
+    let january = Meter {
+        month: chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
+        limit: Some(10),
+    };
+    let counts = |range: std::ops::RangeInclusive<i32>| range.map(Some).collect::<Vec<_>>();
+    assert_eq!(new_conversations(&writer, january, 4).await, counts(1..=4));
+    assert_eq!(new_conversations(&writer, january, 3).await, counts(5..=7));
+    let stats = writer.stats();
+    assert_eq!((stats.failed_groups, stats.groups), (1, 2), "{stats:?}");
+    // 7 counted, 5 more asked: 3 fit.
+    let mut want = vec![None, None];
+    want.extend(counts(8..=10));
+    assert_eq!(new_conversations(&writer, january, 5).await, want);
+    assert_eq!(writer.stats().failed_groups, 2);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT conversations::bigint FROM alpha.usage WHERE month = '2027-01-01'"
+        )
+        .await,
+        10
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM alpha.conversations").await,
+        20
+    );
+}

@@ -27,6 +27,7 @@ pub async fn metrics(State(state): State<AppState>, _reader: MetricsReader) -> R
     let pool = state.db.status();
     let indexes = state.answerer.index_cache_stats();
     let matchers = state.answerer.matcher_stats();
+    let (question_cache_hits, question_cache_misses) = state.answerer.question_cache_lookups();
     let gauges = ScrapeGauges {
         queue_depth: state.engine.queue().map_or(0, |queue| queue.depth()),
         pool_size: pool.size,
@@ -37,6 +38,8 @@ pub async fn metrics(State(state): State<AppState>, _reader: MetricsReader) -> R
         index_builds: indexes.builds,
         index_evictions: indexes.evictions,
         question_cache_bytes: state.answerer.question_cache_bytes(),
+        question_cache_hits,
+        question_cache_misses,
         matcher_trainings: matchers.trained,
         matcher_loads: matchers.loaded,
     };
