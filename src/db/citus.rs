@@ -28,10 +28,28 @@ pub async fn is_citus(db: &Db) -> Result<bool, DbError> {
 /// reference table (in creation order, so a table is made one after those
 /// its foreign keys point to). refinery's history table stays on the
 /// coordinator: only the migrator reads it. Returns the tables it made.
+///
+/// Tried a second time if the first fails: once in three CI runs of the
+/// Citus suite (a new database each test), Citus 13 failed converting the
+/// tables that reference `tenants` ("column \"objoid\" of relation
+/// \"users\" does not exist", from its sequence ownership code), and the
+/// same steps succeeded on the next database. Each try is one transaction
+/// and skips the tables already distributed, so a second try is safe; an
+/// error that is not transient fails it too, and is returned.
 pub async fn make_reference_tables(db: &Db) -> Result<Vec<String>, DbError> {
     if !is_citus(db).await? {
         return Ok(Vec::new());
     }
+    match make_reference_tables_once(db).await {
+        Ok(made) => Ok(made),
+        Err(e) => {
+            tracing::warn!(error = %e, "making the public tables reference tables failed; trying once more");
+            make_reference_tables_once(db).await
+        }
+    }
+}
+
+async fn make_reference_tables_once(db: &Db) -> Result<Vec<String>, DbError> {
     let tx = db.shared_tx().await?;
     // As in migrate_shared: waiting for another migrator is no failure.
     tx.execute("SET LOCAL lock_timeout TO 0", &[])
