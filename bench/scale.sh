@@ -15,7 +15,7 @@
 #   bench/scale.sh OLD_BIN NEW_BIN
 #
 # TENANTS (default 10000) sets the scale; the last tenth are the probe
-# tenants. The fixture (chatter_lean_fixture_$TENANTS, about 2 GB for
+# tenants. The fixture (chatter_lean_fixture_$TENANTS, 7.5 GB for
 # 10,000) is made once and kept: the tenants by `cargo bench --bench tenancy` (BENCH_KEEP_DB), the 50
 # FAQs of bench/faqs.py imported (and embedded) into tenant_0 by the last
 # BIN, then copied with their vectors to every other tenant in bulk SQL.
