@@ -40,6 +40,17 @@ const HELDOUT_COUNT: usize = 30;
 /// Confusions listed in a report, most frequent first.
 const WORST_CONFUSIONS: usize = 10;
 
+/// Keeps the `WORST_CONFUSIONS` most frequent confusions: by count, most
+/// first, ties by `key`'s (expected, answered) in ascending order. What
+/// both `chatter eval` reports (a data set's, a tenant's) list.
+pub(crate) fn keep_worst<T, K: Ord>(confusions: &mut Vec<T>, key: impl Fn(&T) -> (usize, K)) {
+    confusions.sort_by_cached_key(|c| {
+        let (count, pair) = key(c);
+        (std::cmp::Reverse(count), pair)
+    });
+    confusions.truncate(WORST_CONFUSIONS);
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     #[error("the data set is not valid JSON in CLINC150's layout: {0}")]
@@ -376,13 +387,9 @@ pub fn evaluate(
             example: prepared.in_scope[q].0.clone(),
         })
         .collect();
-    confusions.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then_with(|| a.expected.cmp(&b.expected))
-            .then_with(|| a.answered.cmp(&b.answered))
+    keep_worst(&mut confusions, |c| {
+        (c.count, (c.expected.clone(), c.answered.clone()))
     });
-    confusions.truncate(WORST_CONFUSIONS);
     Report {
         k: plan.k,
         seed: plan.seed,

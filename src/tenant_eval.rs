@@ -18,11 +18,10 @@ use crate::chat::{Answer, Answerer, ChatError, check_message};
 use crate::config::ChatSettings;
 use crate::db::{Db, SchemaName};
 use crate::error_kind::{Classify, Kind};
-use crate::eval::{Tally, share};
+use crate::eval::{self, Tally, share};
 use crate::faq::{self, FaqError};
 
 /// Confusions reported at most.
-const WORST_CONFUSIONS: usize = 10;
 /// Questions at most in one file: each is one embedding.
 pub const MAX_QUESTIONS: usize = 20_000;
 /// Questions asked at once: the worker batches them.
@@ -327,13 +326,7 @@ pub async fn run(
             example: items[n].question.clone(),
         })
         .collect();
-    confusions.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then_with(|| a.expected.cmp(&b.expected))
-            .then_with(|| a.answered.cmp(&b.answered))
-    });
-    confusions.truncate(WORST_CONFUSIONS);
+    eval::keep_worst(&mut confusions, |c| (c.count, (c.expected, c.answered)));
     let n = in_scope.total();
     Ok(TenantReport {
         schema: schema.to_string(),

@@ -24,6 +24,24 @@ pub(super) async fn ready_engine(settings: &Settings) -> Result<Arc<Engine>, Cli
     Ok(Arc::new(Engine::ready(queue)))
 }
 
+/// The chat's answerer for a one-off command: the model loaded here, and a
+/// head that does not fit trained before the answer, not in a background
+/// task the exit would cut short.
+pub(super) async fn one_off_answerer(
+    db: &Database,
+    settings: &Settings,
+) -> Result<Answerer, CliError> {
+    let engine = ready_engine(settings).await?;
+    let db = db.db().clone();
+    let bot_configs = Arc::new(BotConfigCache::new(db.clone(), 1));
+    let billing = Arc::new(crate::billing::Billing::new(
+        db.clone(),
+        settings.billing.clone(),
+        1,
+    ));
+    Ok(Answerer::new(db, engine, bot_configs, billing, settings.chat.clone()).training_inline())
+}
+
 pub(super) async fn ask(
     db: &Database,
     settings: &Settings,
@@ -34,18 +52,7 @@ pub(super) async fn ask(
     // Checked before the model loads: a bad question fails at once.
     let question = chat::check_message(question, &settings.chat)
         .map_err(|e| CliError::Usage(format!("the question cannot be asked: {e}")))?;
-    let engine = ready_engine(settings).await?;
-    let db = db.db().clone();
-    let bot_configs = Arc::new(BotConfigCache::new(db.clone(), 1));
-    let billing = Arc::new(crate::billing::Billing::new(
-        db.clone(),
-        settings.billing.clone(),
-        1,
-    ));
-    // A one-off process: a head that does not fit is trained before the
-    // answer, not in a background task the exit would cut short.
-    let answerer =
-        Answerer::new(db, engine, bot_configs, billing, settings.chat.clone()).training_inline();
+    let answerer = one_off_answerer(db, settings).await?;
     let answer = answerer.answer(&schema, question).await?;
     print_json(&answer)
 }

@@ -7,16 +7,14 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::CliError;
 use super::args::EvalArgs;
-use super::ask::ready_engine;
+use super::ask::{one_off_answerer, ready_engine};
 use super::output::{one_line, print_json};
-use crate::bot_config::{BotConfig, BotConfigCache, DEFAULT_CAUTION, DEFAULT_MATCH_THRESHOLD};
-use crate::chat::Answerer;
+use crate::bot_config::{BotConfig, DEFAULT_CAUTION, DEFAULT_MATCH_THRESHOLD};
 use crate::config::Settings;
 use crate::db::Database;
 use crate::engine::index::{FaqIndex, FaqVectors, IndexedFaq};
@@ -182,22 +180,7 @@ pub(super) async fn tenant_eval_command(
         Err(TenantEvalError::Faq(e)) => return Err(e.into()),
         Err(e) => return Err(bad(e)),
     };
-    let engine = ready_engine(settings).await?;
-    let db = db.db().clone();
-    let bot_configs = Arc::new(BotConfigCache::new(db.clone(), 1));
-    let billing = Arc::new(crate::billing::Billing::new(
-        db.clone(),
-        settings.billing.clone(),
-        1,
-    ));
-    let answerer = Answerer::new(
-        db.clone(),
-        engine,
-        bot_configs,
-        billing,
-        settings.chat.clone(),
-    )
-    .training_inline();
+    let answerer = one_off_answerer(db, settings).await?;
     let report = match tenant_eval::run(&answerer, &schema, &items, &known).await {
         Ok(report) => report,
         Err(e @ (TenantEvalError::Line { .. } | TenantEvalError::File(_))) => return Err(bad(e)),
