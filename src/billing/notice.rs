@@ -108,8 +108,11 @@ impl Billing {
         let tx = self.db.tenant(schema).await?;
         let claimed = tx
             .query_opt(
-                "UPDATE usage SET warned_at = now() WHERE month = $1 AND warned_at IS NULL \
-                 RETURNING conversations",
+                // Row 0 of the month's meter keeps the notice (V9); the
+                // month was metered against its limit, so the row exists.
+                "UPDATE usage SET warned_at = now() \
+                 WHERE month = $1 AND shard = 0 AND warned_at IS NULL \
+                 RETURNING (SELECT sum(conversations) FROM usage WHERE month = $1)::int",
                 &[&month],
             )
             .await?;
@@ -144,7 +147,7 @@ impl Billing {
         if sent == 0 && !owners.is_empty() {
             let tx = self.db.tenant(schema).await?;
             tx.execute(
-                "UPDATE usage SET warned_at = NULL WHERE month = $1",
+                "UPDATE usage SET warned_at = NULL WHERE month = $1 AND shard = 0",
                 &[&month],
             )
             .await?;

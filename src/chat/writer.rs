@@ -16,16 +16,16 @@
 //! it fails with `DbError::CommitUnknown`. A billed tenant's meter is
 //! bumped inside the same transaction as its conversation, so it rolls
 //! back and is retried with it: the count stays exact. In a group it is
-//! bumped last, once per tenant: the meter row is the one row every
-//! group of a busy tenant writes, and a row lock taken last is held only
-//! for the COMMIT (measured in bench/README.md, issue 13).
+//! bumped last, once per tenant, on the meter's row of the group's writer
+//! (`usage::SHARDS`): the two writers never wait for each other's COMMIT
+//! on a busy tenant's meter (measured in bench/README.md, issue 13).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use futures_util::future::try_join_all;
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio_postgres::types::{ToSql, Type};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::Type;
 
 use crate::billing::usage::{self, Meter};
 use crate::chat::{Exchange, Stored, new_session_id};
@@ -34,8 +34,8 @@ use crate::tenancy::SchemaName;
 
 /// Groups committing at once. Two: while one waits for its WAL flush,
 /// the next gathers and runs its statements; PostgreSQL merges the
-/// flushes of concurrent commits.
-const WRITERS: usize = 2;
+/// flushes of concurrent commits. Each counts on its own meter row.
+const WRITERS: i16 = 2;
 
 /// Exchanges waiting for a group at most; beyond that a chat waits to
 /// hand its exchange over (its own request stays bounded by the request
@@ -136,19 +136,23 @@ async fn run(
     max_group: usize,
     counters: Arc<Counters>,
 ) {
-    let writers = Arc::new(Semaphore::new(WRITERS));
+    // The free writers, by number (their meter rows).
+    let (free, mut writers) = mpsc::unbounded_channel();
+    for writer in 0..WRITERS {
+        let _ = free.send(writer);
+    }
     loop {
-        let Ok(writer) = Arc::clone(&writers).acquire_owned().await else {
+        let Some(writer) = writers.recv().await else {
             return;
         };
         let mut group = Vec::with_capacity(max_group);
         if receiver.recv_many(&mut group, max_group).await == 0 {
             return; // every sender gone: the server is stopping
         }
-        let (db, counters) = (db.clone(), Arc::clone(&counters));
+        let (db, counters, free) = (db.clone(), Arc::clone(&counters), free.clone());
         tokio::spawn(async move {
-            store_group(&db, group, &counters).await;
-            drop(writer);
+            store_group(&db, group, writer, &counters).await;
+            let _ = free.send(writer);
         });
     }
 }
@@ -165,11 +169,11 @@ enum GroupFailure {
     AtCommit(DbError),
 }
 
-async fn store_group(db: &Db, mut group: Vec<Pending>, counters: &Counters) {
+async fn store_group(db: &Db, mut group: Vec<Pending>, writer: i16, counters: &Counters) {
     // One order for every group: two groups writing to the same tenants'
     // rows (the month's meter) take their locks in the same order.
     group.sort_by(|a, b| a.exchange.schema.as_str().cmp(b.exchange.schema.as_str()));
-    match write_group(db, &group).await {
+    match write_group(db, &group, writer).await {
         Ok(stored) => {
             counters.groups.fetch_add(1, Ordering::Relaxed);
             counters
@@ -217,15 +221,21 @@ async fn store_group(db: &Db, mut group: Vec<Pending>, counters: &Counters) {
 /// deletion until COMMIT): one deleted meanwhile drops the link, not the
 /// exchange. A billed tenant's new conversation is counted before
 /// anything is written: at the month's limit nothing is (`Ok(None)`).
+/// Exchanges stored alone take the meter's rows in turn.
 pub(crate) async fn store_alone(db: &Db, exchange: &Exchange) -> Result<Option<Stored>, DbError> {
+    static NEXT_ROW: AtomicU16 = AtomicU16::new(0);
     let tx = db.tenants().await?;
     let exchanges = [exchange];
     let settled = settle(&tx, &exchanges, FaqLink::Checked).await?;
     let month_count = match (exchange.meter, &settled[0].conversation) {
-        (Some(meter), None) => match count_one(&tx, &exchange.schema, meter).await? {
-            Some(count) => Some(count),
-            None => return Ok(None),
-        },
+        (Some(meter), None) => {
+            let row = NEXT_ROW.fetch_add(1, Ordering::Relaxed) % usage::SHARDS.unsigned_abs();
+            let row = i16::try_from(row).unwrap_or_default();
+            match usage::count(&tx, &[(&exchange.schema, meter, 1)], row).await?[..] {
+                [Some(count)] => Some(count),
+                _ => return Ok(None),
+            }
+        }
         _ => None,
     };
     let conversations = insert_conversations(&tx, &exchanges, &settled).await?;
@@ -249,7 +259,11 @@ pub(crate) async fn store_alone(db: &Db, exchange: &Exchange) -> Result<Option<S
 /// conversations are counted last, with one statement per tenant sent
 /// with the messages: its meter row stays locked only until COMMIT, so
 /// the next group's statements for that tenant run meanwhile.
-async fn write_group(db: &Db, group: &[Pending]) -> Result<Vec<Option<Stored>>, GroupFailure> {
+async fn write_group(
+    db: &Db,
+    group: &[Pending],
+    writer: i16,
+) -> Result<Vec<Option<Stored>>, GroupFailure> {
     let tx = db.tenants().await.map_err(GroupFailure::Before)?;
     let exchanges: Vec<&Exchange> = group.iter().map(|pending| &pending.exchange).collect();
     let settled = settle(&tx, &exchanges, FaqLink::Trusted)
@@ -258,9 +272,12 @@ async fn write_group(db: &Db, group: &[Pending]) -> Result<Vec<Option<Stored>>, 
     let conversations = insert_conversations(&tx, &exchanges, &settled)
         .await
         .map_err(GroupFailure::Before)?;
+    // The messages first: `try_join!` polls in order, and a first poll
+    // sends a statement, so the meter's savepoint comes after them and its
+    // rollback (a share ran out) never undoes a message.
     let (messages, counts) = tokio::try_join!(
         insert_messages(&tx, &exchanges, &settled, &conversations),
-        count_new(&tx, &exchanges, &settled),
+        count_new(&tx, &exchanges, &settled, writer),
     )
     .map_err(GroupFailure::Before)?;
     let counts = counts.ok_or(GroupFailure::MonthFull)?;
@@ -434,8 +451,8 @@ async fn insert_messages(
     .await
 }
 
-/// Counts the group's new conversations of billed tenants, one statement
-/// per tenant and month (`usage::METER_MANY_IN`), in the group's order
+/// Counts the group's new conversations of billed tenants, once per
+/// tenant and month, on the writer's meter row, in the group's order
 /// (sorted by schema), so two groups never wait on each other's meter
 /// rows in a cycle. Each exchange's month count (none when not counted),
 /// or `None` when a tenant's new conversations do not all fit.
@@ -443,6 +460,7 @@ async fn count_new(
     tx: &TenantsTx,
     exchanges: &[&Exchange],
     settled: &[Settled],
+    writer: i16,
 ) -> Result<Option<Vec<Option<i32>>>, DbError> {
     // New, metered conversations by tenant and meter, in the group's order.
     let mut meters: Vec<(&SchemaName, Meter, Vec<usize>)> = Vec::new();
@@ -458,23 +476,21 @@ async fn count_new(
             None => meters.push((&exchange.schema, meter, vec![i])),
         }
     }
-    let totals = try_join_all(meters.iter().map(|(schema, meter, members)| async move {
-        let limit = meter.limit_param();
-        let many = i32::try_from(members.len()).unwrap_or(i32::MAX);
-        let params: [(&(dyn ToSql + Sync), Type); 3] = [
-            (&meter.month, Type::DATE),
-            (&limit, Type::INT4),
-            (&many, Type::INT4),
-        ];
-        let rows = tx
-            .query_typed_in(schema, usage::METER_MANY_IN, &params)
-            .await?;
-        rows.first()
-            .map(|row| row.try_get::<_, i32>(0))
-            .transpose()
-            .map_err(DbError::from)
-    }))
-    .await?;
+    if meters.is_empty() {
+        return Ok(Some(vec![None; exchanges.len()]));
+    }
+    meters.sort_by(|a, b| (a.0.as_str(), a.1.month).cmp(&(b.0.as_str(), b.1.month)));
+    let asked: Vec<(&SchemaName, Meter, i32)> = meters
+        .iter()
+        .map(|(schema, meter, members)| {
+            (
+                *schema,
+                *meter,
+                i32::try_from(members.len()).unwrap_or(i32::MAX),
+            )
+        })
+        .collect();
+    let totals = usage::count(tx, &asked, writer).await?;
     let mut counts = vec![None; exchanges.len()];
     for ((_, _, members), total) in meters.iter().zip(totals) {
         let Some(total) = total else {
@@ -486,21 +502,4 @@ async fn count_new(
         }
     }
     Ok(Some(counts))
-}
-
-/// Counts one new conversation: the month's count with it, or `None` at
-/// the limit.
-async fn count_one(
-    tx: &TenantsTx,
-    schema: &SchemaName,
-    meter: Meter,
-) -> Result<Option<i32>, DbError> {
-    let limit = meter.limit_param();
-    let params: [(&(dyn ToSql + Sync), Type); 2] =
-        [(&meter.month, Type::DATE), (&limit, Type::INT4)];
-    let rows = tx.query_typed_in(schema, usage::METER_IN, &params).await?;
-    rows.first()
-        .map(|row| row.try_get(0))
-        .transpose()
-        .map_err(DbError::from)
 }

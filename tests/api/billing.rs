@@ -506,12 +506,17 @@ async fn new_visitor(app: &TestApp) -> (u16, Value) {
         .await
 }
 
+/// The month's count made `count`, as a server before the meter's rows
+/// were split (tenant V9) left it: on row 0, no shares handed out.
 async fn set_usage(app: &TestApp, month: chrono::NaiveDate, count: i32) {
     let client = app.pool.get().await.unwrap();
     client
+        .execute("DELETE FROM shop.usage WHERE month = $1", &[&month])
+        .await
+        .unwrap();
+    client
         .execute(
-            "INSERT INTO shop.usage (month, conversations) VALUES ($1, $2) \
-             ON CONFLICT (month) DO UPDATE SET conversations = excluded.conversations",
+            "INSERT INTO shop.usage (month, conversations) VALUES ($1, $2)",
             &[&month, &count],
         )
         .await
@@ -1205,7 +1210,7 @@ async fn owners_are_mailed_once_when_the_month_passes_80_percent() {
         .await
         .unwrap()
         .query_one(
-            "SELECT warned_at FROM shop.usage WHERE month = $1",
+            "SELECT warned_at FROM shop.usage WHERE month = $1 AND shard = 0",
             &[&month],
         )
         .await

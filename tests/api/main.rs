@@ -23,6 +23,7 @@ mod index_budget;
 mod isolation;
 mod matcher_store;
 mod members;
+mod meter;
 mod metrics;
 mod migrations;
 mod openapi;
