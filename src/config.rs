@@ -255,6 +255,9 @@ pub struct SmtpSettings {
     /// The sender, `Name <address>` or an address.
     pub from: Option<String>,
     pub tls: SmtpTls,
+    /// PEM certificate(s) trusted for the relay besides the Mozilla roots:
+    /// a relay on a private CA. Read when the mailer is built.
+    pub ca_file: Option<PathBuf>,
     /// Longest one SMTP conversation may take.
     pub timeout_secs: u64,
 }
@@ -540,6 +543,7 @@ impl Default for SmtpSettings {
             password: None,
             from: None,
             tls: SmtpTls::Starttls,
+            ca_file: None,
             timeout_secs: 15,
         }
     }
@@ -717,6 +721,9 @@ impl Settings {
                     });
                 }
             };
+        }
+        if let Some(v) = get("CHATTER_SMTP_CA_FILE") {
+            self.smtp.ca_file = Some(PathBuf::from(v));
         }
         // Razorpay's keys: only ever from the environment.
         if let Some(v) = get("RAZORPAY_KEY_ID") {
@@ -946,9 +953,10 @@ mod tests {
     #[test]
     fn smtp_comes_from_the_environment_and_its_password_never_from_a_file() {
         let s = Settings::load(
-            Some(write_file("[smtp]\nport = 2525\n").path()),
+            Some(write_file("[smtp]\nport = 2525\nca_file = \"/etc/file-ca.pem\"\n").path()),
             &env(&[
                 ("CHATTER_SMTP_HOST", "mail.example.com"),
+                ("CHATTER_SMTP_CA_FILE", "/etc/chatter/relay-ca.pem"),
                 ("CHATTER_SMTP_USERNAME", "chatter"),
                 ("CHATTER_SMTP_PASSWORD", " pa ss "),
                 ("CHATTER_SMTP_FROM", "Chatter <no-reply@example.com>"),
@@ -961,6 +969,10 @@ mod tests {
         .unwrap();
         assert!(s.smtp.enabled() && s.signup.enabled);
         assert_eq!(s.smtp.port, 2525);
+        assert_eq!(
+            s.smtp.ca_file.as_deref(),
+            Some(Path::new("/etc/chatter/relay-ca.pem"))
+        );
         assert_eq!(s.smtp.tls, SmtpTls::Tls);
         assert_eq!(s.smtp.password.as_ref().unwrap().expose(), " pa ss ");
         assert_eq!(s.public_url().as_deref(), Some("https://chat.example.com"));
@@ -1189,6 +1201,7 @@ mod tests {
             "smtp.username",
             "smtp.from",
             "smtp.tls",
+            "smtp.ca_file",
             "smtp.timeout_secs",
             "billing.api_base",
             "billing.grace_days",

@@ -6,14 +6,21 @@
 //!
 //! The password comes only from the environment (`config`) and is never
 //! logged: errors carry lettre's own text, which names no credential.
+//!
+//! The relay's certificate is checked against the Mozilla roots and, for a
+//! relay on a private CA, the certificates in `smtp.ca_file`.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use crate::config::{SmtpSettings, SmtpTls};
 use crate::error_kind::{Class, Classify, Kind};
@@ -68,14 +75,28 @@ impl Mailer {
         let from: Mailbox = from_text
             .parse()
             .map_err(|_| MailError::BadSender(from_text.to_string()))?;
-        let settings_error = |e: lettre::transport::smtp::Error| MailError::Settings(e.to_string());
-        let builder = match smtp.tls {
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .map_err(settings_error)?,
-            SmtpTls::Tls => {
-                AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(settings_error)?
+        // Read even when `tls` is `none`: a wrong path shows at start-up,
+        // not on the day someone turns TLS on.
+        let extra_roots = match &smtp.ca_file {
+            Some(path) => trusted_certificates(path)?,
+            None => Vec::new(),
+        };
+        let tls_parameters = || {
+            let mut builder = TlsParameters::builder(host.to_string());
+            for certificate in extra_roots {
+                builder = builder.add_root_certificate(certificate);
             }
+            builder
+                .build_rustls()
+                .map_err(|e| MailError::Settings(e.to_string()))
+        };
+        let plain = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host);
+        let builder = match smtp.tls {
+            SmtpTls::None => plain,
+            // Required, not Opportunistic: a relay (or someone in the way)
+            // that does not offer STARTTLS gets nothing in the clear.
+            SmtpTls::Starttls => plain.tls(Tls::Required(tls_parameters()?)),
+            SmtpTls::Tls => plain.tls(Tls::Wrapper(tls_parameters()?)),
         };
         let mut builder = builder
             .port(smtp.port)
@@ -132,6 +153,34 @@ impl Mailer {
     }
 }
 
+/// The certificates of `smtp.ca_file` (PEM), each checked to be usable as
+/// a trust anchor here, so that a bad file stops the start rather than
+/// every later message.
+fn trusted_certificates(path: &Path) -> Result<Vec<Certificate>, MailError> {
+    let named = |problem: String| {
+        MailError::Settings(format!("smtp.ca_file {}: {problem}", path.display()))
+    };
+    let pem = std::fs::read(path).map_err(|e| named(format!("cannot be read: {e}")))?;
+    let ders = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| named(format!("is not PEM: {e}")))?;
+    if ders.is_empty() {
+        return Err(named(
+            "holds no certificate (no `-----BEGIN CERTIFICATE-----`)".into(),
+        ));
+    }
+    let mut anchors = rustls::RootCertStore::empty();
+    ders.into_iter()
+        .enumerate()
+        .map(|(i, der)| {
+            anchors
+                .add(der.clone())
+                .map_err(|e| named(format!("certificate {} is not usable: {e}", i + 1)))?;
+            Certificate::from_der(der.to_vec()).map_err(|e| named(e.to_string()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +214,73 @@ mod tests {
             let mut s = settings(Some("localhost"), Some("Chatter <no-reply@example.com>"));
             s.tls = tls;
             assert!(Mailer::from_settings(&s).unwrap().is_some());
+        }
+    }
+
+    fn file_with(contents: &[u8]) -> tempfile::NamedTempFile {
+        use std::io::Write as _;
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(contents).unwrap();
+        file
+    }
+
+    fn ca_pem(name: &str) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn a_ca_file_of_one_or_more_certificates_is_taken_for_every_tls_mode() {
+        let one = file_with(ca_pem("one").as_bytes());
+        let bundle = file_with(format!("{}\n{}", ca_pem("one"), ca_pem("two")).as_bytes());
+        for file in [&one, &bundle] {
+            for tls in [SmtpTls::None, SmtpTls::Starttls, SmtpTls::Tls] {
+                let mut s = settings(Some("localhost"), Some("no-reply@example.com"));
+                s.tls = tls;
+                s.ca_file = Some(file.path().to_path_buf());
+                assert!(Mailer::from_settings(&s).unwrap().is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn a_ca_file_without_a_usable_certificate_is_named() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"", "holds no certificate"),
+            (b"a relay's CA, surely\n", "holds no certificate"),
+            (
+                b"-----BEGIN PRIVATE KEY-----\naGVsbG8=\n-----END PRIVATE KEY-----\n",
+                "holds no certificate",
+            ),
+            (
+                b"-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
+                "is not PEM",
+            ),
+            (b"-----BEGIN CERTIFICATE-----\naGVsbG8=\n", "is not PEM"),
+            (
+                b"-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n",
+                "certificate 1 is not usable",
+            ),
+        ];
+        for (contents, says) in cases {
+            let file = file_with(contents);
+            let mut s = settings(Some("localhost"), Some("no-reply@example.com"));
+            s.ca_file = Some(file.path().to_path_buf());
+            let err = match Mailer::from_settings(&s) {
+                Err(e) => e,
+                Ok(_) => panic!("{contents:?} was taken"),
+            };
+            assert!(matches!(err, MailError::Settings(_)), "{err:?}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&file.path().display().to_string()) && text.contains(says),
+                "{contents:?}: {text}"
+            );
         }
     }
 

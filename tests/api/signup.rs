@@ -9,12 +9,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chatter::auth::{NewUser, Role, users};
-use chatter::config::{Secret, Settings, SmtpTls};
+use chatter::config::{Secret, Settings, SmtpSettings, SmtpTls};
 use reqwest::header::{COOKIE, ORIGIN, RETRY_AFTER, SET_COOKIE};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, error_code, spawn_app, spawn_app_with};
-use crate::smtp_sink::{Mail, SmtpSink};
+use crate::smtp_sink::{Mail, SinkTls, SmtpSink};
 
 const PASSWORD: &str = "correct horse battery";
 const PUBLIC_URL: &str = "https://chat.example.com";
@@ -710,6 +710,130 @@ async fn the_mailer_delivers_and_never_downgrades_starttls() {
         .unwrap_err();
     assert!(matches!(err, MailError::Send(_)), "{err:?}");
     assert!(sink.nothing_within(Duration::from_millis(300)).await);
+}
+
+/// The settings that reach `sink` with `tls`, trusting the CA in `ca_file`.
+fn relay(sink: &SmtpSink, tls: SmtpTls, ca_file: Option<&std::path::Path>) -> SmtpSettings {
+    SmtpSettings {
+        host: Some("127.0.0.1".into()),
+        port: sink.port,
+        from: Some("Chatter <no-reply@chat.example.com>".into()),
+        username: Some("chatter".into()),
+        password: Some(Secret::new("relay pass")),
+        tls,
+        ca_file: ca_file.map(std::path::Path::to_path_buf),
+        ..Default::default()
+    }
+}
+
+/// Both TLS paths end to end: lettre against a sink whose certificate comes
+/// from a private CA, trusted through `smtp.ca_file`. The message and the
+/// credentials reach the sink only inside TLS, intact.
+#[tokio::test]
+async fn the_mailer_delivers_over_starttls_and_implicit_tls_to_a_relay_on_a_private_ca() {
+    use chatter::mail::Mailer;
+    for (mode, tls) in [
+        (SinkTls::Starttls, SmtpTls::Starttls),
+        (SinkTls::Tls, SmtpTls::Tls),
+    ] {
+        let mut sink = SmtpSink::start_with(mode).await;
+        let smtp = relay(&sink, tls, Some(sink.ca_file()));
+        let mailer = Mailer::from_settings(&smtp).unwrap().unwrap();
+        mailer
+            .send(
+                "owner@acme.test",
+                "Confirm your address for Acme Shoes",
+                "Héllo over TLS.\nhttps://chat.example.com/app/#/verify/abc",
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{tls:?}: {e}"));
+        let mail = sink.next(MAIL_WAIT).await;
+        assert!(mail.tls, "{tls:?}: the message came in the clear");
+        assert_eq!(mail.from, "no-reply@chat.example.com", "{tls:?}");
+        assert_eq!(mail.to, vec!["owner@acme.test"], "{tls:?}");
+        assert_eq!(
+            mail.header("To").as_deref(),
+            Some("owner@acme.test"),
+            "{tls:?}"
+        );
+        assert_eq!(
+            mail.auth,
+            Some(("chatter".to_string(), "relay pass".to_string())),
+            "{tls:?}"
+        );
+        assert_eq!(
+            mail.header("Subject").as_deref(),
+            Some("Confirm your address for Acme Shoes"),
+            "{tls:?}"
+        );
+        assert!(
+            mail.text()
+                .starts_with("Héllo over TLS.\nhttps://chat.example.com/app/#/verify/abc"),
+            "{tls:?}: {}",
+            mail.text()
+        );
+        assert_eq!(mail.link(), "https://chat.example.com/app/#/verify/abc");
+    }
+}
+
+/// A relay whose certificate the mailer cannot trust (no `ca_file`, so the
+/// Mozilla roots only, or another CA's file) gets nothing: no credentials,
+/// no message, and the caller hears `Send`.
+#[tokio::test]
+async fn the_mailer_refuses_a_relay_it_does_not_trust() {
+    use chatter::mail::{MailError, Mailer};
+    for (mode, tls) in [
+        (SinkTls::Starttls, SmtpTls::Starttls),
+        (SinkTls::Tls, SmtpTls::Tls),
+    ] {
+        let mut sink = SmtpSink::start_with(mode).await;
+        let stranger = SmtpSink::start_with(mode).await;
+        for ca_file in [None, Some(stranger.ca_file())] {
+            let mailer = Mailer::from_settings(&relay(&sink, tls, ca_file))
+                .unwrap()
+                .unwrap();
+            let err = mailer
+                .send("owner@acme.test", "trusted?", "must not reach an impostor")
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, MailError::Send(_)),
+                "{tls:?}, {ca_file:?}: {err:?}"
+            );
+            assert!(
+                err.to_string().contains("certificate"),
+                "{tls:?}, {ca_file:?}: {err}"
+            );
+            assert!(sink.nothing_within(Duration::from_millis(300)).await);
+        }
+    }
+}
+
+/// A `ca_file` that is not there stops the mailer from being built, naming
+/// the file, whichever `tls` is set.
+#[test]
+fn a_missing_ca_file_is_a_settings_error_naming_it() {
+    use chatter::mail::{MailError, Mailer};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay-ca.pem");
+    for tls in [SmtpTls::None, SmtpTls::Starttls, SmtpTls::Tls] {
+        let smtp = SmtpSettings {
+            host: Some("127.0.0.1".into()),
+            from: Some("Chatter <no-reply@chat.example.com>".into()),
+            tls,
+            ca_file: Some(path.clone()),
+            ..Default::default()
+        };
+        let err = match Mailer::from_settings(&smtp) {
+            Err(e) => e,
+            Ok(_) => panic!("{tls:?}: a mailer without its ca_file"),
+        };
+        assert!(matches!(err, MailError::Settings(_)), "{tls:?}: {err:?}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{tls:?}: {err}"
+        );
+    }
 }
 
 /// Each resend mails the address: limited like reset requests (the same
