@@ -34,6 +34,7 @@ use crate::db::{Db, DbError, SchemaName, Statements};
 use crate::error_kind::{Class, Classify, Kind};
 use crate::mail::Mailer;
 use crate::tenancy::events::ChangeEvent;
+use usage::Meter;
 
 pub use entitlement::{Entitlement, State, SubscriptionRow};
 pub use razorpay::Razorpay;
@@ -324,6 +325,18 @@ impl Billing {
         self.entitlements
             .insert(ticket, schema.clone(), Arc::clone(&value));
         Ok(value)
+    }
+
+    /// What a new conversation of a tenant with `entitlement` is metered
+    /// against at `now`; none for a tenant that is not billed (self-hosted:
+    /// no counter row for every new conversation to wait on).
+    pub fn meter(&self, entitlement: &Entitlement, now: DateTime<Utc>) -> Option<Meter> {
+        let limit = entitlement.limits.conversations_per_month;
+        entitlement.billed.then(|| Meter {
+            month: month_of(now),
+            limit,
+            warn_at: limit.map(|limit| notice::first_warned(limit, self.settings.warn_percent)),
+        })
     }
 
     /// Whether the month of `now` is known to be used up for `schema`.

@@ -63,6 +63,12 @@ impl Notices {
     }
 }
 
+/// The smallest count that [`reaches`] `percent` of `limit`.
+pub fn first_warned(limit: u32, percent: u32) -> u32 {
+    let share = u64::from(limit) * u64::from(percent);
+    u32::try_from(share.div_ceil(100)).unwrap_or(u32::MAX)
+}
+
 /// Whether `count` conversations reach `percent` of `limit`.
 pub fn reaches(count: i64, limit: u32, percent: u32) -> bool {
     count.saturating_mul(100) >= i64::from(limit) * i64::from(percent)

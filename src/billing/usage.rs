@@ -19,26 +19,22 @@ use crate::db::{Db, DbError, SchemaName, TenantsTx};
 /// other's COMMIT on one row.
 pub const SHARDS: i16 = 4;
 
-/// Counts `$3` new conversations on row `$4` when they fit in its share of
-/// the limit `$2` (handed out against that same limit): the month's count
-/// after them, the other rows as this statement sees them. No row: the
-/// share is used up, or was handed out against another limit, or not yet.
-/// A count that had to wait for the row keeps it locked even when it then
-/// fails (PostgreSQL locks the newer row to recheck it): [`count`] rolls
-/// it back to a savepoint before it locks the month's rows.
+/// Counts `$3` new conversations on row `$4` when they fit in its share
+/// (handed out against the limit `$2`). No row: the share is used up, or
+/// was handed out against another limit, or not yet. A count that had to
+/// wait for the row keeps it locked even when it then fails (PostgreSQL
+/// locks the newer row to recheck it): the transaction is rolled back, or
+/// to a savepoint ([`count`]), before the month's rows are locked.
 const COUNT_IN_SHARE: &str = "UPDATE {tenant}.usage AS u SET conversations = u.conversations + $3::int \
      WHERE u.month = $1 AND u.shard = $4 AND u.cap_limit = $2::int \
-     AND u.conversations + $3::int <= u.cap \
-     RETURNING u.conversations::bigint + (SELECT coalesce(sum(o.conversations), 0) \
-     FROM {tenant}.usage o WHERE o.month = $1 AND o.shard <> $4)::bigint";
+     AND u.conversations + $3::int <= u.cap RETURNING u.shard";
 
 /// Counts `$3` new conversations on row `$4` of a month with no limit.
 /// `$2` is unused (the statements share their parameters).
 const COUNT_UNLIMITED: &str = "INSERT INTO {tenant}.usage AS u (month, shard, conversations) \
      SELECT $1, $4, $3::int WHERE $2::int IS NULL \
      ON CONFLICT (month, shard) DO UPDATE SET conversations = u.conversations + $3::int \
-     RETURNING u.conversations::bigint + (SELECT coalesce(sum(o.conversations), 0) \
-     FROM {tenant}.usage o WHERE o.month = $1 AND o.shard <> $4)::bigint";
+     RETURNING u.shard";
 
 /// Every row of the month exists before they are locked (one per shard).
 const MAKE_ROWS: &str = "INSERT INTO {tenant}.usage (month, shard) \
@@ -48,8 +44,8 @@ const MAKE_ROWS: &str = "INSERT INTO {tenant}.usage (month, shard) \
 const LOCK_ROWS: &str = "SELECT conversations FROM {tenant}.usage WHERE month = $1 \
      ORDER BY shard FOR UPDATE";
 
-/// Counts `$3` on row `$4` and hands what is left of the limit `$2` out
-/// to the rows: `$5` each, `$6` more to row `$4`.
+/// Counts `$3` on row `$4` and hands shares out to the rows, valid under
+/// the limit `$2`: `$5` each, `$6` more to row `$4`.
 const SHARE_OUT: &str = "UPDATE {tenant}.usage SET cap_limit = $2::int, \
      conversations = conversations + CASE WHEN shard = $4 THEN $3::int ELSE 0 END, \
      cap = conversations + CASE WHEN shard = $4 THEN $3::int + $6::int ELSE 0 END + $5::int \
@@ -61,6 +57,9 @@ pub struct Meter {
     pub month: NaiveDate,
     /// Conversations the month allows; none: no limit.
     pub limit: Option<u32>,
+    /// The count at which the owners are warned (`billing.warn_percent`
+    /// of the limit): the count that reaches it is always seen exactly.
+    pub warn_at: Option<u32>,
 }
 
 impl Meter {
@@ -69,64 +68,77 @@ impl Meter {
     }
 }
 
-/// Counts new conversations in the caller's transaction, for each
-/// `(tenant, meter, how many)` of `counts` (in one order for every
-/// transaction: by schema), on row `shard` (modulo [`SHARDS`]) of each
-/// month. Each entry's month count after them, or `None` when they do not
-/// all fit under its limit (its transaction must then roll back what it
-/// wrote: the other entries are counted).
-///
-/// Exact under any concurrency: a row counts only within its share, and
-/// the shares are handed out with every row of the month locked, adding
-/// up to the limit. Far from the limit every count is one statement,
-/// pipelined, that locks one row; when a share runs out the counts are
-/// rolled back to a savepoint (with any row lock they took) and made
-/// again one by one, each with its month's rows locked in order, so
-/// transactions take the meter's rows in one order and never deadlock.
-pub async fn count(
+/// What counting new conversations did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Counted. The month's count after them when it was seen exactly
+    /// (every row locked: the first count of a month, the one that
+    /// reaches the warning, and near the limit); none within a share.
+    Yes(Option<i32>),
+    /// They do not all fit under the limit; nothing counted.
+    Full,
+}
+
+/// Counts each `(tenant, meter, how many)` of `counts` within its row's
+/// share, one statement each, pipelined, locking one row each; `shard`
+/// (modulo [`SHARDS`]) is the row. False for those whose share does not
+/// hold them (or whose month has none yet): the caller rolls its whole
+/// transaction back and counts them again with [`count`], which may lock
+/// the month. Far from the limit and the warning, every count is this.
+pub async fn count_within_shares(
     tx: &TenantsTx,
     counts: &[(&SchemaName, Meter, i32)],
     shard: i16,
-) -> Result<Vec<Option<i32>>, DbError> {
-    let Some(&(anchor, _, _)) = counts.first() else {
-        return Ok(Vec::new());
-    };
+) -> Result<Vec<bool>, DbError> {
     let shard = shard.rem_euclid(SHARDS);
-    let limited = counts.iter().any(|(_, meter, _)| meter.limit.is_some());
-    if limited {
-        tx.query_typed_in(anchor, "SAVEPOINT meter", &[]).await?;
-    }
-    let first = try_join_all(
+    try_join_all(
         counts
             .iter()
             .map(|&(schema, meter, many)| count_in_share(tx, schema, meter, many, shard)),
     )
-    .await?;
-    if first.iter().all(Option::is_some) {
-        return Ok(first);
+    .await
+}
+
+/// Counts `many` new conversations of `schema`, all or none, on row
+/// `shard` (modulo [`SHARDS`]), in the caller's transaction. Within the
+/// row's share it is one statement; past it, the count is rolled back to
+/// a savepoint (with the row lock it may have taken) and made again with
+/// every row of the month locked, in order, handing new shares out.
+///
+/// Exact under any concurrency: a row counts only within its share, and
+/// the shares are handed out with every row of the month locked, adding
+/// up to the limit; so transactions take the meter's rows in one order
+/// and never deadlock on them.
+pub async fn count(
+    tx: &TenantsTx,
+    schema: &SchemaName,
+    meter: Meter,
+    many: i32,
+    shard: i16,
+) -> Result<Counted, DbError> {
+    let shard = shard.rem_euclid(SHARDS);
+    if meter.limit.is_none() {
+        count_in_share(tx, schema, meter, many, shard).await?;
+        return Ok(Counted::Yes(None));
     }
-    tx.query_typed_in(anchor, "ROLLBACK TO SAVEPOINT meter", &[])
+    tx.query_typed_in(schema, "SAVEPOINT meter", &[]).await?;
+    if count_in_share(tx, schema, meter, many, shard).await? {
+        return Ok(Counted::Yes(None));
+    }
+    tx.query_typed_in(schema, "ROLLBACK TO SAVEPOINT meter", &[])
         .await?;
-    let mut again = Vec::with_capacity(counts.len());
-    for &(schema, meter, many) in counts {
-        let counted = match meter.limit {
-            None => count_in_share(tx, schema, meter, many, shard).await?,
-            Some(_) => share_out(tx, schema, meter, many, shard).await?,
-        };
-        again.push(counted);
-    }
-    Ok(again)
+    share_out(tx, schema, meter, many, shard).await
 }
 
 /// One statement: [`COUNT_IN_SHARE`], or [`COUNT_UNLIMITED`] (which
-/// always counts).
+/// always counts). Whether it counted.
 async fn count_in_share(
     tx: &TenantsTx,
     schema: &SchemaName,
     meter: Meter,
     many: i32,
     shard: i16,
-) -> Result<Option<i32>, DbError> {
+) -> Result<bool, DbError> {
     let limit = meter.limit_param();
     let params: [(&(dyn ToSql + Sync), Type); 4] = [
         (&meter.month, Type::DATE),
@@ -139,25 +151,23 @@ async fn count_in_share(
         Some(_) => COUNT_IN_SHARE,
     };
     let rows = tx.query_typed_in(schema, sql, &params).await?;
-    match rows.first() {
-        Some(row) => Ok(Some(saturate(row.try_get(0)?))),
-        None if limit.is_none() => Err(DbError::NoRow("the month's count")),
-        None => Ok(None),
-    }
+    Ok(!rows.is_empty())
 }
 
 /// Counts `many` on row `shard` with every row of the month locked, and
-/// hands what is left of the limit out to the rows; `None` (nothing
-/// changed) when they do not fit.
+/// hands shares out to the rows: of what is left up to the warning while
+/// the month is under it (so the count that reaches it comes here and is
+/// seen exactly), then of what is left of the limit.
 async fn share_out(
     tx: &TenantsTx,
     schema: &SchemaName,
     meter: Meter,
     many: i32,
     shard: i16,
-) -> Result<Option<i32>, DbError> {
+) -> Result<Counted, DbError> {
     let Some(limit) = meter.limit_param() else {
-        return count_in_share(tx, schema, meter, many, shard).await;
+        count_in_share(tx, schema, meter, many, shard).await?;
+        return Ok(Counted::Yes(None));
     };
     let month: [(&(dyn ToSql + Sync), Type); 1] = [(&meter.month, Type::DATE)];
     tx.query_typed_in(schema, MAKE_ROWS, &month).await?;
@@ -166,11 +176,15 @@ async fn share_out(
     for row in &rows {
         counted += i64::from(row.try_get::<_, i32>(0)?);
     }
-    let left = i64::from(limit) - counted - i64::from(many);
-    if left < 0 {
-        return Ok(None);
+    let after = counted + i64::from(many);
+    if after > i64::from(limit) {
+        return Ok(Counted::Full);
     }
-    let (each, rest) = share_out_split(left, rows.len());
+    let up_to = match meter.warn_at.map(i64::from) {
+        Some(warn_at) if after < warn_at => (warn_at - 1).min(i64::from(limit)),
+        _ => i64::from(limit),
+    };
+    let (each, rest) = split(up_to - after, rows.len());
     let params: [(&(dyn ToSql + Sync), Type); 6] = [
         (&meter.month, Type::DATE),
         (&Some(limit), Type::INT4),
@@ -180,12 +194,12 @@ async fn share_out(
         (&rest, Type::INT4),
     ];
     tx.query_typed_in(schema, SHARE_OUT, &params).await?;
-    Ok(Some(saturate(counted + i64::from(many))))
+    Ok(Counted::Yes(Some(saturate(after))))
 }
 
 /// `left` split over `rows`: what each gets, and what is left over (to
 /// the counting row).
-fn share_out_split(left: i64, rows: usize) -> (i32, i32) {
+fn split(left: i64, rows: usize) -> (i32, i32) {
     let rows = i64::try_from(rows.max(1)).unwrap_or(i64::MAX);
     let each = i32::try_from(left / rows).unwrap_or(i32::MAX);
     let rest = i32::try_from(left % rows).unwrap_or(0);

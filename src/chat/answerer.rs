@@ -8,8 +8,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::billing::usage::Meter;
-use crate::billing::{Billing, month_of};
+use crate::billing::Billing;
 use crate::bot_config::{BotConfig, BotConfigCache};
 use crate::chat::writer::{ExchangeWriter, WriterStats};
 use crate::chat::{self, Answer, ChatError, Exchange, QuestionVector, Stored};
@@ -303,13 +302,7 @@ impl Answerer {
         if !entitlement.chat_open(now) || (!continuing && self.billing.month_full(schema, now)) {
             return Err(ChatError::Unavailable(bot.unavailable_reply.clone()));
         }
-        // Only a billed tenant is metered: a self-hosted one (no Razorpay
-        // keys) skips the month's counter, one row every new conversation of
-        // the tenant would otherwise wait on.
-        let meter = entitlement.billed.then(|| Meter {
-            month: month_of(now),
-            limit: entitlement.limits.conversations_per_month,
-        });
+        let meter = self.billing.meter(&entitlement, now);
         let (answer, vector) = match question.pick {
             None => {
                 let (vector, index, current) = self.prepare(schema, message).await?;

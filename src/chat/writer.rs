@@ -27,7 +27,7 @@ use futures_util::future::try_join_all;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::Type;
 
-use crate::billing::usage::{self, Meter};
+use crate::billing::usage::{self, Counted, Meter};
 use crate::chat::{Exchange, Stored, new_session_id};
 use crate::db::{Db, DbError, TenantsTx};
 use crate::tenancy::SchemaName;
@@ -161,10 +161,11 @@ async fn run(
 enum GroupFailure {
     /// Before COMMIT: the transaction is rolled back, nothing of it stored.
     Before(DbError),
-    /// A billed tenant's new conversations did not all fit under its
-    /// month's limit: rolled back, and each stored alone, which counts
+    /// A billed tenant's new conversations did not fit in its meter row's
+    /// share (the month's first, near the warning or the limit): rolled
+    /// back, and each stored alone, which hands new shares out and counts
     /// them one by one up to the limit.
-    MonthFull,
+    OutOfShare,
     /// At COMMIT: stored or not, nobody can tell.
     AtCommit(DbError),
 }
@@ -200,7 +201,7 @@ async fn store_group(db: &Db, mut group: Vec<Pending>, writer: i16, counters: &C
                 let _ = pending.done.send(Err(e));
             }
         }
-        Err(failure @ (GroupFailure::Before(_) | GroupFailure::MonthFull)) => {
+        Err(failure @ (GroupFailure::Before(_) | GroupFailure::OutOfShare)) => {
             counters.failed_groups.fetch_add(1, Ordering::Relaxed);
             if let GroupFailure::Before(e) = failure {
                 tracing::warn!(exchanges = group.len(), error = %e, "a group of chat exchanges failed; storing each alone");
@@ -231,9 +232,9 @@ pub(crate) async fn store_alone(db: &Db, exchange: &Exchange) -> Result<Option<S
         (Some(meter), None) => {
             let row = NEXT_ROW.fetch_add(1, Ordering::Relaxed) % usage::SHARDS.unsigned_abs();
             let row = i16::try_from(row).unwrap_or_default();
-            match usage::count(&tx, &[(&exchange.schema, meter, 1)], row).await?[..] {
-                [Some(count)] => Some(count),
-                _ => return Ok(None),
+            match usage::count(&tx, &exchange.schema, meter, 1, row).await? {
+                Counted::Yes(total) => total,
+                Counted::Full => return Ok(None),
             }
         }
         _ => None,
@@ -257,8 +258,8 @@ pub(crate) async fn store_alone(db: &Db, exchange: &Exchange) -> Result<Option<S
 /// every exchange at once (pipelined on the one connection): a group
 /// costs the round trips of one exchange. A billed tenant's new
 /// conversations are counted last, with one statement per tenant sent
-/// with the messages: its meter row stays locked only until COMMIT, so
-/// the next group's statements for that tenant run meanwhile.
+/// with the messages, on the writer's own meter row: the other writer's
+/// group counts on another row meanwhile.
 async fn write_group(
     db: &Db,
     group: &[Pending],
@@ -272,27 +273,26 @@ async fn write_group(
     let conversations = insert_conversations(&tx, &exchanges, &settled)
         .await
         .map_err(GroupFailure::Before)?;
-    // The messages first: `try_join!` polls in order, and a first poll
-    // sends a statement, so the meter's savepoint comes after them and its
-    // rollback (a share ran out) never undoes a message.
-    let (messages, counts) = tokio::try_join!(
+    let (messages, counted) = tokio::try_join!(
         insert_messages(&tx, &exchanges, &settled, &conversations),
         count_new(&tx, &exchanges, &settled, writer),
     )
     .map_err(GroupFailure::Before)?;
-    let counts = counts.ok_or(GroupFailure::MonthFull)?;
+    if !counted {
+        return Err(GroupFailure::OutOfShare);
+    }
     tx.commit()
         .await
         .map_err(|e| GroupFailure::AtCommit(DbError::Postgres(e)))?;
+    // Counted within shares: the month's count is not seen here.
     Ok(conversations
         .into_iter()
         .zip(messages)
-        .zip(counts)
-        .map(|(((_, session_id), message_id), month_count)| {
+        .map(|((_, session_id), message_id)| {
             Some(Stored {
                 session_id,
                 message_id,
-                month_count,
+                month_count: None,
             })
         })
         .collect())
@@ -451,20 +451,21 @@ async fn insert_messages(
     .await
 }
 
-/// Counts the group's new conversations of billed tenants, once per
-/// tenant and month, on the writer's meter row, in the group's order
-/// (sorted by schema), so two groups never wait on each other's meter
-/// rows in a cycle. Each exchange's month count (none when not counted),
-/// or `None` when a tenant's new conversations do not all fit.
+/// Counts the group's new conversations of billed tenants within their
+/// meter rows' shares: once per tenant and month, on the writer's row, in
+/// the group's order (by schema, then month), so two groups never wait on
+/// each other's meter rows in a cycle. False when a share does not hold
+/// them: the group is then stored again one exchange at a time, which
+/// hands new shares out and counts exactly up to the limit.
 async fn count_new(
     tx: &TenantsTx,
     exchanges: &[&Exchange],
     settled: &[Settled],
     writer: i16,
-) -> Result<Option<Vec<Option<i32>>>, DbError> {
-    // New, metered conversations by tenant and meter, in the group's order.
-    let mut meters: Vec<(&SchemaName, Meter, Vec<usize>)> = Vec::new();
-    for (i, (exchange, settled)) in exchanges.iter().zip(settled).enumerate() {
+) -> Result<bool, DbError> {
+    // New, metered conversations by tenant and meter.
+    let mut meters: Vec<(&SchemaName, Meter, i32)> = Vec::new();
+    for (exchange, settled) in exchanges.iter().zip(settled) {
         let (Some(meter), None) = (exchange.meter, &settled.conversation) else {
             continue;
         };
@@ -472,34 +473,11 @@ async fn count_new(
             .iter_mut()
             .find(|(schema, m, _)| **schema == exchange.schema && *m == meter)
         {
-            Some((_, _, members)) => members.push(i),
-            None => meters.push((&exchange.schema, meter, vec![i])),
+            Some((_, _, many)) => *many = many.saturating_add(1),
+            None => meters.push((&exchange.schema, meter, 1)),
         }
-    }
-    if meters.is_empty() {
-        return Ok(Some(vec![None; exchanges.len()]));
     }
     meters.sort_by(|a, b| (a.0.as_str(), a.1.month).cmp(&(b.0.as_str(), b.1.month)));
-    let asked: Vec<(&SchemaName, Meter, i32)> = meters
-        .iter()
-        .map(|(schema, meter, members)| {
-            (
-                *schema,
-                *meter,
-                i32::try_from(members.len()).unwrap_or(i32::MAX),
-            )
-        })
-        .collect();
-    let totals = usage::count(tx, &asked, writer).await?;
-    let mut counts = vec![None; exchanges.len()];
-    for ((_, _, members), total) in meters.iter().zip(totals) {
-        let Some(total) = total else {
-            return Ok(None);
-        };
-        let first = total - i32::try_from(members.len()).unwrap_or(i32::MAX) + 1;
-        for (k, &i) in members.iter().enumerate() {
-            counts[i] = Some(first + i32::try_from(k).unwrap_or(i32::MAX));
-        }
-    }
-    Ok(Some(counts))
+    let counted = usage::count_within_shares(tx, &meters, writer).await?;
+    Ok(counted.into_iter().all(|counted| counted))
 }

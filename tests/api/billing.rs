@@ -1231,6 +1231,7 @@ async fn owners_are_mailed_once_when_the_month_passes_80_percent() {
     let meter = chatter::billing::usage::Meter {
         month,
         limit: Some(100),
+        warn_at: Some(80),
     };
     other.metered(&shop, meter, 82);
     assert!(sink.nothing_within(quiet).await, "not mailed twice");

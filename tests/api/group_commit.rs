@@ -207,6 +207,7 @@ async fn the_billing_meter_counts_exactly_in_groups_even_when_a_group_fails() {
     let meter = Meter {
         month: month(),
         limit: Some(5),
+        warn_at: None,
     };
     // 12 new conversations for alpha (limit 5), 3 for beta (no limit), and
     // a failing exchange in the same group, which sends every one of them
@@ -222,6 +223,7 @@ async fn the_billing_meter_counts_exactly_in_groups_even_when_a_group_fails() {
         e.meter = Some(Meter {
             month: month(),
             limit: None,
+            warn_at: None,
         });
         exchanges.push(e);
     }
@@ -259,6 +261,7 @@ async fn the_billing_meter_counts_exactly_in_groups_even_when_a_group_fails() {
         e.meter = Some(Meter {
             month: next,
             limit: Some(5),
+            warn_at: None,
         });
         writer.store(e)
     });
@@ -283,27 +286,39 @@ async fn the_billing_meter_counts_exactly_in_groups_even_when_a_group_fails() {
 }
 
 /// `n` new conversations of alpha at once (one group: this test's
-/// runtime has one thread), metered against `meter`; the month's count
-/// each got (none: refused), smallest first.
-async fn new_conversations(writer: &ExchangeWriter, meter: Meter, n: usize) -> Vec<Option<i32>> {
+/// runtime has one thread), metered against `meter`: how many were
+/// stored, and the month's count after them.
+async fn new_conversations(
+    app: &TestApp,
+    writer: &ExchangeWriter,
+    meter: Meter,
+    n: usize,
+) -> (usize, i64) {
     let stored = futures_util::future::join_all((0..n).map(|i| {
         let mut e = exchange("alpha", &format!("new {i}"));
         e.meter = Some(meter);
         writer.store(e)
     }))
     .await;
-    let mut counts: Vec<Option<i32>> = stored
+    let kept = stored
         .into_iter()
-        .map(|s| s.unwrap().map(|s| s.month_count.unwrap()))
-        .collect();
-    counts.sort();
-    counts
+        .filter(|s| s.as_ref().unwrap().is_some())
+        .count();
+    let total = count(
+        app,
+        &format!(
+            "SELECT coalesce(sum(conversations), 0)::bigint FROM alpha.usage WHERE month = '{}'",
+            meter.month
+        ),
+    )
+    .await;
+    (kept, total)
 }
 
 /// A group's new conversations of one billed tenant are counted with one
-/// statement when they all fit; when they do not, the group is stored
-/// again one exchange at a time, up to the limit. The month's count each
-/// chat sees is its own.
+/// statement when they fit in its meter row's share; when they do not
+/// (the month's first, or near the limit), the group is stored again one
+/// exchange at a time, up to the limit.
 #[tokio::test]
 async fn a_group_meters_a_tenants_new_conversations_at_once_and_exactly_at_the_limit() {
     let app = spawn_app().await;
@@ -312,46 +327,33 @@ async fn a_group_meters_a_tenants_new_conversations_at_once_and_exactly_at_the_l
     let december = Meter {
         month: month(),
         limit: Some(10),
+        warn_at: None,
     };
     // A new month, more than the limit in its first group: one by one.
-    // Stored alone at once, each sees its own count and what the others
-    // committed before it.
-    let counts = new_conversations(&writer, december, 12).await;
-    assert_eq!(counts[..2], [None, None]);
-    assert!(
-        counts[2..].iter().all(|c| matches!(c, Some(1..=10))),
-        "{counts:?}"
+    assert_eq!(
+        new_conversations(&app, &writer, december, 12).await,
+        (10, 10)
     );
     assert_eq!(writer.stats().failed_groups, 1);
 
-    // The next month, room for all: counted at once, each its own count.
+    // The next month, room for all: the first group hands the shares out
+    // (one by one), the next fits in the writer's row's share at once.
     let january = Meter {
         month: chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
-        limit: Some(10),
+        limit: Some(100),
+        warn_at: None,
     };
-    let counts = |range: std::ops::RangeInclusive<i32>| range.map(Some).collect::<Vec<_>>();
-    assert_eq!(new_conversations(&writer, january, 4).await, counts(1..=4));
-    assert_eq!(new_conversations(&writer, january, 3).await, counts(5..=7));
+    assert_eq!(new_conversations(&app, &writer, january, 4).await, (4, 4));
+    assert_eq!(new_conversations(&app, &writer, january, 3).await, (3, 7));
     let stats = writer.stats();
-    assert_eq!((stats.failed_groups, stats.groups), (1, 2), "{stats:?}");
-    // 7 counted, 5 more asked: 3 fit.
-    let last = new_conversations(&writer, january, 5).await;
-    assert_eq!(last[..2], [None, None]);
-    assert!(
-        last[2..].iter().all(|c| matches!(c, Some(8..=10))),
-        "{last:?}"
-    );
-    assert_eq!(writer.stats().failed_groups, 2);
+    assert_eq!((stats.failed_groups, stats.groups), (2, 1), "{stats:?}");
+    // 7 counted of 100, 95 more asked: 93 fit.
     assert_eq!(
-        count(
-            &app,
-            "SELECT sum(conversations)::bigint FROM alpha.usage WHERE month = '2027-01-01'"
-        )
-        .await,
-        10
+        new_conversations(&app, &writer, january, 95).await,
+        (93, 100)
     );
     assert_eq!(
         count(&app, "SELECT count(*) FROM alpha.conversations").await,
-        20
+        10 + 100
     );
 }

@@ -3,7 +3,7 @@
 //! two transactions of one busy tenant do not queue on one row lock, and
 //! the limit stays exact under any concurrency.
 
-use chatter::billing::usage::{self, Meter};
+use chatter::billing::usage::{self, Counted, Meter};
 use chatter::chat::{Exchange, ExchangeWriter};
 use chatter::db::{Db, SchemaName, TenantsTx};
 
@@ -17,6 +17,7 @@ fn meter(limit: Option<u32>) -> Meter {
     Meter {
         month: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
         limit,
+        warn_at: None,
     }
 }
 
@@ -33,15 +34,12 @@ async fn month_total(app: &TestApp) -> i64 {
 }
 
 /// Counts `many` for alpha on `row` in `tx`.
-async fn count_in(tx: &TenantsTx, meter: Meter, many: i32, row: i16) -> Option<i32> {
-    let counted = usage::count(tx, &[(&alpha(), meter, many)], row)
-        .await
-        .unwrap();
-    counted[0]
+async fn count_in(tx: &TenantsTx, meter: Meter, many: i32, row: i16) -> Counted {
+    usage::count(tx, &alpha(), meter, many, row).await.unwrap()
 }
 
 /// Counts `many` on `row` in a transaction of its own, committed.
-async fn count_committed(db: &Db, meter: Meter, many: i32, row: i16) -> Option<i32> {
+async fn count_committed(db: &Db, meter: Meter, many: i32, row: i16) -> Counted {
     let tx = db.tenants().await.unwrap();
     let counted = count_in(&tx, meter, many, row).await;
     tx.commit().await.unwrap();
@@ -64,19 +62,22 @@ async fn two_transactions_count_one_tenants_month_on_their_own_rows_without_wait
     app.create_tenant("alpha", "alpha", None).await;
     let limited = meter(Some(1_000));
     // The first count of the month hands the shares out.
-    assert_eq!(count_committed(&app.handle, limited, 1, 0).await, Some(1));
+    assert_eq!(
+        count_committed(&app.handle, limited, 1, 0).await,
+        Counted::Yes(Some(1))
+    );
 
     // One transaction counts on row 0 and holds it until its COMMIT;
     // another counts on row 1 meanwhile. On one row it would wait for the
     // first one's COMMIT (here: fail at the lock timeout).
     let first = app.handle.tenants().await.unwrap();
-    assert_eq!(count_in(&first, limited, 3, 0).await, Some(4));
+    // Within the row's share: the month's count is not seen.
+    assert_eq!(count_in(&first, limited, 3, 0).await, Counted::Yes(None));
     let second = impatient(&app.handle).await;
-    let counted = usage::count(&second, &[(&alpha(), limited, 2)], 1)
+    let counted = usage::count(&second, &alpha(), limited, 2, 1)
         .await
         .expect("the second transaction did not wait for the first");
-    // It sees what is committed, and its own.
-    assert_eq!(counted, [Some(3)]);
+    assert_eq!(counted, Counted::Yes(None));
     second.commit().await.unwrap();
     first.commit().await.unwrap();
     assert_eq!(month_total(&app).await, 6);
@@ -84,10 +85,10 @@ async fn two_transactions_count_one_tenants_month_on_their_own_rows_without_wait
     // The same with no limit (a plan without one).
     let unlimited = meter(None);
     let first = app.handle.tenants().await.unwrap();
-    assert_eq!(count_in(&first, unlimited, 1, 2).await, Some(7));
+    assert_eq!(count_in(&first, unlimited, 1, 2).await, Counted::Yes(None));
     let second = impatient(&app.handle).await;
     assert!(
-        usage::count(&second, &[(&alpha(), unlimited, 1)], 3)
+        usage::count(&second, &alpha(), unlimited, 1, 3)
             .await
             .is_ok()
     );
@@ -103,10 +104,13 @@ async fn two_transactions_count_one_tenants_month_on_their_own_rows_without_wait
 async fn five_and_five_waiting(
     app: &TestApp,
     ten: Meter,
-) -> (TenantsTx, tokio::task::JoinHandle<Option<i32>>) {
-    assert_eq!(count_committed(&app.handle, ten, 1, 0).await, Some(1));
+) -> (TenantsTx, tokio::task::JoinHandle<Counted>) {
+    assert_eq!(
+        count_committed(&app.handle, ten, 1, 0).await,
+        Counted::Yes(Some(1))
+    );
     let first = app.handle.tenants().await.unwrap();
-    assert_eq!(count_in(&first, ten, 5, 0).await, Some(6));
+    assert_eq!(count_in(&first, ten, 5, 0).await, Counted::Yes(Some(6)));
     let db = app.handle.clone();
     let second = tokio::spawn(async move { count_committed(&db, ten, 5, 1).await });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -126,18 +130,20 @@ async fn a_count_past_its_share_waits_for_the_month_and_decides_on_what_committe
     let ten = meter(Some(10));
     let (first, second) = five_and_five_waiting(&app, ten).await;
     first.commit().await.unwrap();
-    assert_eq!(second.await.unwrap(), None);
+    assert_eq!(second.await.unwrap(), Counted::Full);
     assert_eq!(month_total(&app).await, 6);
-    // The 4 left fit on any row, one past them on none.
-    for row in 1..4 {
+    // The 4 left fit, one on each row's share; one past them on none.
+    for row in 0..4 {
         assert_eq!(
             count_committed(&app.handle, ten, 1, row).await,
-            Some(6 + i32::from(row))
+            Counted::Yes(None)
         );
     }
-    assert_eq!(count_committed(&app.handle, ten, 1, 0).await, Some(10));
     for row in 0..4 {
-        assert_eq!(count_committed(&app.handle, ten, 1, row).await, None);
+        assert_eq!(
+            count_committed(&app.handle, ten, 1, row).await,
+            Counted::Full
+        );
     }
     assert_eq!(month_total(&app).await, 10);
 
@@ -145,10 +151,11 @@ async fn a_count_past_its_share_waits_for_the_month_and_decides_on_what_committe
     let january = Meter {
         month: chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
         limit: Some(10),
+        warn_at: None,
     };
     let (first, second) = five_and_five_waiting(&app, january).await;
     drop(first);
-    assert_eq!(second.await.unwrap(), Some(6));
+    assert_eq!(second.await.unwrap(), Counted::Yes(Some(6)));
 }
 
 /// Shares handed out against one limit do not hold for another: a plan
@@ -157,26 +164,50 @@ async fn a_count_past_its_share_waits_for_the_month_and_decides_on_what_committe
 async fn a_changed_limit_is_counted_against_exactly() {
     let app = spawn_app().await;
     app.create_tenant("alpha", "alpha", None).await;
+    // The month's first count hands the shares out and sees the count;
+    // the others count within their rows' shares.
+    let mut counted = Vec::new();
     for row in 0..4 {
-        assert_eq!(
-            count_committed(&app.handle, meter(Some(100)), 3, row).await,
-            Some(3 * (i32::from(row) + 1))
-        );
+        counted.push(count_committed(&app.handle, meter(Some(100)), 3, row).await);
     }
+    assert_eq!(
+        counted,
+        [
+            Counted::Yes(Some(3)),
+            Counted::Yes(None),
+            Counted::Yes(None),
+            Counted::Yes(None)
+        ]
+    );
     // Down to 10 with 12 counted: nothing more, on any row.
     for row in 0..4 {
         assert_eq!(
             count_committed(&app.handle, meter(Some(10)), 1, row).await,
-            None
+            Counted::Full
         );
     }
     // Up to 20: exactly 8 more.
     let mut counted = Vec::new();
     for i in 0..10 {
-        counted.push(count_committed(&app.handle, meter(Some(20)), 1, i % 4).await);
+        let row = i16::try_from(i % 4).unwrap();
+        counted.push(count_committed(&app.handle, meter(Some(20)), 1, row).await);
     }
-    let want: Vec<Option<i32>> = (13..=20).map(Some).chain([None, None]).collect();
-    assert_eq!(counted, want);
+    let (yes, full) = (Counted::Yes, Counted::Full);
+    assert_eq!(
+        counted,
+        [
+            yes(Some(13)),
+            yes(None),
+            yes(None),
+            yes(None),
+            yes(None),
+            yes(Some(18)),
+            yes(Some(19)),
+            yes(Some(20)),
+            full,
+            full
+        ]
+    );
     assert_eq!(month_total(&app).await, 20);
 }
 
@@ -219,4 +250,32 @@ async fn many_writers_at_once_store_exactly_the_limit() {
         .unwrap()
         .get(0);
     assert_eq!(conversations, 57);
+}
+
+/// The count that reaches the owners' warning always locks the month, so
+/// it is seen exactly (the 80% notice), whichever row it lands on.
+#[tokio::test]
+async fn the_count_that_reaches_the_warning_is_seen_exactly() {
+    let app = spawn_app().await;
+    app.create_tenant("alpha", "alpha", None).await;
+    let warned = Meter {
+        warn_at: Some(8),
+        ..meter(Some(10))
+    };
+    let mut seen = Vec::new();
+    for i in 0..10 {
+        let row = i16::try_from(i % 4).unwrap();
+        match count_committed(&app.handle, warned, 1, row).await {
+            Counted::Yes(Some(count)) => seen.push(count),
+            Counted::Yes(None) => {}
+            Counted::Full => panic!("count {} refused", i + 1),
+        }
+    }
+    assert!(seen.contains(&8), "{seen:?}");
+    assert!(seen.iter().all(|&c| (1..=10).contains(&c)), "{seen:?}");
+    assert_eq!(
+        count_committed(&app.handle, warned, 1, 0).await,
+        Counted::Full
+    );
+    assert_eq!(month_total(&app).await, 10);
 }
