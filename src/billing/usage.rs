@@ -1,11 +1,11 @@
 //! Conversations started per calendar month (UTC), in the tenant's own
 //! `usage` table. A billed tenant's new conversation is counted in the
 //! transaction that stores it (`chat::writer`), so a rolled-back exchange
-//! is never counted: under the plan's limit [`count`] returns the new
-//! count; at the limit it returns none and nothing is stored. No extra
-//! round trip per message, and none at all for a message in an existing
-//! conversation. The month's count is split over [`SHARDS`] rows, so that
-//! concurrent groups of one tenant do not queue on one row lock.
+//! is never counted: at the limit [`count`] says [`Counted::Full`] and
+//! nothing is stored. No extra round trip per message, and none at all
+//! for a message in an existing conversation. The month's count is split
+//! over [`SHARDS`] rows, each counting within a share of the limit, so
+//! that concurrent groups of one tenant do not queue on one row lock.
 
 use chrono::NaiveDate;
 use futures_util::future::try_join_all;
