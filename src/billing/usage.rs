@@ -32,7 +32,7 @@ const COUNT_IN_SHARE: &str = "UPDATE {tenant}.usage AS u SET conversations = u.c
 /// Counts `$3` new conversations on row `$4` of a month with no limit.
 /// `$2` is unused (the statements share their parameters).
 const COUNT_UNLIMITED: &str = "INSERT INTO {tenant}.usage AS u (month, shard, conversations) \
-     SELECT $1, $4, $3::int WHERE $2::int IS NULL \
+     SELECT $1::date, $4::smallint, $3::int WHERE $2::int IS NULL \
      ON CONFLICT (month, shard) DO UPDATE SET conversations = u.conversations + $3::int \
      RETURNING u.shard";
 
