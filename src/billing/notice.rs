@@ -112,21 +112,30 @@ impl Billing {
             return Ok(false);
         };
         let tx = self.db.tenant(schema).await?;
+        // Row 0 of the month's meter keeps the notice (V9); the month was
+        // metered against its limit, so the row exists. The count is read
+        // after the claim, in its own statement (no subquery in RETURNING,
+        // which Citus may not route).
         let claimed = tx
             .query_opt(
-                // Row 0 of the month's meter keeps the notice (V9); the
-                // month was metered against its limit, so the row exists.
                 "UPDATE usage SET warned_at = now() \
-                 WHERE month = $1 AND shard = 0 AND warned_at IS NULL \
-                 RETURNING (SELECT sum(conversations) FROM usage WHERE month = $1)::int",
+                 WHERE month = $1 AND shard = 0 AND warned_at IS NULL RETURNING shard",
                 &[&month],
             )
             .await?;
-        tx.commit().await?;
-        let Some(row) = claimed else {
+        if claimed.is_none() {
+            tx.commit().await?;
             return Ok(true);
-        };
-        let count: i32 = row.try_get(0)?;
+        }
+        let count: i64 = tx
+            .query_one(
+                "SELECT coalesce(sum(conversations), 0)::bigint FROM usage WHERE month = $1",
+                &[&month],
+            )
+            .await?
+            .try_get(0)?;
+        tx.commit().await?;
+        let count = i32::try_from(count).unwrap_or(i32::MAX);
         let client = self.db.shared().await?;
         let owners = client
             .query(

@@ -29,11 +29,13 @@ const COUNT_IN_SHARE: &str = "UPDATE {tenant}.usage AS u SET conversations = u.c
      WHERE u.month = $1 AND u.shard = $4 AND u.cap_limit = $2::int \
      AND u.conversations + $3::int <= u.cap RETURNING u.shard";
 
-/// Counts `$3` new conversations on row `$4` of a month with no limit.
-/// `$2` is unused (the statements share their parameters).
+/// Counts `$3` new conversations on row `$2` of the month `$1`, with no
+/// limit. Plain VALUES, typed: Citus sends it to the tenant's node as
+/// written, and an untyped parameter in a SELECT list cannot be typed
+/// there.
 const COUNT_UNLIMITED: &str = "INSERT INTO {tenant}.usage AS u (month, shard, conversations) \
-     SELECT $1::date, $4::smallint, $3::int WHERE $2::int IS NULL \
-     ON CONFLICT (month, shard) DO UPDATE SET conversations = u.conversations + $3::int \
+     VALUES ($1::date, $2::smallint, $3::int) \
+     ON CONFLICT (month, shard) DO UPDATE SET conversations = u.conversations + excluded.conversations \
      RETURNING u.shard";
 
 /// Every row of the month exists before they are locked (one per shard).
@@ -146,11 +148,18 @@ async fn count_in_share(
         (&many, Type::INT4),
         (&shard, Type::INT2),
     ];
-    let sql = match limit {
-        None => COUNT_UNLIMITED,
-        Some(_) => COUNT_IN_SHARE,
+    let rows = match limit {
+        None => {
+            let unlimited: [(&(dyn ToSql + Sync), Type); 3] = [
+                (&meter.month, Type::DATE),
+                (&shard, Type::INT2),
+                (&many, Type::INT4),
+            ];
+            tx.query_typed_in(schema, COUNT_UNLIMITED, &unlimited)
+                .await?
+        }
+        Some(_) => tx.query_typed_in(schema, COUNT_IN_SHARE, &params).await?,
     };
-    let rows = tx.query_typed_in(schema, sql, &params).await?;
     Ok(!rows.is_empty())
 }
 
