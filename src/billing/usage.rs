@@ -119,17 +119,17 @@ pub async fn count(
     shard: i16,
 ) -> Result<Counted, DbError> {
     let shard = shard.rem_euclid(SHARDS);
-    if meter.limit.is_none() {
+    let Some(limit) = meter.limit_param() else {
         count_in_share(tx, schema, meter, many, shard).await?;
         return Ok(Counted::Yes(None));
-    }
+    };
     tx.query_typed_in(schema, "SAVEPOINT meter", &[]).await?;
     if count_in_share(tx, schema, meter, many, shard).await? {
         return Ok(Counted::Yes(None));
     }
     tx.query_typed_in(schema, "ROLLBACK TO SAVEPOINT meter", &[])
         .await?;
-    share_out(tx, schema, meter, many, shard).await
+    share_out(tx, schema, meter, limit, many, shard).await
 }
 
 /// One statement: [`COUNT_IN_SHARE`], or [`COUNT_UNLIMITED`] (which
@@ -141,43 +141,40 @@ async fn count_in_share(
     many: i32,
     shard: i16,
 ) -> Result<bool, DbError> {
-    let limit = meter.limit_param();
-    let params: [(&(dyn ToSql + Sync), Type); 4] = [
-        (&meter.month, Type::DATE),
-        (&limit, Type::INT4),
-        (&many, Type::INT4),
-        (&shard, Type::INT2),
-    ];
-    let rows = match limit {
+    let rows = match meter.limit_param() {
         None => {
-            let unlimited: [(&(dyn ToSql + Sync), Type); 3] = [
+            let params: [(&(dyn ToSql + Sync), Type); 3] = [
                 (&meter.month, Type::DATE),
                 (&shard, Type::INT2),
                 (&many, Type::INT4),
             ];
-            tx.query_typed_in(schema, COUNT_UNLIMITED, &unlimited)
-                .await?
+            tx.query_typed_in(schema, COUNT_UNLIMITED, &params).await?
         }
-        Some(_) => tx.query_typed_in(schema, COUNT_IN_SHARE, &params).await?,
+        Some(limit) => {
+            let params: [(&(dyn ToSql + Sync), Type); 4] = [
+                (&meter.month, Type::DATE),
+                (&limit, Type::INT4),
+                (&many, Type::INT4),
+                (&shard, Type::INT2),
+            ];
+            tx.query_typed_in(schema, COUNT_IN_SHARE, &params).await?
+        }
     };
     Ok(!rows.is_empty())
 }
 
 /// Counts `many` on row `shard` with every row of the month locked, and
-/// hands shares out to the rows: of what is left up to the warning while
-/// the month is under it (so the count that reaches it comes here and is
-/// seen exactly), then of what is left of the limit.
+/// hands shares of `limit` out to the rows: of what is left up to the
+/// warning while the month is under it (so the count that reaches it
+/// comes here and is seen exactly), then of what is left of the limit.
 async fn share_out(
     tx: &TenantsTx,
     schema: &SchemaName,
     meter: Meter,
+    limit: i32,
     many: i32,
     shard: i16,
 ) -> Result<Counted, DbError> {
-    let Some(limit) = meter.limit_param() else {
-        count_in_share(tx, schema, meter, many, shard).await?;
-        return Ok(Counted::Yes(None));
-    };
     let month: [(&(dyn ToSql + Sync), Type); 1] = [(&meter.month, Type::DATE)];
     tx.query_typed_in(schema, MAKE_ROWS, &month).await?;
     let rows = tx.query_typed_in(schema, LOCK_ROWS, &month).await?;
@@ -196,7 +193,7 @@ async fn share_out(
     let (each, rest) = split(up_to - after, rows.len());
     let params: [(&(dyn ToSql + Sync), Type); 6] = [
         (&meter.month, Type::DATE),
-        (&Some(limit), Type::INT4),
+        (&limit, Type::INT4),
         (&many, Type::INT4),
         (&shard, Type::INT2),
         (&each, Type::INT4),
