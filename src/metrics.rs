@@ -79,6 +79,14 @@ pub struct ScrapeGauges {
     /// instead, since start.
     pub matcher_trainings: u64,
     pub matcher_loads: u64,
+    /// The exchange writer since start: transactions of one group each,
+    /// exchanges stored in them, groups rolled back (a failed statement,
+    /// or a billed tenant's share of the month used up), and exchanges
+    /// of those groups stored again one at a time.
+    pub exchange_groups: u64,
+    pub exchanges_grouped: u64,
+    pub exchange_groups_failed: u64,
+    pub exchanges_stored_alone: u64,
 }
 
 /// Every metric the server keeps; share it as `Arc<Metrics>`.
@@ -102,6 +110,10 @@ pub struct Metrics {
     question_cache_misses: Gauge,
     matcher_trainings: Gauge,
     matcher_loads: Gauge,
+    exchange_groups: Gauge,
+    exchanges_grouped: Gauge,
+    exchange_groups_failed: Gauge,
+    exchanges_stored_alone: Gauge,
 }
 
 impl Default for Metrics {
@@ -220,7 +232,31 @@ impl Metrics {
             "matcher_loads",
             "FAQ indexes that loaded the tenant's stored matcher instead of training one, since start",
         );
+        let exchange_groups = gauge(
+            &mut registry,
+            "exchange_groups",
+            "Transactions that stored a group of chat exchanges, since start",
+        );
+        let exchanges_grouped = gauge(
+            &mut registry,
+            "exchanges_grouped",
+            "Chat exchanges stored in those groups, since start",
+        );
+        let exchange_groups_failed = gauge(
+            &mut registry,
+            "exchange_groups_failed",
+            "Groups of chat exchanges rolled back (a failed statement, or a billed tenant's share of the month used up), since start",
+        );
+        let exchanges_stored_alone = gauge(
+            &mut registry,
+            "exchanges_stored_alone",
+            "Chat exchanges of failed groups stored again one at a time, since start",
+        );
         Self {
+            exchange_groups,
+            exchanges_grouped,
+            exchange_groups_failed,
+            exchanges_stored_alone,
             matcher_trainings,
             matcher_loads,
             index_cache_bytes,
@@ -302,6 +338,14 @@ impl Metrics {
             .set(i64::try_from(gauges.matcher_trainings).unwrap_or(i64::MAX));
         self.matcher_loads
             .set(i64::try_from(gauges.matcher_loads).unwrap_or(i64::MAX));
+        for (gauge, n) in [
+            (&self.exchange_groups, gauges.exchange_groups),
+            (&self.exchanges_grouped, gauges.exchanges_grouped),
+            (&self.exchange_groups_failed, gauges.exchange_groups_failed),
+            (&self.exchanges_stored_alone, gauges.exchanges_stored_alone),
+        ] {
+            gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         text::encode(&mut out, &self.registry)?;
         Ok(out)
@@ -365,6 +409,10 @@ mod tests {
                 question_cache_misses: 11,
                 matcher_trainings: 2,
                 matcher_loads: 9,
+                exchange_groups: 12,
+                exchanges_grouped: 80,
+                exchange_groups_failed: 3,
+                exchanges_stored_alone: 17,
             })
             .unwrap();
         assert!(out.contains("chatter_index_cache_bytes 4096"), "{out}");
@@ -376,6 +424,10 @@ mod tests {
         assert!(out.contains("chatter_question_cache_misses 11"), "{out}");
         assert!(out.contains("chatter_matcher_trainings 2"), "{out}");
         assert!(out.contains("chatter_matcher_loads 9"), "{out}");
+        assert!(out.contains("chatter_exchange_groups 12"), "{out}");
+        assert!(out.contains("chatter_exchanges_grouped 80"), "{out}");
+        assert!(out.contains("chatter_exchange_groups_failed 3"), "{out}");
+        assert!(out.contains("chatter_exchanges_stored_alone 17"), "{out}");
         assert!(out.contains("chatter_embedding_queue_depth 7"), "{out}");
         assert!(out.contains("chatter_db_pool_in_use 6"), "{out}");
         assert!(out.contains("chatter_db_pool_idle 4"), "{out}");

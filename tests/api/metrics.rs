@@ -206,6 +206,19 @@ async fn metrics_follow_traffic_without_naming_tenants() {
     );
     assert!(value(&after, "chatter_model_load_seconds", &[]).is_some());
 
+    // Both exchanges went through the writer's groups; none was refused.
+    assert_eq!(value(&after, "chatter_exchanges_grouped", &[]), Some(2.0));
+    let groups = value(&after, "chatter_exchange_groups", &[]).unwrap_or(0.0);
+    assert!((1.0..=2.0).contains(&groups), "{text}");
+    assert_eq!(
+        value(&after, "chatter_exchange_groups_failed", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&after, "chatter_exchanges_stored_alone", &[]),
+        Some(0.0)
+    );
+
     // Bounded cardinality: no tenant anywhere, by schema or by name.
     let lower = text.to_lowercase();
     assert!(

@@ -11,7 +11,7 @@ use crate::http::extract::MetricsReader;
 use crate::http::state::AppState;
 use crate::metrics::ScrapeGauges;
 
-/// The Prometheus scrape: requests, latencies, answers, the pool and the model.
+/// The Prometheus scrape: requests, latencies, answers, the pool, the model and the exchange writer.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -28,6 +28,7 @@ pub async fn metrics(State(state): State<AppState>, _reader: MetricsReader) -> R
     let indexes = state.answerer.index_cache_stats();
     let matchers = state.answerer.matcher_stats();
     let (question_cache_hits, question_cache_misses) = state.answerer.question_cache_lookups();
+    let writer = state.answerer.writer_stats();
     let gauges = ScrapeGauges {
         queue_depth: state.engine.queue().map_or(0, |queue| queue.depth()),
         pool_size: pool.size,
@@ -42,6 +43,10 @@ pub async fn metrics(State(state): State<AppState>, _reader: MetricsReader) -> R
         question_cache_misses,
         matcher_trainings: matchers.trained,
         matcher_loads: matchers.loaded,
+        exchange_groups: writer.groups,
+        exchanges_grouped: writer.grouped,
+        exchange_groups_failed: writer.failed_groups,
+        exchanges_stored_alone: writer.alone,
     };
     match state.metrics.render(gauges) {
         Ok(body) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response(),
