@@ -10,7 +10,10 @@
 #                                      keys set and a trial that neither ends
 #                                      nor fills up (bench/billed.toml), so
 #                                      every new conversation is metered
-#                                      against a limit (the usage row lock)
+#                                      against a limit (the usage row lock);
+#                                      MONTH_LIMIT=N makes that limit N, to
+#                                      run through the owners' warning and
+#                                      the limit (bench/README.md)
 #   bench/lean.sh BIN 'BIN#KEY=V,...'  the same build with [chat] settings
 #                                      changed, e.g. BIN#group_commit_max=1
 #                                      (one transaction per exchange)
@@ -133,17 +136,22 @@ pg_background() {
   psql -Atq "$admin" -c "SELECT pid FROM pg_stat_activity WHERE backend_type <> 'client backend'"
 }
 
-# The question cache's hits and misses so far ("- -" for a build without them).
+# Counters so far ("-" for a build without them): the question cache's
+# hits and misses, then the exchange writer's groups, groups rolled back
+# and exchanges stored alone after them.
 metrics_token=bench-lean
-lookups() {
+counters() {
   curl -fs -H "Authorization: Bearer $metrics_token" "http://127.0.0.1:$port/metrics" |
-    awk '$1 == "chatter_question_cache_hits" {h = $2} $1 == "chatter_question_cache_misses" {m = $2}
-      END {print (h == "" ? "-" : h), (m == "" ? "-" : m)}' || echo "- -"
+    awk '{v[$1] = $2}
+      END {
+        n = split("chatter_question_cache_hits chatter_question_cache_misses chatter_exchange_groups chatter_exchange_groups_failed chatter_exchanges_stored_alone", k, " ")
+        for (i = 1; i <= n; i++) printf "%s%s", (k[i] in v ? v[k[i]] : "-"), (i < n ? " " : "\n")
+      }' || echo "- - - - -"
 }
 
 run_wrk() { # MIX LABEL
-  local out backends background server0 backends0 background0 lookups0
-  lookups0=$(lookups)
+  local out backends background server0 backends0 background0 counters0
+  counters0=$(counters)
   backends=$(pg_backends)
   background=$(pg_background)
   server0=$(ticks "$pid")
@@ -173,12 +181,15 @@ run_wrk() { # MIX LABEL
     -v g=$((background1 - background0)) -v n="$total" -v hz="$hz" 'BEGIN {
       if (n > 0) printf "                 CPU per chat: server %.0f us, PostgreSQL backends %.0f us, PostgreSQL background %.0f us\n",
         s / hz / n * 1e6, b / hz / n * 1e6, g / hz / n * 1e6 }'
-  local -a l
-  # shellcheck disable=SC2206 # four words: hits and misses before and after
-  l=($lookups0 $(lookups))
-  if [ "${l[0]}" != - ] && [ "${l[2]}" != - ]; then
-    awk -v h=$((l[2] - l[0])) -v m=$((l[3] - l[1])) 'BEGIN {
+  local -a c
+  # shellcheck disable=SC2206 # five counters before, five after
+  c=($counters0 $(counters))
+  if [ "${c[0]}" != - ] && [ "${c[5]}" != - ]; then
+    awk -v h=$((c[5] - c[0])) -v m=$((c[6] - c[1])) 'BEGIN {
       if (h + m > 0) printf "                 question cache: %d hits, %d misses (%.1f%% hits)\n", h, m, 100 * h / (h + m) }'
+  fi
+  if [ "${c[2]}" != - ] && [ "${c[7]}" != - ]; then
+    echo "                 writer: $((c[7] - c[2])) groups, $((c[8] - c[3])) rolled back, $((c[9] - c[4])) exchanges stored alone after them"
   fi
   last_total=$total
   last_errors=${errors:-0}
@@ -195,7 +206,11 @@ serve() { # [billed:]BIN[#KEY=V,...]
     { cat bench/config.toml; echo "$chat" | tr ',' '\n'; } > "$config"
   fi
   if [ "$spec" != "$1" ]; then
-    cat bench/billed.toml >> "$config"
+    if [ -n "${MONTH_LIMIT:-}" ]; then
+      sed "s/^conversations_per_month = .*/conversations_per_month = $MONTH_LIMIT/" bench/billed.toml >> "$config"
+    else
+      cat bench/billed.toml >> "$config"
+    fi
     billing=(RAZORPAY_KEY_ID=rzp_test_bench RAZORPAY_KEY_SECRET=bench_secret)
   fi
   db="chatter_lean_run_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
