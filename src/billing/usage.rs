@@ -9,6 +9,7 @@
 
 use chrono::NaiveDate;
 use futures_util::future::try_join_all;
+use tokio_postgres::Statement;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::db::{Db, DbError, SchemaName, TenantsTx};
@@ -93,10 +94,20 @@ pub async fn count_within_shares(
     shard: i16,
 ) -> Result<Vec<bool>, DbError> {
     let shard = shard.rem_euclid(SHARDS);
+    // Every statement prepared first, then all sent in the callers' order:
+    // a first use's PREPARE must not let a later tenant's row be locked
+    // before an earlier one's.
+    let statements = try_join_all(
+        counts
+            .iter()
+            .map(|&(schema, meter, _)| prepare(tx, schema, meter)),
+    )
+    .await?;
     try_join_all(
         counts
             .iter()
-            .map(|&(schema, meter, many)| count_in_share(tx, schema, meter, many, shard)),
+            .zip(&statements)
+            .map(|(&(_, meter, many), statement)| run_count(tx, statement, meter, many, shard)),
     )
     .await
 }
@@ -141,23 +152,49 @@ async fn count_in_share(
     many: i32,
     shard: i16,
 ) -> Result<bool, DbError> {
+    let statement = prepare(tx, schema, meter).await?;
+    run_count(tx, &statement, meter, many, shard).await
+}
+
+/// The count of `meter` for `schema`, prepared on the transaction's
+/// connection: it runs on every group of a billed tenant.
+async fn prepare(tx: &TenantsTx, schema: &SchemaName, meter: Meter) -> Result<Statement, DbError> {
+    Ok(match meter.limit {
+        None => {
+            tx.prepared_in(
+                schema,
+                COUNT_UNLIMITED,
+                &[Type::DATE, Type::INT2, Type::INT4],
+            )
+            .await?
+        }
+        Some(_) => {
+            tx.prepared_in(
+                schema,
+                COUNT_IN_SHARE,
+                &[Type::DATE, Type::INT4, Type::INT4, Type::INT2],
+            )
+            .await?
+        }
+    })
+}
+
+/// Runs a statement from [`prepare`] for the same `meter`.
+async fn run_count(
+    tx: &TenantsTx,
+    statement: &Statement,
+    meter: Meter,
+    many: i32,
+    shard: i16,
+) -> Result<bool, DbError> {
     let rows = match meter.limit_param() {
         None => {
-            let params: [(&(dyn ToSql + Sync), Type); 3] = [
-                (&meter.month, Type::DATE),
-                (&shard, Type::INT2),
-                (&many, Type::INT4),
-            ];
-            tx.query_typed_in(schema, COUNT_UNLIMITED, &params).await?
+            tx.query_statement(statement, &[&meter.month, &shard, &many])
+                .await?
         }
         Some(limit) => {
-            let params: [(&(dyn ToSql + Sync), Type); 4] = [
-                (&meter.month, Type::DATE),
-                (&limit, Type::INT4),
-                (&many, Type::INT4),
-                (&shard, Type::INT2),
-            ];
-            tx.query_typed_in(schema, COUNT_IN_SHARE, &params).await?
+            tx.query_statement(statement, &[&meter.month, &limit, &many, &shard])
+                .await?
         }
     };
     Ok(!rows.is_empty())

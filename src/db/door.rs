@@ -259,6 +259,11 @@ impl OpenTx {
     }
 
     fn client(&self) -> &Client {
+        self.object()
+    }
+
+    /// The pooled connection, with its statement cache.
+    fn object(&self) -> &Object {
         // Only `finish` takes the client, and it consumes `self`.
         match &self.client {
             Some(client) => client,
@@ -409,10 +414,46 @@ impl TenantsTx {
         self.0.client().query_typed(&sql, params).await
     }
 
+    /// The statement `sql` (as for [`query_typed_in`](Self::query_typed_in))
+    /// for `schema`, prepared on this connection with `types`, for a
+    /// statement run on every chat group: PostgreSQL then parses and plans
+    /// it once per connection and tenant, not on every group (for a
+    /// one-row UPDATE that costs about as much as running it). A
+    /// connection keeps [`PREPARED_PER_CONNECTION`] such statements at
+    /// most, then drops them all, so a backend's memory stays bounded
+    /// with thousands of tenants. Run it with
+    /// [`query_statement`](Self::query_statement).
+    pub async fn prepared_in(
+        &self,
+        schema: &SchemaName,
+        sql: &'static str,
+        types: &[Type],
+    ) -> Result<Statement, tokio_postgres::Error> {
+        let sql = sql.replace(TENANT_PLACEHOLDER, &schema.quoted());
+        let connection = self.0.object();
+        if connection.statement_cache.size() >= PREPARED_PER_CONNECTION {
+            connection.statement_cache.clear();
+        }
+        connection.prepare_typed_cached(&sql, types).await
+    }
+
+    /// Runs a statement from [`prepared_in`](Self::prepared_in).
+    pub async fn query_statement(
+        &self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        self.0.client().query(statement, params).await
+    }
+
     pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
         self.0.finish("COMMIT").await
     }
 }
+
+/// Statements a pooled connection keeps prepared (`TenantsTx::prepared_in`)
+/// before it drops them all: a few KB of a backend's memory each.
+pub const PREPARED_PER_CONNECTION: usize = 256;
 
 /// A pooled connection for the shared tables, outside a transaction.
 pub struct Shared(Object);

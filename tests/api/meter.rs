@@ -56,16 +56,22 @@ async fn impatient(db: &Db) -> TenantsTx {
     tx
 }
 
-#[tokio::test]
-async fn two_transactions_count_one_tenants_month_on_their_own_rows_without_waiting() {
+/// An app with the tenant alpha, one conversation counted this month
+/// against a limit of 1,000: the first count hands the shares out.
+async fn alpha_with_shares() -> (TestApp, Meter) {
     let app = spawn_app().await;
     app.create_tenant("alpha", "alpha", None).await;
     let limited = meter(Some(1_000));
-    // The first count of the month hands the shares out.
     assert_eq!(
         count_committed(&app.handle, limited, 1, 0).await,
         Counted::Yes(Some(1))
     );
+    (app, limited)
+}
+
+#[tokio::test]
+async fn two_transactions_count_one_tenants_month_on_their_own_rows_without_waiting() {
+    let (app, limited) = alpha_with_shares().await;
 
     // One transaction counts on row 0 and holds it until its COMMIT;
     // another counts on row 1 meanwhile. On one row it would wait for the
@@ -278,4 +284,80 @@ async fn the_count_that_reaches_the_warning_is_seen_exactly() {
         Counted::Full
     );
     assert_eq!(month_total(&app).await, 10);
+}
+
+/// How many statements naming `what` this transaction's connection holds
+/// prepared, and how often they ran.
+async fn prepared(tx: &TenantsTx, what: &str) -> (i64, i64) {
+    let pattern = format!("%{what}%");
+    let row = tx
+        .query_typed_in(
+            &alpha(),
+            "SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0)::bigint \
+             FROM pg_catalog.pg_prepared_statements WHERE statement LIKE $1",
+            &[(&pattern, tokio_postgres::types::Type::TEXT)],
+        )
+        .await
+        .unwrap();
+    (row[0].get(0), row[0].get(1))
+}
+
+/// The count runs on every group of a billed tenant: PostgreSQL parses and
+/// plans it once per connection, not on every group.
+#[tokio::test]
+async fn the_count_is_prepared_once_per_connection_and_tenant() {
+    let (app, limited) = alpha_with_shares().await;
+    let tx = app.handle.tenants().await.unwrap();
+    let before = prepared(&tx, "alpha\".usage").await;
+    for _ in 0..3 {
+        let counted = usage::count_within_shares(&tx, &[(&alpha(), limited, 1)], 0)
+            .await
+            .unwrap();
+        assert_eq!(counted, [true]);
+    }
+    let after = prepared(&tx, "alpha\".usage").await;
+    // One statement for the limited count, whether or not an earlier
+    // transaction on this connection prepared it, run three more times.
+    assert_eq!(after.0, 1, "{before:?} {after:?}");
+    assert_eq!(after.1 - before.1, 3, "{before:?} {after:?}");
+    tx.commit().await.unwrap();
+    assert_eq!(month_total(&app).await, 4);
+}
+
+/// Prepared statements are kept per connection up to a bound, then all
+/// dropped: a backend's memory does not grow with the tenants it served.
+#[tokio::test]
+async fn a_connection_keeps_a_bounded_number_of_prepared_statements() {
+    let app = spawn_app().await;
+    let tx = app.handle.tenants().await.unwrap();
+    let bound = chatter::db::door::PREPARED_PER_CONNECTION;
+    // A statement per (made-up) tenant; none of them needs its schema.
+    for i in 0..bound + 10 {
+        let schema = SchemaName::parse(&format!("tenant_{i}")).unwrap();
+        let statement = tx
+            .prepared_in(
+                &schema,
+                "SELECT $1::int AS {tenant}",
+                &[tokio_postgres::types::Type::INT4],
+            )
+            .await
+            .unwrap();
+        let rows = tx.query_statement(&statement, &[&7_i32]).await.unwrap();
+        assert_eq!(rows[0].get::<_, i32>(0), 7);
+    }
+    // Dropping a statement closes it on the connection; the next statement
+    // makes sure those closes went through.
+    let held: i64 = tx
+        .query_typed_in(
+            &alpha(),
+            "SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE statement LIKE 'SELECT $1::int AS %'",
+            &[],
+        )
+        .await
+        .unwrap()[0]
+        .get(0);
+    assert!(
+        (1..=i64::try_from(bound).unwrap()).contains(&held),
+        "{held} prepared, bound {bound}"
+    );
 }
