@@ -2,10 +2,11 @@
 //! conversations (the dashboard's banner says the same): one mail per
 //! tenant per month, sent only with SMTP configured.
 //!
-//! The chat path pays nothing for it: the meter already returns the
-//! month's count, and only a chat at or past the share (and not yet known
-//! to be noticed this month in this process) spawns the work, off the
-//! request. That work claims the month's `usage.warned_at` (tenant
+//! The chat path pays nothing for it: the count that reaches the share
+//! is made with the month's rows locked (the warning ends a share of the
+//! meter, `usage::count`) and returns the month's count, and only a chat
+//! at or past the share (and not yet known to be noticed this month in
+//! this process) spawns the work, off the request. That work claims the month's `usage.warned_at` (tenant
 //! migration V8) before mailing, so a restart or another server never
 //! mails twice; when no owner could be reached the claim is given back and
 //! a later chat tries again.
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
 
-use crate::billing::usage::Meter;
+use crate::billing::usage::{self, Meter};
 use crate::billing::{Billing, BillingError};
 use crate::db::SchemaName;
 use crate::mail::Mailer;
@@ -128,10 +129,7 @@ impl Billing {
             return Ok(true);
         }
         let count: i64 = tx
-            .query_one(
-                "SELECT coalesce(sum(conversations), 0)::bigint FROM usage WHERE month = $1",
-                &[&month],
-            )
+            .query_one(usage::MONTH_TOTAL, &[&month])
             .await?
             .try_get(0)?;
         tx.commit().await?;

@@ -278,6 +278,11 @@ pub async fn conversations_started_in(
     Ok(row.try_get(0)?)
 }
 
+/// The month's count (`$1`: the month), the sum of its rows, in a
+/// transaction in the tenant's schema.
+pub(crate) const MONTH_TOTAL: &str =
+    "SELECT coalesce(sum(conversations), 0)::bigint FROM usage WHERE month = $1";
+
 /// The tenant's conversations started in `month`.
 pub async fn conversations_in(
     db: &Db,
@@ -285,12 +290,7 @@ pub async fn conversations_in(
     month: NaiveDate,
 ) -> Result<i64, DbError> {
     let tx = db.tenant(schema).await?;
-    let row = tx
-        .query_one(
-            "SELECT coalesce(sum(conversations), 0)::bigint FROM usage WHERE month = $1",
-            &[&month],
-        )
-        .await?;
+    let row = tx.query_one(MONTH_TOTAL, &[&month]).await?;
     tx.commit().await?;
     Ok(row.try_get(0)?)
 }

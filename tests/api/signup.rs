@@ -726,16 +726,19 @@ fn relay(sink: &SmtpSink, tls: SmtpTls, ca_file: Option<&std::path::Path>) -> Sm
     }
 }
 
+/// The sink's TLS mode and the mailer's setting that speaks it.
+const TLS_MODES: [(SinkTls, SmtpTls); 2] = [
+    (SinkTls::Starttls, SmtpTls::Starttls),
+    (SinkTls::Tls, SmtpTls::Tls),
+];
+
 /// Both TLS paths end to end: lettre against a sink whose certificate comes
 /// from a private CA, trusted through `smtp.ca_file`. The message and the
 /// credentials reach the sink only inside TLS, intact.
 #[tokio::test]
 async fn the_mailer_delivers_over_starttls_and_implicit_tls_to_a_relay_on_a_private_ca() {
     use chatter::mail::Mailer;
-    for (mode, tls) in [
-        (SinkTls::Starttls, SmtpTls::Starttls),
-        (SinkTls::Tls, SmtpTls::Tls),
-    ] {
+    for (mode, tls) in TLS_MODES {
         let mut sink = SmtpSink::start_with(mode).await;
         let smtp = relay(&sink, tls, Some(sink.ca_file()));
         let mailer = Mailer::from_settings(&smtp).unwrap().unwrap();
@@ -782,10 +785,7 @@ async fn the_mailer_delivers_over_starttls_and_implicit_tls_to_a_relay_on_a_priv
 #[tokio::test]
 async fn the_mailer_refuses_a_relay_it_does_not_trust() {
     use chatter::mail::{MailError, Mailer};
-    for (mode, tls) in [
-        (SinkTls::Starttls, SmtpTls::Starttls),
-        (SinkTls::Tls, SmtpTls::Tls),
-    ] {
+    for (mode, tls) in TLS_MODES {
         let mut sink = SmtpSink::start_with(mode).await;
         let stranger = SmtpSink::start_with(mode).await;
         for ca_file in [None, Some(stranger.ca_file())] {

@@ -284,6 +284,19 @@ async fn send<S: AsyncWrite + Unpin>(stream: &mut S, reply: &[u8]) -> std::io::R
     stream.flush().await
 }
 
+/// The next line, its end kept, at most `MAX_LINE` bytes of it; none at
+/// the end of the stream.
+async fn next_line<S: AsyncRead + Unpin>(
+    stream: &mut BufReader<S>,
+) -> std::io::Result<Option<String>> {
+    let mut line = String::new();
+    let read = (&mut *stream)
+        .take(MAX_LINE as u64)
+        .read_line(&mut line)
+        .await?;
+    Ok((read > 0).then_some(line))
+}
+
 /// One SMTP dialogue over `stream`. Returns the stream, unread past the
 /// command, when the client asked for STARTTLS and was told to go ahead.
 async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
@@ -302,15 +315,9 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     let mut to = Vec::new();
     let mut auth = None;
     loop {
-        let mut line = String::new();
-        if (&mut stream)
-            .take(MAX_LINE as u64)
-            .read_line(&mut line)
-            .await?
-            == 0
-        {
+        let Some(line) = next_line(&mut stream).await? else {
             return Ok(None);
-        }
+        };
         let line = line.trim_end_matches(['\r', '\n']);
         let upper = line.to_ascii_uppercase();
         let reply: &[u8] = if upper.starts_with("EHLO") {
@@ -359,15 +366,9 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
             send(&mut stream, b"354 end with <CRLF>.<CRLF>\r\n").await?;
             let mut data = String::new();
             loop {
-                let mut l = String::new();
-                if (&mut stream)
-                    .take(MAX_LINE as u64)
-                    .read_line(&mut l)
-                    .await?
-                    == 0
-                {
+                let Some(l) = next_line(&mut stream).await? else {
                     return Ok(None);
-                }
+                };
                 if l == ".\r\n" || l == ".\n" {
                     break;
                 }
